@@ -1,0 +1,72 @@
+"""Every failure as one line on stderr (``kx: error: ...``) with the CONTRACT exit code."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import traceback
+
+import click
+
+from ledger.errors import BadInput, KxError
+
+
+def _sqlite_error(exc: sqlite3.Error) -> KxError:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return BadInput("the ledger is read-only; check the file's permissions or pass another --ledger")
+    if "disk is full" in text or "disk I/O" in text:
+        return KxError(f"the ledger could not be written ({text}); nothing was recorded — free space and retry")
+    if "not a database" in text or "malformed" in text:
+        return BadInput(f"the ledger is not a kx ledger ({text}); pass another --ledger")
+    if "locked" in text or "busy" in text:
+        return KxError("the ledger stayed locked by another writer; nothing was recorded — retry")
+    return KxError(f"ledger error: {text}")
+
+
+def _flag(args: list[str], *names: str) -> bool:
+    return any(arg in names for arg in args)
+
+
+def run_guarded(command: click.Group, args: list[str]) -> int:
+    as_json, verbose = _flag(args, "--json"), _flag(args, "-v", "--verbose")
+    try:
+        command.main(args=args, prog_name="kx", standalone_mode=False)
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return _report(KxError("interrupted"), as_json, verbose, code=130)
+    except click.ClickException as exc:
+        return _report(BadInput(exc.format_message().rstrip(".") + _hint(exc)), as_json, verbose)
+    except KxError as exc:
+        return _report(exc, as_json, verbose)
+    except sqlite3.Error as exc:
+        return _report(_sqlite_error(exc), as_json, verbose)
+    except KeyboardInterrupt:
+        return _report(KxError("interrupted"), as_json, verbose, code=130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        return _report(KxError(f"unexpected failure: {type(exc).__name__}: {exc}; rerun with -v for details"),
+                       as_json, verbose)
+
+
+def _hint(exc: click.ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f"; see '{ctx.command_path} --help'" if ctx is not None else "; see 'kx --help'"
+
+
+def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = None) -> int:
+    code = error.code if code is None else code
+    if verbose and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    message = " ".join(error.message.split())
+    print(f"kx: error: {message}", file=sys.stderr)
+    if as_json:
+        body = {"code": code, "message": message}
+        if error.details:
+            body["details"] = error.details
+        print(json.dumps({"schema": 1, "error": body}, ensure_ascii=False))
+    return code

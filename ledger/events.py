@@ -1,0 +1,157 @@
+"""The ledger's events: immutable pydantic values, one class per CONTRACT event type.
+
+Every event belongs to one plan and one stream: the plan's own stream, one per
+batch, one per PART, so that runners on different PARTs never contend for the
+same stream version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMPORT = "import"
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+    plan: str
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    @property
+    def stream(self) -> str:
+        return plan_stream(self.plan)
+
+    def data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def plan_stream(plan: str) -> str:
+    return f"plan:{plan}"
+
+
+def batch_stream(plan: str, batch: int) -> str:
+    return f"batch:{plan}:{batch}"
+
+
+def part_stream(plan: str, part: str) -> str:
+    return f"part:{plan}:{part}"
+
+
+# --- plan stream -------------------------------------------------------------
+
+
+class PlanImported(Event):
+    path: str = Field(description="the plan file, relative to the ledger's project folder when inside it")
+    root: str = Field(description="the folder drops and knowledge files must stay inside")
+    sha256: str
+    source: str = Field(description="the file's full text, BOM included: the plan rebuilds from events alone")
+    structure: dict[str, Any] = Field(description="the parsed plan (machine.plan.Plan)")
+    by: str = IMPORT
+
+
+class PlanRevised(PlanImported):
+    previous_sha256: str
+    carried: int = Field(default=0, description="ticks carried over to boxes that still exist")
+    dropped: list[str] = Field(default_factory=list, description="ticked boxes the new file no longer has")
+
+
+class PlanConsolidated(Event):
+    paths: dict[str, str] = Field(default_factory=dict)
+    commit: str | None = None
+    by: str
+
+
+# --- batch streams -----------------------------------------------------------
+
+
+class BatchEvent(Event):
+    batch: int
+
+    @property
+    def stream(self) -> str:
+        return batch_stream(self.plan, self.batch)
+
+
+class BatchReviewed(BatchEvent):
+    decision: Literal["approve", "reject"]
+    by: str
+    note: str | None = None
+    parts: list[str] = Field(default_factory=list, description="PARTs sent back to pending by a rejection")
+    drops: dict[str, str] = Field(default_factory=dict, description="drop path → sha256 of the drops reviewed")
+    accepted_failed: list[str] = Field(default_factory=list)
+
+
+# --- PART streams ------------------------------------------------------------
+
+
+class PartEvent(Event):
+    part: str
+    attempt: str | None = None
+    by: str | None = None
+
+    @property
+    def stream(self) -> str:
+        return part_stream(self.plan, self.part)
+
+
+class RunnerStarted(PartEvent):
+    attempt: str
+    runner: list[str] | None = None
+    pid: int | None = None
+    pid_started: float | None = Field(default=None, description="the process's start time, to tell a reused pid")
+    host: str | None = None
+    log: str | None = None
+
+
+class CheckboxTicked(PartEvent):
+    box: int = Field(description="the box's stable id within the PART")
+    text: str
+
+
+class CheckboxUnticked(CheckboxTicked):
+    pass
+
+
+class DropRecorded(PartEvent):
+    path: str
+    sha256: str
+    size: int
+
+
+class RunnerSucceeded(PartEvent):
+    completed_at: str | None = Field(default=None, description="the 'YYYY-MM-DD HH:MM' stamp; from the file on import")
+
+
+class RunnerFailed(PartEvent):
+    reason: str
+    exit_code: int | None = None
+    log_tail: str | None = None
+
+
+class RunnerLost(PartEvent):
+    reason: str
+
+
+class PartRetried(PartEvent):
+    reason: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        PlanImported, PlanRevised, PlanConsolidated, BatchReviewed, RunnerStarted, CheckboxTicked,
+        CheckboxUnticked, DropRecorded, RunnerSucceeded, RunnerFailed, RunnerLost, PartRetried,
+    )
+}
+
+
+def load(type_name: str, data: dict[str, Any]) -> Event:
+    """The event model for a stored row."""
+    return EVENT_TYPES[type_name].model_validate(data)

@@ -1,0 +1,75 @@
+"""Read models built from folded state: what ``status`` and ``plan list`` show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from machine.state import PlanState
+
+SCHEMA = 1
+
+
+def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
+    part, structure = state.parts[part_id], state.plan.part(part_id)
+    box_ids = {b.id for b in structure.boxes}
+    view = {
+        "id": part.id,
+        "title": structure.title,
+        "state": part.state,
+        "ticked": len(part.ticked & box_ids),
+        "total": len(box_ids),
+        "attempts": part.attempts,
+    }
+    if part.attempt:
+        view["attempt"] = part.attempt
+    if part.completed_at:
+        view["completed_at"] = part.completed_at
+    if structure.header and structure.header.target:
+        view["target"] = structure.header.target
+    if part.reason:
+        view["reason"] = part.reason
+    return view
+
+
+def status_view(state: PlanState) -> dict[str, Any]:
+    plan = state.plan
+    batches = []
+    for batch in plan.batches:
+        batch_state = state.batches[batch.number]
+        entry: dict[str, Any] = {
+            "number": batch.number,
+            "title": batch.title,
+            "state": batch_state.state,
+            "parts": [part_view(state, f"PART-{n}") for n in dict.fromkeys(batch.parts)],
+        }
+        if batch_state.last_review:
+            review = batch_state.last_review
+            entry["review"] = {k: review.get(k) for k in ("decision", "by", "note", "recorded_at") if review.get(k)}
+        batches.append(entry)
+    return {
+        "schema": SCHEMA,
+        "plan": state.id,
+        "title": plan.title,
+        "path": state.path,
+        "limit": state.limit,
+        "running": [p.id for p in state.running()],
+        "batches": batches,
+        "declared": {"batches": len(plan.declared), "parts": len(plan.declared_parts)},
+        "found": {"batches": len(plan.batches), "parts": len(plan.parts)},
+        "position": state.position,
+        "consolidated": state.consolidated is not None,
+    }
+
+
+def plan_summary(state: PlanState) -> dict[str, Any]:
+    parts = list(state.parts[p.id] for p in state.plan.parts)
+    return {
+        "id": state.id,
+        "title": state.plan.title,
+        "path": state.path,
+        "parts": len(parts),
+        "succeeded": sum(p.state == "succeeded" for p in parts),
+        "batches": len(state.plan.batches),
+        "revisions": state.revisions,
+        "consolidated": state.consolidated is not None,
+    }

@@ -1,0 +1,256 @@
+"""The event store: one SQLite file, one append-only ``events`` table.
+
+Appends happen inside ``BEGIN IMMEDIATE`` (SQLite's write lock, taken up front)
+so that a command can read state, check its rules and append in one atomic
+step even when many processes act at once. Each stream has gap-free versions,
+unique with the stream; each event carries a hash chained to the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import BadInput, KxError
+from ledger.events import Event, load
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+GENESIS = "0" * 64
+
+
+class ConcurrencyConflict(KxError):
+    """A stream moved on between reading it and appending to it."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An event as the ledger holds it."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    data: dict[str, Any]
+    recorded_at: str
+    plan: str = ""
+    hash: str = ""
+
+    @cached_property
+    def event(self) -> Event:
+        return load(self.type, self.data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def chain_hash(previous: str, position: int, stream: str, version: int, type_: str, data: str, recorded_at: str) -> str:
+    fields = "\x1f".join((previous, str(position), stream, str(version), type_, data, recorded_at))
+    return hashlib.sha256(fields.encode()).hexdigest()
+
+
+def _encode(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class Ledger:
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self._depth = 0
+
+    # --- opening --------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, *, create: bool = False) -> Ledger:
+        path = Path(path)
+        if not path.exists() and not create:
+            raise BadInput(f"no ledger at {path}; run 'kx plan import PLAN.md' first or pass --ledger")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = cls._connect(path)
+        ledger = cls(path, conn)
+        try:
+            ledger._prepare(create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise BadInput(f"{path} is not a kx ledger ({exc}); point --ledger at a kx ledger") from None
+        except KxError:
+            conn.close()
+            raise
+        return ledger
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    def _prepare(self, create: bool) -> None:
+        tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "kx_meta" not in tables:
+            if tables or not create:
+                raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
+            self._create_schema()
+            return
+        version = int(self.meta("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise BadInput(
+                f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
+            )
+
+    def _create_schema(self) -> None:
+        from sqlite_utils import Database
+
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            db = Database(self.conn)
+            db["kx_meta"].create({"key": str, "value": str}, pk="key")
+            db["events"].create(
+                {
+                    "position": int, "plan": str, "stream": str, "version": int, "type": str,
+                    "data": str, "recorded_at": str, "schema_version": int, "hash": str,
+                },
+                pk="position",
+                not_null=["plan", "stream", "version", "type", "data", "recorded_at", "schema_version", "hash"],
+            )
+            db["events"].create_index(["stream", "version"], unique=True)
+            db["events"].create_index(["plan", "position"])
+            db["events"].create_index(["type"])
+            for action in ("UPDATE", "DELETE"):
+                self.conn.execute(
+                    f"CREATE TRIGGER events_no_{action.lower()} BEFORE {action} ON events "
+                    f"BEGIN SELECT RAISE(ABORT, 'kx ledger events are append-only: {action} refused'); END"
+                )
+            db["kx_meta"].insert_all([
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "created_at", "value": clock.now_iso()},
+            ])
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM kx_meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- writing --------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: reads inside see what no other writer can change."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def append(self, events: Sequence[Event], expected: dict[str, int] | None = None) -> list[Recorded]:
+        """Append events in order, atomically; ``expected`` maps stream → version it must still be at."""
+        if not events:
+            return []
+        with self.transaction():
+            recorded_at = clock.now_iso()
+            position, previous = self._head()
+            versions: dict[str, int] = {}
+            rows: list[Recorded] = []
+            for event in events:
+                stream = event.stream
+                if stream not in versions:
+                    versions[stream] = self.stream_version(stream)
+                    if expected and stream in expected and expected[stream] != versions[stream]:
+                        raise ConcurrencyConflict(
+                            f"stream {stream} is at version {versions[stream]}, expected {expected[stream]}; try again"
+                        )
+                versions[stream] += 1
+                position += 1
+                data = _encode(event.data())
+                digest = chain_hash(previous, position, stream, versions[stream], event.type, data, recorded_at)
+                self.conn.execute(
+                    "INSERT INTO events (position, plan, stream, version, type, data, recorded_at, schema_version, hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (position, event.plan, stream, versions[stream], event.type, data, recorded_at,
+                     event.schema_version, digest),
+                )
+                previous = digest
+                rows.append(Recorded(position, stream, versions[stream], event.type, event.data(), recorded_at,
+                                     event.plan, digest))
+            return rows
+
+    def _head(self) -> tuple[int, str]:
+        row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def stream_version(self, stream: str) -> int:
+        row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+        return row[0] or 0
+
+    # --- reading --------------------------------------------------------------
+
+    def read(
+        self,
+        *,
+        plan: str | None = None,
+        since: int = 0,
+        until: int | None = None,
+        until_time: str | None = None,
+        stream: str | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[Recorded]:
+        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
+        where, params = ["position > ?"], [since]
+        for column, value in (("plan", plan), ("stream", stream)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if until is not None:
+            where.append("position <= ?")
+            params.append(until)
+        if until_time is not None:
+            where.append("recorded_at <= ?")
+            params.append(until_time)
+        if types:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            params.extend(types)
+        sql = (
+            "SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
+            f" WHERE {' AND '.join(where)} ORDER BY position"
+        )
+        return [
+            Recorded(pos, stream_, version, type_, json.loads(data), at, plan_, digest)
+            for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
+        ]
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def last_position(self) -> int:
+        return self._head()[0]
+
+    def plan_ids(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT plan FROM events WHERE type = 'PlanImported' ORDER BY position"
+        ).fetchall()
+        return [row[0] for row in rows]

@@ -1,0 +1,82 @@
+"""One function per read-side command; the CLI parses arguments, calls one of these, prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import BadInput
+from ledger.projections import SCHEMA, plan_summary, status_view
+from ledger.render import render
+from ledger.store import Recorded
+from machine.lint import Finding, lint_text
+from machine.parser import PlanError
+from machine.text import PlanTextError, decode, read_file
+from machine.state import PlanState
+from machine.workspace import Workspace
+
+
+def list_plans(workspace: Workspace) -> dict[str, Any]:
+    plans = []
+    for plan_id in workspace.plan_ids():
+        plans.append(plan_summary(PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id))))
+    return {"schema": SCHEMA, "plans": plans}
+
+
+def status(workspace: Workspace) -> dict[str, Any]:
+    return status_view(workspace.state())
+
+
+def replay(workspace: Workspace, until: int | None = None, at: str | None = None) -> str:
+    """The plan's markdown rebuilt from events alone, as it was at ``until`` / ``at``."""
+    if until is not None and at is not None:
+        raise BadInput("give --until or --at, not both")
+    until_time = None
+    if at is not None:
+        try:
+            until_time = clock.iso(clock.parse_time(at))
+        except ValueError:
+            raise BadInput(f"--at {at!r} is not an ISO-8601 time (e.g. 2025-11-16T18:56:00Z)") from None
+    state = workspace.state(until=until, until_time=until_time)
+    if not state.source:
+        raise BadInput("the plan did not exist yet at that point; pick a later --until or --at")
+    return render(state.source, state.plan, state.parts)
+
+
+def events(workspace: Workspace, since: int = 0) -> list[Recorded]:
+    plan = workspace.plan_id() if workspace.plan_choice else None
+    return workspace.ledger.read(plan=plan, since=since)
+
+
+def event_view(event: Recorded) -> dict[str, Any]:
+    return {
+        "position": event.position, "plan": event.plan, "stream": event.stream, "version": event.version,
+        "type": event.type, "recorded_at": event.recorded_at, "data": event.data,
+    }
+
+
+def lint(workspace: Workspace | None, file: Path | None) -> list[Finding]:
+    """Lint a plan file, or the ledger's plan as its events render it (imported history included)."""
+    if file is not None:
+        raw = read_file(file)
+        try:
+            return lint_text(decode(raw, str(file)), str(file))
+        except (PlanTextError, PlanError) as exc:
+            raise BadInput(str(exc)) from None
+    if workspace is None:
+        raise BadInput("give a plan FILE, or run inside a project with a ledger")
+    state = workspace.state()
+    return lint_text(render(state.source, state.plan, state.parts), state.path) + _history_findings(state)
+
+
+def _history_findings(state: PlanState) -> list[Finding]:
+    findings = []
+    for batch in state.plan.batches:
+        if state.batches[batch.number].state != "approved":
+            continue
+        open_parts = [f"PART-{n}" for n in batch.parts if state.parts[f"PART-{n}"].state != "succeeded"]
+        if open_parts:
+            findings.append(Finding("warning", "history", f"batch {batch.number} is approved while"
+                                    f" {', '.join(open_parts)} have not succeeded"))
+    return findings + [Finding("warning", "history", anomaly) for anomaly in state.anomalies]

@@ -1,0 +1,157 @@
+"""``kx plan import``: record a plan, or a revision of it, with the history its file already shows.
+
+Ticked boxes and ticked PART headers in the file become events recorded ``by``
+``import``; a batch followed by a batch with progress counts as approved by
+``import``. A revision keeps each box's stable id when its text is still there
+(matched in order with difflib), so ticks carry over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+
+from ledger.errors import BadInput
+from ledger.events import IMPORT, BatchReviewed, CheckboxTicked, Event, PlanImported, PlanRevised, RunnerSucceeded
+from machine.parser import PlanError, parse
+from machine.plan import Part, Plan
+from machine.text import read_file
+from machine.state import PlanState
+from machine.workspace import Workspace
+
+
+@dataclass
+class ImportResult:
+    plan: str
+    action: str  # "imported", "revised" or "unchanged"
+    path: str
+    events: int = 0
+    parts: int = 0
+    batches: int = 0
+    carried: int = 0
+    dropped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def read_plan(file: Path) -> tuple[bytes, Plan]:
+    raw = read_file(file)
+    try:
+        return raw, parse(raw, name=str(file))
+    except PlanError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def import_plan(workspace: Workspace, file: Path, *, root: Path | None = None) -> ImportResult:
+    raw, plan = read_plan(file)
+    sha = hashlib.sha256(raw).hexdigest()
+    stored = workspace.store_path(file)
+    with workspace.ledger.transaction():
+        plan_id = _existing_plan(workspace, stored)
+        if plan_id is None:
+            plan_id = workspace.plan_choice or _new_id(file, workspace.plan_ids())
+            base = dict(plan=plan_id, path=stored, root=workspace.store_path(root or file.parent),
+                        sha256=sha, source=raw.decode("utf-8"))
+            events = [PlanImported(**base, structure=plan.model_dump(mode="json")), *file_history(plan_id, plan, None)]
+            workspace.ledger.append(events)
+            return ImportResult(plan_id, "imported", stored, len(events), len(plan.parts), len(plan.batches))
+        state = PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id))
+        if state.sha256 == sha and state.path == stored:
+            return ImportResult(plan_id, "unchanged", stored, 0, len(state.plan.parts), len(state.plan.batches))
+        return _revise(workspace, state, raw, plan, sha, stored, root)
+
+
+def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha: str, stored: str,
+            root: Path | None) -> ImportResult:
+    plan = carry_box_ids(state.plan, plan, state.box_ids)
+    carried, dropped = _carried_ticks(state, plan)
+    revised = PlanRevised(
+        plan=state.id, path=stored, root=workspace.store_path(root) if root else state.root, sha256=sha,
+        source=raw.decode("utf-8"), structure=plan.model_dump(mode="json"), previous_sha256=state.sha256,
+        carried=carried, dropped=dropped,
+    )
+    events = [revised, *file_history(state.id, plan, state)]
+    workspace.ledger.append(events)
+    return ImportResult(state.id, "revised", stored, len(events), len(plan.parts), len(plan.batches),
+                        carried, dropped)
+
+
+def _existing_plan(workspace: Workspace, stored: str) -> str | None:
+    if workspace.plan_choice and workspace.plan_choice in workspace.plan_ids():
+        return workspace.plan_choice
+    if workspace.plan_choice:
+        return None
+    rows = workspace.ledger.read(types=["PlanImported", "PlanRevised"])
+    latest = {row.plan: row.get("path") for row in rows}
+    return next((plan for plan, path in latest.items() if path == stored), None)
+
+
+def _new_id(file: Path, taken: list[str]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", file.stem.lower()).strip("-") or "plan"
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def file_history(plan_id: str, plan: Plan, known: PlanState | None) -> list[Event]:
+    """What the file shows as done that the ledger does not know yet, as events by ``import``."""
+    events: list[Event] = []
+    for part in plan.parts:
+        current = known.parts.get(part.id) if known else None
+        for box in part.boxes:
+            if box.ticked and not (current and box.id in current.ticked):
+                events.append(CheckboxTicked(plan=plan_id, part=part.id, box=box.id, text=box.text, by=IMPORT))
+        if part.header and part.header.ticked and not (current and current.state == "succeeded"):
+            events.append(RunnerSucceeded(plan=plan_id, part=part.id, by=IMPORT, completed_at=part.header.stamp))
+    approved = {n for n, b in (known.batches.items() if known else ()) if b.state == "approved"}
+    for index, batch in enumerate(plan.batches):
+        later = plan.batches[index + 1 :]
+        if batch.number not in approved and any(_has_progress(plan, b.parts) for b in later):
+            events.append(BatchReviewed(plan=plan_id, batch=batch.number, decision="approve", by=IMPORT,
+                                        note="a later batch already has progress in the imported file"))
+    return events
+
+
+def _has_progress(plan: Plan, numbers: tuple[int, ...]) -> bool:
+    parts = [plan.part(n) for n in numbers]
+    return any(p and ((p.header and p.header.ticked) or any(b.ticked for b in p.boxes)) for p in parts)
+
+
+def carry_box_ids(old: Plan, new: Plan, used: dict[str, int]) -> Plan:
+    """``new`` with each box keeping the id it had in ``old`` when its text is still there."""
+    parts = [_carry_part(old.part(part.number), part, used.get(part.id, 0)) for part in new.parts]
+    return new.model_copy(update={"parts": tuple(parts)})
+
+
+def _carry_part(old: Part | None, new: Part, used: int) -> Part:
+    next_id = used + 1
+    ids: dict[int, int] = {}
+    if old is not None:
+        matcher = SequenceMatcher(None, [b.text for b in old.boxes], [b.text for b in new.boxes], autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                ids[block.b + k] = old.boxes[block.a + k].id
+    boxes = []
+    for index, box in enumerate(new.boxes):
+        if index not in ids:
+            ids[index], next_id = next_id, next_id + 1
+        boxes.append(box.model_copy(update={"id": ids[index]}))
+    return new.model_copy(update={"boxes": tuple(boxes)})
+
+
+def _carried_ticks(state: PlanState, plan: Plan) -> tuple[int, list[str]]:
+    carried, dropped = 0, []
+    for part_id, part_state in state.parts.items():
+        new_part, old_part = plan.part(part_id), state.plan.part(part_id)
+        for box_id in sorted(part_state.ticked):
+            if new_part and new_part.box(box_id):
+                carried += 1
+            elif old_part and (box := old_part.box(box_id)):
+                dropped.append(f"{part_id}: {box.text}")
+    return carried, dropped

@@ -1,0 +1,57 @@
+"""Reading plan bytes into text and lines without losing a byte."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ledger.errors import BadInput
+
+BOM = "\ufeff"
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_ENDING = re.compile(r"(?:\r\n|\r|\n)\Z")
+
+
+class PlanTextError(ValueError):
+    """The bytes are not a readable plan (empty, binary, not UTF-8)."""
+
+
+def decode(raw: bytes, name: str = "plan") -> str:
+    """The file's text, BOM kept, so that ``text.encode()`` gives ``raw`` back."""
+    if not raw.strip():
+        raise PlanTextError(f"{name} is empty")
+    if b"\x00" in raw:
+        raise PlanTextError(f"{name} is a binary file (it contains NUL bytes), not a markdown plan")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanTextError(
+            f"{name} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings (LF, CRLF or CR); ``"".join`` gives ``text`` back."""
+    return _LINE.findall(text)
+
+
+def body(line: str) -> str:
+    """The line without its ending."""
+    return _ENDING.sub("", line)
+
+
+def ending(line: str) -> str:
+    match = _ENDING.search(line)
+    return match.group() if match else ""
+
+
+def read_file(file: Path) -> bytes:
+    """A plan file's bytes, or a one-line :class:`BadInput`."""
+    if not file.exists():
+        raise BadInput(f"no such plan file: {file}")
+    if not file.is_file():
+        raise BadInput(f"{file} is not a file; give the plan's markdown file")
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror}") from None
