@@ -63,10 +63,10 @@ def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = Non
     if verbose and sys.exc_info()[0] is not None:
         traceback.print_exc()
     message = " ".join(error.message.split())
-    print(f"kx: error: {message}", file=sys.stderr)
+    click.echo(f"kx: error: {message}", err=True)
     if as_json:
         body = {"code": code, "message": message}
         if error.details:
             body["details"] = error.details
-        print(json.dumps({"schema": 1, "error": body}, ensure_ascii=False))
+        click.echo(json.dumps({"schema": 1, "error": body}, ensure_ascii=False))
     return code

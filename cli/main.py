@@ -69,10 +69,8 @@ def plan() -> None:
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
     """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision)."""
     from machine.importer import import_plan
-    from machine.text import read_file
 
-    read_file(file)  # a missing file must not create a ledger
-    result = import_plan(options.workspace(create=True), file, root=root)
+    result = import_plan(lambda: options.workspace(create=True), file, root=root)
     options.emit(result.as_dict(), views.import_result(result))
 
 

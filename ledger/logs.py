@@ -11,7 +11,7 @@ import structlog
 
 from ledger import clock
 
-_sinks: dict[str, Any] = {"file": None, "console": None}
+_sinks: dict[str, Any] = {"file": None, "console": None, "configured": False}
 
 
 def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def _emit(_logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
 
 def configure(verbose: bool = False) -> None:
     _sinks["console"] = structlog.dev.ConsoleRenderer(colors=False) if verbose else None
+    _sinks["configured"] = True
     structlog.configure(
         processors=[structlog.processors.add_log_level, _timestamp, _emit],
         logger_factory=structlog.ReturnLoggerFactory(),
@@ -46,4 +47,6 @@ def log_to(path: Path | None) -> None:
 
 
 def get(name: str = "kx") -> Any:
+    if not _sinks["configured"]:
+        configure()
     return structlog.get_logger(name)

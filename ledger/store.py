@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ledger import clock
+from ledger import clock, logs
 from ledger.errors import BadInput, KxError
 from ledger.events import Event, load
 
@@ -76,9 +76,11 @@ class Ledger:
             raise BadInput(f"no ledger at {path}; run 'kx plan import PLAN.md' first or pass --ledger")
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(path)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         ledger = cls(path, conn)
         try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous = FULL")
             ledger._prepare(create)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -87,13 +89,6 @@ class Ledger:
             conn.close()
             raise
         return ledger
-
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA synchronous = FULL")
-        return conn
 
     def _prepare(self, create: bool) -> None:
         tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -197,7 +192,9 @@ class Ledger:
                 previous = digest
                 rows.append(Recorded(position, stream, versions[stream], event.type, event.data(), recorded_at,
                                      event.plan, digest))
-            return rows
+        logs.get().info("appended", positions=[rows[0].position, rows[-1].position],
+                        types=sorted({r.type for r in rows}), streams=len(versions))
+        return rows
 
     def _head(self) -> tuple[int, str]:
         row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -46,8 +47,10 @@ def read_plan(file: Path) -> tuple[bytes, Plan]:
         raise BadInput(str(exc)) from None
 
 
-def import_plan(workspace: Workspace, file: Path, *, root: Path | None = None) -> ImportResult:
+def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Path | None = None) -> ImportResult:
+    """Read and parse ``file`` first, so that a bad plan leaves no ledger behind, then record it."""
     raw, plan = read_plan(file)
+    workspace = open_workspace()
     sha = hashlib.sha256(raw).hexdigest()
     stored = workspace.store_path(file)
     with workspace.ledger.transaction():

@@ -138,8 +138,8 @@ class _Reader:
         if heading:
             self.read_heading(number, len(heading["level"]), heading["text"])
             return
-        if self.in_instructions and line.strip():
-            self.instructions.append(line.strip())
+        if self.in_instructions:
+            self.read_instruction(line)
         box = CHECKBOX.match(line)
         if box:
             self.read_box(number, box)
@@ -177,6 +177,13 @@ class _Reader:
         if self.part is not None:
             self.parts.append(self.part.build(end_line))
             self.part = None
+
+    def read_instruction(self, line: str) -> None:
+        """The worker instructions: the first run of non-blank lines under their heading."""
+        if line.strip():
+            self.instructions.append(line.strip())
+        elif self.instructions:
+            self.in_instructions = False
 
     def read_box(self, number: int, match: re.Match[str]) -> None:
         mark, text = match["mark"], (match["text"] or "")
