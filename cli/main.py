@@ -157,6 +157,198 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
         sys.stdout.flush()
 
 
+# --- runners and reviewers ------------------------------------------------------
+
+attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID",
+                              help="The runner's attempt (default: $KX_ATTEMPT); without it the act is a person's.")
+by_option = click.option("--by", metavar="NAME", help="Who acts (default: the OS user).")
+
+
+def _act(attempt: str | None, by: str | None):
+    from machine.actions import Act
+
+    return Act(attempt=attempt or None, by=by)
+
+
+def _report_outcome(options: Options, outcome) -> None:
+    options.emit(outcome.as_dict(), outcome.message)
+
+
+@cli.command("next")
+@pass_options
+def next_(options: Options) -> None:
+    """The PARTs that may start now, in plan order (at most the free slots)."""
+    from machine.queries import next_parts
+
+    result = next_parts(options.workspace())
+    options.emit(result, "\n".join(result["parts"]) or f"nothing may start now ({result['running']}/{result['limit']} running)")
+
+
+@cli.command()
+@click.argument("part")
+@attempt_option
+@pass_options
+def brief(options: Options, part: str, attempt: str | None) -> None:
+    """What a runner needs for PART: instructions, section, target, drop name, files to cite."""
+    from machine.queries import brief as make_brief
+
+    result = make_brief(options.workspace(), part, attempt)
+    options.emit(result, views.brief(result))
+
+
+@cli.command()
+@click.argument("part")
+@by_option
+@pass_options
+def start(options: Options, part: str, by: str | None) -> None:
+    """Claim PART: records RunnerStarted and prints the attempt id."""
+    from machine.actions import start as start_part
+
+    outcome = start_part(options.workspace(), part, _act(None, by))
+    options.emit({"part": outcome.part, "attempt": outcome.data["attempt"]}, outcome.data["attempt"])
+
+
+@cli.command()
+@click.argument("part")
+@click.argument("refs", nargs=-1, required=True)
+@attempt_option
+@by_option
+@pass_options
+def tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
+    """Tick boxes of PART: REF is 3 (third box), 2.4 (step 2, fourth box) or text. Idempotent."""
+    from machine.actions import tick as tick_boxes
+
+    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by)))
+
+
+@cli.command()
+@click.argument("part")
+@click.argument("refs", nargs=-1, required=True)
+@attempt_option
+@by_option
+@pass_options
+def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
+    """Untick boxes of PART (same REFs as tick). Idempotent."""
+    from machine.actions import tick as tick_boxes
+
+    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=False))
+
+
+@cli.command()
+@click.argument("part")
+@click.argument("file", type=click.Path(path_type=Path))
+@attempt_option
+@by_option
+@pass_options
+def drop(options: Options, part: str, file: Path, attempt: str | None, by: str | None) -> None:
+    """Record FILE as PART's KNOWLEDGE DROP (sha256 and size); it must be inside the plan's root."""
+    from machine.actions import drop as record_drop
+
+    _report_outcome(options, record_drop(options.workspace(), part, file, _act(attempt, by)))
+
+
+@cli.command()
+@click.argument("part")
+@attempt_option
+@by_option
+@pass_options
+def finish(options: Options, part: str, attempt: str | None, by: str | None) -> None:
+    """Record PART's success, or refuse listing the missing evidence."""
+    from machine.actions import finish as finish_part
+
+    _report_outcome(options, finish_part(options.workspace(), part, _act(attempt, by)))
+
+
+@cli.command()
+@click.argument("part")
+@click.option("--reason", required=True, help="Why it failed.")
+@attempt_option
+@by_option
+@pass_options
+def fail(options: Options, part: str, reason: str, attempt: str | None, by: str | None) -> None:
+    """Record that PART failed."""
+    from machine.actions import fail as fail_part
+
+    _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by)))
+
+
+@cli.command()
+@click.argument("part")
+@click.option("--reason", help="Why it is retried.")
+@by_option
+@pass_options
+def retry(options: Options, part: str, reason: str | None, by: str | None) -> None:
+    """Send a failed or lost PART back to pending."""
+    from machine.actions import retry as retry_part
+
+    _report_outcome(options, retry_part(options.workspace(), part, _act(None, by), reason))
+
+
+@cli.command()
+@click.argument("batch", type=int)
+@click.argument("parts", nargs=-1)
+@click.option("--approve", "decision", flag_value="approve", help="Approve the batch: the next one opens.")
+@click.option("--reject", "decision", flag_value="reject", help="Send PARTS (default: the failed ones) back.")
+@click.option("--accept-failed", is_flag=True, help="Approve although some PARTs failed.")
+@click.option("--note", help="The reviewer's note.")
+@by_option
+@pass_options
+def review(options: Options, batch: int, parts: tuple[str, ...], decision: str | None, accept_failed: bool,
+           note: str | None, by: str | None) -> None:
+    """Review BATCH once it is awaiting review: --approve, or --reject [PART...]."""
+    from ledger.errors import BadInput
+    from machine.actions import review as review_batch
+
+    if decision is None:
+        raise BadInput("say --approve or --reject")
+    if parts and decision == "approve":
+        raise BadInput("PARTs are named only with --reject")
+    outcome = review_batch(options.workspace(), batch, approve=decision == "approve", parts=list(parts), note=note,
+                           act=_act(None, by), accept_failed=accept_failed)
+    _report_outcome(options, outcome)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if the file is out of date.")
+@pass_options
+def render(options: Options, check: bool) -> None:
+    """Rewrite the plan file's marks and Completed stamps from the ledger, every other byte kept."""
+    from machine.plan_file import render_file
+
+    result = render_file(options.workspace(), check=check)
+    options.emit(result, views.rendered(result, check))
+    if check and result["changed"]:
+        sys.exit(1)
+
+
+@cli.group()
+def audit() -> None:
+    """Who did what, and whether the ledger holds up."""
+
+
+@audit.command()
+@click.argument("part")
+@pass_options
+def history(options: Options, part: str) -> None:
+    """PART's events in order: time, type, attempt, details (and its batch's reviews)."""
+    from machine.queries import history as part_history
+
+    result = part_history(options.workspace(), part)
+    options.emit(result, views.history(result))
+
+
+@audit.command()
+@pass_options
+def verify(options: Options) -> None:
+    """Ledger integrity and rule invariants over all of history; exit 1 on any finding."""
+    from machine.audit import verify as verify_ledger
+
+    result = verify_ledger(options.workspace())
+    options.emit(result, views.verified(result))
+    if result["findings"]:
+        sys.exit(1)
+
+
 def main() -> None:
     sys.exit(run_guarded(cli, sys.argv[1:]))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+PAST = {"approve": "approved", "reject": "rejected"}
+
 
 def import_result(result: Any) -> str:
     if result.action == "unchanged":
@@ -45,7 +47,7 @@ def status(view: dict[str, Any]) -> str:
     for batch in view["batches"]:
         done = sum(p["state"] == "succeeded" for p in batch["parts"])
         review = batch.get("review")
-        note = f" — {review['decision']}d by {review['by']}" if review else ""
+        note = f" — {PAST[review['decision']]} by {review['by']}" if review else ""
         lines.append(f"\nBATCH {batch['number']}  {batch['state']:<15} {done}/{len(batch['parts'])} succeeded"
                      f"  {batch['title']}{note}")
         rows = [(f"  {p['id']}", p["state"], f"{p['ticked']}/{p['total']}", f"attempts {p['attempts']}",
@@ -66,3 +68,72 @@ def table(rows: list[tuple[Any, ...]]) -> str:
         return ""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def brief(view: dict[str, Any]) -> str:
+    lines = [f"# Brief: {view['part']} — {view['title']}", "",
+             f"- plan: {view['plan_title'] or view['plan']} (batch {view['batch']})",
+             f"- state: {view['state']}" + (f", attempt {view['attempt']}" if view["attempt"] else ""),
+             f"- target file: {view['target_path'] or 'not named in the plan'}",
+             f"- drop file: {view['drop_path'] or 'not named in the plan'}"]
+    if view["influential_files"]:
+        lines += ["", "## Influential files: read them and cite them", ""]
+        lines += [f"- File {f['number']}: {f['path'] or '(not in the plan list)'}" for f in view["influential_files"]]
+    if view["worker_instructions"]:
+        lines += ["", "## Worker instructions", "", *view["worker_instructions"]]
+    lines += ["", "## Reporting", "",
+              f"- tick each box as you finish it: `kx tick {view['part']} REF` (REF: a number, step.n, or text)",
+              f"- record the drop when written: `kx drop {view['part']} {view['drop_path'] or 'FILE'}`",
+              "- exit 0 when you believe you are done; kx checks the evidence",
+              "", "## Boxes", ""]
+    lines += [f"- [{'x' if b['ticked'] else ' '}] {b['ref']}: {b['text']}" for b in view["boxes"]]
+    lines += ["", "## The PART as the plan writes it", "", view["section"].rstrip()]
+    return "\n".join(lines)
+
+
+def rendered(result: dict[str, Any], check: bool) -> str:
+    if not result["changed"]:
+        text = f"{result['path']} is up to date"
+    elif check:
+        text = f"{result['path']} is out of date: {result['lines']} lines differ; run 'kx render'"
+    else:
+        text = f"{result['path']}: {result['lines']} lines rewritten"
+    if result["missing"]:
+        text += "\nnot found in the file (left alone): " + "; ".join(result["missing"])
+    return text
+
+
+def details(event: dict[str, Any]) -> str:
+    data, kind = event["data"], event["type"]
+    who = f" by {data['by']}" if data.get("by") and data.get("by") != event.get("attempt") else ""
+    if kind in ("CheckboxTicked", "CheckboxUnticked"):
+        return f"box {data['box']} {data['text']!r}{who}"
+    if kind == "DropRecorded":
+        return f"{data['path']} ({data['size']} bytes, sha256 {data['sha256'][:12]}){who}"
+    if kind == "RunnerSucceeded":
+        return f"completed {data.get('completed_at') or '(no stamp)'}{who}"
+    if kind in ("RunnerFailed", "RunnerLost"):
+        code = f" (exit {data['exit_code']})" if data.get("exit_code") is not None else ""
+        return f"{data['reason']}{code}{who}"
+    if kind == "BatchReviewed":
+        sent = f", sent back {', '.join(data['parts'])}" if data.get("parts") else ""
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"batch {data['batch']} {PAST[data['decision']]}{who}{sent}{note}"
+    if kind in ("PlanImported", "PlanRevised"):
+        return f"{data['path']} (sha256 {data['sha256'][:12]})"
+    if kind == "RunnerStarted":
+        return " ".join(data.get("runner") or []) + who
+    if kind == "PartRetried":
+        return (data.get("reason") or "") + who
+    return json.dumps({k: v for k, v in data.items() if k not in ("part", "attempt")}, ensure_ascii=False)
+
+
+def history(view: dict[str, Any]) -> str:
+    rows = [(e["recorded_at"], e["type"], e.get("attempt") or "-", details(e)) for e in view["events"]]
+    return f"{view['part']}: {view['title']} (batch {view['batch']}, {view['state']})\n" + table(rows)
+
+
+def verified(result: dict[str, Any]) -> str:
+    if not result["findings"]:
+        return f"ok: {result['events']} events, {len(result['plans'])} plans; integrity and rules hold"
+    return "\n".join(result["findings"]) + f"\n{len(result['findings'])} findings in {result['events']} events"

@@ -127,6 +127,7 @@ class DropRecorded(PartEvent):
 
 class RunnerSucceeded(PartEvent):
     completed_at: str | None = Field(default=None, description="the 'YYYY-MM-DD HH:MM' stamp; from the file on import")
+    drop: dict[str, str] | None = Field(default=None, description="the drop (path, sha256) that was the evidence")
 
 
 class RunnerFailed(PartEvent):

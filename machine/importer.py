@@ -12,13 +12,12 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 
 from ledger.errors import BadInput
 from ledger.events import IMPORT, BatchReviewed, CheckboxTicked, Event, PlanImported, PlanRevised, RunnerSucceeded
 from machine.parser import PlanError, parse
-from machine.plan import Part, Plan
+from machine.plan import Part, Plan, match_boxes
 from machine.text import read_file
 from machine.state import PlanState
 from machine.workspace import Workspace
@@ -134,12 +133,7 @@ def carry_box_ids(old: Plan, new: Plan, used: dict[str, int]) -> Plan:
 
 def _carry_part(old: Part | None, new: Part, used: int) -> Part:
     next_id = used + 1
-    ids: dict[int, int] = {}
-    if old is not None:
-        matcher = SequenceMatcher(None, [b.text for b in old.boxes], [b.text for b in new.boxes], autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                ids[block.b + k] = old.boxes[block.a + k].id
+    ids = {index: box.id for index, box in match_boxes(old.boxes, new.boxes).items()} if old else {}
     boxes = []
     for index, box in enumerate(new.boxes):
         if index not in ids:

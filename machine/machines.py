@@ -82,7 +82,7 @@ def fire(machine: Machine, obj: Any, trigger: str, rules: Any = None, **kwargs: 
         machine.events[trigger].trigger(obj, rules=rules, **kwargs)
     except MachineError:
         name = getattr(obj, "label", type(obj).__name__)
-        allowed = sorted(machine.get_triggers(obj.state))
+        allowed = sorted(t for t in machine.get_triggers(obj.state) if not t.startswith("import_"))
         raise Refused(
             f"{name} is {obj.state}: '{trigger.replace('_', ' ')}' is not possible from there"
             + (f" (possible: {', '.join(t.replace('_', ' ') for t in allowed)})" if allowed else ""),

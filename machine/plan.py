@@ -7,6 +7,8 @@ and leave every other byte alone.
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -123,3 +125,9 @@ def parse_part_number(ref: str) -> int | None:
     """``PART-7``, ``part 7``, ``PART7`` or ``7`` → 7; anything else → None."""
     text = ref.strip().upper().removeprefix("PART").strip(" -_#")
     return int(text) if text.isdigit() else None
+
+
+def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
+    """Index in ``new`` → the box of ``old`` with the same text, matched in order (difflib)."""
+    matcher = SequenceMatcher(None, [b.text for b in old], [b.text for b in new], autojunk=False)
+    return {block.b + k: old[block.a + k] for block in matcher.get_matching_blocks() for k in range(block.size)}

@@ -71,12 +71,13 @@ class PlanState:
     revisions: int = 0
     consolidated: dict[str, Any] | None = None
     anomalies: list[str] = field(default_factory=list)
+    timezone: str | None = None
 
     # --- reading -------------------------------------------------------------
 
     @classmethod
-    def fold(cls, plan_id: str, events: Iterable[Recorded]) -> PlanState:
-        state = cls(plan_id)
+    def fold(cls, plan_id: str, events: Iterable[Recorded], timezone: str | None = None) -> PlanState:
+        state = cls(plan_id, timezone=timezone)
         for event in events:
             state.apply(event)
         return state
@@ -170,7 +171,7 @@ class PlanState:
                 part.completed_at = event.get("completed_at")
             else:
                 self._transition(PART_MACHINE, part, "succeed", "succeeded")
-                part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at)
+                part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
     def _on_RunnerFailed(self, event: Recorded) -> None:
         part = self._part_event(event)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger.store import Ledger
+from machine.config import PlanConfig, load_config
+from machine.rules import Rules
 from machine.state import PlanState
 
 
@@ -15,6 +17,7 @@ from machine.state import PlanState
 class Workspace:
     ledger: Ledger
     plan_choice: str | None = None
+    _configs: dict[str, PlanConfig] = field(default_factory=dict)
 
     @classmethod
     def open(cls, ledger_path: str | None = None, plan: str | None = None, *, create: bool = False) -> Workspace:
@@ -49,9 +52,20 @@ class Workspace:
             raise BadInput(f"the ledger holds {len(ids)} plans ({', '.join(ids)}); pick one with --plan ID")
         return ids[0]
 
+    def config(self, plan_id: str | None = None) -> PlanConfig:
+        plan_id = plan_id or self.plan_id()
+        if plan_id not in self._configs:
+            self._configs[plan_id] = load_config(self.ledger.path.parent, plan_id)
+        return self._configs[plan_id]
+
     def state(self, *, until: int | None = None, until_time: str | None = None) -> PlanState:
         plan_id = self.plan_id()
-        return PlanState.fold(plan_id, self.ledger.read(plan=plan_id, until=until, until_time=until_time))
+        events = self.ledger.read(plan=plan_id, until=until, until_time=until_time)
+        return PlanState.fold(plan_id, events, timezone=self.config(plan_id).timezone)
+
+    def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
+        return Rules(state, resolve=self.resolve, require_all_ticked=self.config(state.id).require_all_ticked,
+                     accept_failed=accept_failed)
 
     def resolve(self, stored: str) -> Path:
         """A path as the ledger stores it (relative to the project folder, or absolute)."""

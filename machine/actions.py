@@ -1,0 +1,269 @@
+"""The acts that change a plan: start, tick, drop, finish, fail, retry, lose, review.
+
+Every act folds the plan's events, checks its rules and appends its events
+inside one ``BEGIN IMMEDIATE`` transaction, so that no other process can act
+between the check and the append. A refused act appends nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import BadInput, Refused, Unknown
+from ledger.events import (
+    BatchReviewed, CheckboxTicked, CheckboxUnticked, DropRecorded, Event, PartRetried, RunnerFailed, RunnerLost,
+    RunnerStarted, RunnerSucceeded,
+)
+from machine.machines import BATCH_MACHINE, PART_MACHINE, fire
+from machine.plan import Part, parse_part_number
+from machine.refs import index_of, resolve_all
+from machine.rules import Rules, sha256_of
+from machine.state import PartState, PlanState, stamp_of
+from machine.workspace import Workspace
+
+
+def person() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass
+class Act:
+    """Who acts: a runner's attempt, or a person."""
+
+    attempt: str | None = None
+    by: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.by or (None if self.attempt else person()) or self.attempt
+
+
+@dataclass
+class Outcome:
+    part: str
+    recorded: list[str] = field(default_factory=list)
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"part": self.part, "recorded": self.recorded, "message": self.message, **self.data}
+
+
+@dataclass
+class Context:
+    workspace: Workspace
+    state: PlanState
+    rules: Rules
+
+    def part(self, ref: str) -> tuple[PartState, Part]:
+        number = parse_part_number(ref)
+        structure = self.state.plan.part(number) if number is not None else None
+        if structure is None:
+            numbers = [p.number for p in self.state.plan.parts]
+            raise Unknown(f"no {ref} in plan {self.state.id} (PARTs {min(numbers)}-{max(numbers)}); see 'kx status'")
+        return self.state.parts[structure.id], structure
+
+    def append(self, *events: Event) -> list[str]:
+        self.workspace.ledger.append(list(events))
+        return [e.type for e in events]
+
+    @classmethod
+    def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
+        state = workspace.state()
+        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed))
+
+
+@contextmanager
+def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Context]:
+    """State folded and rules checked under the write lock; appends commit together at the end."""
+    with workspace.ledger.transaction():
+        yield Context.of(workspace, accept_failed=accept_failed)
+
+
+def authorize(ctx: Context, part: PartState, act: Act) -> None:
+    """Rule 4 for runners (their attempt must be the current one); the gate for people."""
+    if act.attempt is None:
+        ctx.rules.gate(part)
+        return
+    owner = act.attempt.split("#", 1)[0]
+    if owner != part.id:
+        raise Refused(f"stale attempt: {act.attempt} belongs to {owner}, not {part.id}", rule="stale")
+    if act.attempt != part.attempt or part.state not in ("running", "lost"):
+        current = f"{part.attempt} is current" if part.attempt else "it has no attempt"
+        raise Refused(
+            f"stale attempt: {act.attempt} is over ({part.id} is {part.state}, {current}); this runner should stop",
+            rule="stale",
+        )
+
+
+# --- runners ---------------------------------------------------------------------
+
+
+def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        attempt = f"{part.id}#{part.attempts + 1}"
+        fire(PART_MACHINE, part, "start", ctx.rules)
+        recorded = ctx.append(RunnerStarted(plan=ctx.state.id, part=part.id, attempt=attempt, by=act.by,
+                                            **{k: v for k, v in runner.items() if v is not None}))
+        return Outcome(part.id, recorded, f"{part.id} started as {attempt}", {"attempt": attempt})
+
+
+def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: bool = True) -> Outcome:
+    with acting(workspace) as ctx:
+        part, structure = ctx.part(ref)
+        authorize(ctx, part, act)
+        boxes = resolve_all(structure, refs)
+        changing = [b for b in boxes if (b.id in part.ticked) != ticked]
+        kind = CheckboxTicked if ticked else CheckboxUnticked
+        events = [kind(plan=ctx.state.id, part=part.id, box=b.id, text=b.text, attempt=act.attempt, by=act.actor)
+                  for b in changing]
+        recorded = ctx.append(*events) if events else []
+        verb = "ticked" if ticked else "unticked"
+        names = [f"{index_of(structure, b)} {b.text!r}" for b in changing]
+        message = f"{part.id}: {verb} {', '.join(names)}" if names else f"{part.id}: already {verb}; nothing recorded"
+        done = len(part.ticked | {b.id for b in changing} if ticked else part.ticked - {b.id for b in changing})
+        return Outcome(part.id, recorded, message,
+                       {"boxes": [b.id for b in changing], "unchanged": [b.id for b in boxes if b not in changing],
+                        "ticked": done, "total": len(structure.boxes)})
+
+
+def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        authorize(ctx, part, act)
+        path = inside_root(workspace, ctx.state, file)
+        sha, size = sha256_of(path), path.stat().st_size
+        stored = workspace.store_path(path)
+        latest = part.drop
+        if latest and (latest["path"], latest["sha256"], latest.get("attempt")) == (stored, sha, act.attempt):
+            return Outcome(part.id, [], f"{part.id}: drop {stored} already recorded; nothing recorded",
+                           {"path": stored, "sha256": sha, "size": size})
+        recorded = ctx.append(DropRecorded(plan=ctx.state.id, part=part.id, path=stored, sha256=sha, size=size,
+                                           attempt=act.attempt, by=act.actor))
+        return Outcome(part.id, recorded, f"{part.id}: drop {stored} recorded ({size} bytes, sha256 {sha[:12]})",
+                       {"path": stored, "sha256": sha, "size": size})
+
+
+def inside_root(workspace: Workspace, state: PlanState, file: Path) -> Path:
+    """The drop's real path, refused (exit 2) when it leaves the plan's root, even through a symlink."""
+    root = workspace.resolve(state.root).resolve()
+    if not file.exists():
+        raise BadInput(f"no such drop file: {file}")
+    real = file.resolve()
+    if not real.is_relative_to(root):
+        raise BadInput(f"{file} is outside the plan's root {root}; drops must be written inside it")
+    if not real.is_file():
+        raise BadInput(f"{file} is not a regular file")
+    return real
+
+
+def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        if part.state == "succeeded" and act.attempt in (None, part.attempt):
+            return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
+        authorize(ctx, part, act)
+        drop_seen = part.drop
+        fire(PART_MACHINE, part, "succeed", ctx.rules)
+        completed = stamp_of(clock.now_iso(), workspace.config().timezone)
+        evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
+        recorded = ctx.append(RunnerSucceeded(plan=ctx.state.id, part=part.id, attempt=act.attempt, by=act.actor,
+                                              completed_at=completed, drop=evidence))
+        return Outcome(part.id, recorded, f"{part.id} succeeded (Completed {completed})", {"completed_at": completed})
+
+
+def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,
+         log_tail: str | None = None) -> Outcome:
+    if not reason.strip():
+        raise BadInput("give the failure's reason with --reason TEXT")
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        authorize(ctx, part, act)
+        fire(PART_MACHINE, part, "fail", ctx.rules)
+        recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
+                                           by=act.actor, reason=reason, exit_code=exit_code, log_tail=log_tail))
+        return Outcome(part.id, recorded, f"{part.id} failed: {reason}")
+
+
+def lose(workspace: Workspace, ref: str, attempt: str, reason: str) -> Outcome:
+    """Record that ``attempt`` died without an outcome (housekeeping, no actor)."""
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        if part.attempt != attempt or part.state != "running":
+            return Outcome(part.id, [], f"{attempt} is not running; nothing recorded")
+        fire(PART_MACHINE, part, "lose", ctx.rules)
+        recorded = ctx.append(RunnerLost(plan=ctx.state.id, part=part.id, attempt=attempt, reason=reason))
+        return Outcome(part.id, recorded, f"{attempt} lost: {reason}")
+
+
+def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -> Outcome:
+    with acting(workspace) as ctx:
+        part, _ = ctx.part(ref)
+        was = part.state
+        fire(PART_MACHINE, part, "retry", ctx.rules)
+        recorded = ctx.append(PartRetried(plan=ctx.state.id, part=part.id, by=act.actor, reason=reason,
+                                          attempt=part.attempt))
+        return Outcome(part.id, recorded, f"{part.id} was {was}; it is pending again")
+
+
+# --- reviews ---------------------------------------------------------------------
+
+
+def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str], note: str | None, act: Act,
+           accept_failed: bool = False) -> Outcome:
+    with acting(workspace, accept_failed=accept_failed) as ctx:
+        batch = ctx.state.batches.get(number)
+        structure = ctx.state.plan.batch(number)
+        if batch is None or structure is None:
+            known = ", ".join(str(b.number) for b in ctx.state.plan.batches)
+            raise Unknown(f"no batch {number} in plan {ctx.state.id} (batches: {known})")
+        if batch.state != "awaiting_review":
+            raise Refused(_not_reviewable(ctx.state, number, batch.state), rule="review")
+        members = [f"PART-{n}" for n in structure.parts]
+        drops = {d["path"]: d["sha256"] for p in members if (d := ctx.state.parts[p].drop)}
+        failed = ctx.rules.failed_parts(batch)
+        if approve:
+            fire(BATCH_MACHINE, batch, "approve", ctx.rules)
+            event = BatchReviewed(plan=ctx.state.id, batch=number, decision="approve", by=act.actor, note=note,
+                                  drops=drops, accepted_failed=failed)
+        else:
+            sent_back = _sent_back(ctx, parts, members, failed)
+            fire(BATCH_MACHINE, batch, "reject", ctx.rules)
+            event = BatchReviewed(plan=ctx.state.id, batch=number, decision="reject", by=act.actor, note=note,
+                                  parts=sent_back, drops=drops)
+        recorded = ctx.append(event)
+        verb = "approved" if approve else f"rejected; {', '.join(event.parts)} pending again"
+        return Outcome(f"batch {number}", recorded, f"batch {number} {verb}", {"batch": number,
+                                                                                "decision": event.decision})
+
+
+def _sent_back(ctx: Context, parts: list[str], members: list[str], failed: list[str]) -> list[str]:
+    named = []
+    for ref in parts:
+        part, _ = ctx.part(ref)
+        if part.id not in members:
+            raise Unknown(f"{part.id} is not in this batch (its PARTs: {', '.join(members)})")
+        named.append(part.id)
+    if not named and not failed:
+        raise BadInput("nothing to send back: no PART failed; name the PARTs to redo after --reject")
+    return named or failed
+
+
+def _not_reviewable(state: PlanState, number: int, batch_state: str) -> str:
+    waiting = [p for n in state.plan.batch(number).parts
+               if (p := state.parts[f"PART-{n}"]).state in ("pending", "running", "lost")]
+    shown = ", ".join(f"{p.id} {p.state}" for p in waiting[:6])
+    if batch_state in ("approved",):
+        return f"batch {number} is already approved"
+    return (f"batch {number} is {batch_state.replace('_', ' ')}, not awaiting review"
+            + (f" ({shown})" if shown else "") + "; review it once every PART has succeeded or failed")

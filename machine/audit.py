@@ -1,0 +1,93 @@
+"""``kx audit verify``: the ledger's integrity and the rules, checked again over all of history.
+
+Integrity: positions increase, every stream's versions run 1, 2, 3... without
+gaps, every event's hash chains to the one before. Rules: each event is checked
+against the state folded from the events before it — never more than the
+limit running, no start behind a locked gate, no success without a recorded
+drop and ticked boxes, no act by an attempt that was not current, no review of
+a batch that was not awaiting review. Events recorded ``by: import`` are
+history taken as it was; ``kx plan lint`` reports their inconsistencies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ledger.errors import Refused
+from ledger.events import IMPORT
+from ledger.projections import SCHEMA
+from ledger.store import GENESIS, Recorded, chain_hash
+from machine.rules import Rules
+from machine.state import PlanState
+from machine.workspace import Workspace
+
+ATTEMPT_ACTS = ("CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSucceeded", "RunnerFailed")
+
+
+def verify(workspace: Workspace) -> dict[str, Any]:
+    rows = workspace.ledger.read()
+    findings = integrity(rows)
+    plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
+    for plan_id in plans:
+        findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
+    return {"schema": SCHEMA, "events": len(rows), "plans": plans, "findings": findings, "ok": not findings}
+
+
+def integrity(rows: list[Recorded]) -> list[str]:
+    findings: list[str] = []
+    previous, last_position = GENESIS, 0
+    versions: dict[str, int] = {}
+    chain_broken = False
+    for row in rows:
+        if row.position <= last_position:
+            findings.append(f"position {row.position}: not after {last_position}")
+        expected = versions.get(row.stream, 0) + 1
+        if row.version != expected:
+            findings.append(f"position {row.position}: stream {row.stream} jumps to version {row.version},"
+                            f" expected {expected}")
+        data = json.dumps(row.data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        digest = chain_hash(previous, row.position, row.stream, row.version, row.type, data, row.recorded_at)
+        if digest != row.hash and not chain_broken:
+            findings.append(f"position {row.position}: hash chain broken (the event or one before it was altered)")
+            chain_broken = True
+        versions[row.stream], last_position, previous = row.version, row.position, row.hash
+    return findings
+
+
+def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
+    config = workspace.config(plan_id)
+    state = PlanState(plan_id, timezone=config.timezone)
+    rules = Rules(state, resolve=None, require_all_ticked=config.require_all_ticked)
+    findings: list[str] = []
+    for row in rows:
+        if row.get("by") != IMPORT:
+            problem = _check(state, rules, row)
+            if problem:
+                findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
+                                f" {problem}")
+        state.apply(row)
+    return findings + [f"plan {plan_id}: {anomaly}" for anomaly in state.anomalies]
+
+
+def _check(state: PlanState, rules: Rules, row: Recorded) -> str | None:
+    part = state.parts.get(row.get("part")) if row.get("part") else None
+    try:
+        if row.type == "RunnerStarted" and part:
+            if part.state != "pending":
+                return f"started while {part.state}"
+            rules.may_start(part)
+        elif row.type in ATTEMPT_ACTS and part and row.get("attempt"):
+            if row.get("attempt") != part.attempt or part.state not in ("running", "lost"):
+                return f"stale attempt {row.get('attempt')} (current {part.attempt}, {part.state})"
+        elif row.type in ATTEMPT_ACTS and part:
+            rules.gate(part)
+        if row.type == "RunnerSucceeded" and part:
+            rules.may_succeed(part)
+        elif row.type == "BatchReviewed":
+            batch = state.batches.get(row.get("batch"))
+            if batch and batch.state != "awaiting_review":
+                return f"batch reviewed while {batch.state}"
+    except Refused as refusal:
+        return refusal.message
+    return None

@@ -1,0 +1,84 @@
+"""``kx render``: the plan file's marks and stamps set from the ledger, every other byte kept.
+
+The file may have been edited by a person since the ledger last saw it. Its
+boxes are matched to the ledger's by text, in order; a matched box gets the
+ledger's mark, a box the ledger does not know keeps the mark it has, and a
+ticked box of the ledger that the file no longer has is reported, not guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.errors import BadInput
+from ledger.files import write_atomic
+from ledger.render import render
+from machine.parser import PlanError, parse
+from machine.plan import Plan, match_boxes
+from machine.state import PlanState
+from machine.text import PlanTextError, decode
+from machine.workspace import Workspace
+
+
+@dataclass
+class FileMarks:
+    state: str
+    ticked: set[int] = field(default_factory=set)
+    completed_at: str | None = None
+
+
+def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
+    state = workspace.state()
+    path = workspace.resolve(state.path)
+    if path.exists():
+        raw = path.read_bytes()
+        try:
+            current = decode(raw, str(path))
+            on_disk = parse(current, str(path))
+        except (PlanTextError, PlanError) as exc:
+            raise BadInput(f"cannot render into {path}: {exc}") from None
+        marks, missing = file_marks(state, on_disk)
+        wanted = render(current, on_disk, marks)
+    else:
+        current, missing = None, []
+        wanted = render(state.source, state.plan, state.parts)
+    changed = wanted != current
+    if changed and not check:
+        write_atomic(path, wanted.encode("utf-8"))
+    return {
+        "path": state.path,
+        "changed": changed,
+        "written": changed and not check,
+        "lines": _changed_lines(current, wanted),
+        "missing": missing,
+    }
+
+
+def file_marks(state: PlanState, on_disk: Plan) -> tuple[dict[str, FileMarks], list[str]]:
+    """For each PART of the file: the marks the ledger wants, in the file's own box ids."""
+    marks: dict[str, FileMarks] = {}
+    missing: list[str] = []
+    for part in on_disk.parts:
+        known, structure = state.parts.get(part.id), state.plan.part(part.id)
+        if known is None or structure is None:
+            continue
+        matched = match_boxes(structure.boxes, part.boxes)
+        ticked = {box.id for index, box in enumerate(part.boxes)
+                  if (index in matched and matched[index].id in known.ticked) or (index not in matched and box.ticked)}
+        marks[part.id] = FileMarks(known.state, ticked, known.completed_at)
+        found = {b.id for b in matched.values()}
+        missing += [f"{part.id}: {b.text!r}" for b in structure.boxes if b.id in known.ticked and b.id not in found]
+    on_disk_parts = {p.id for p in on_disk.parts}
+    missing += [f"{p.id}: the whole PART" for p in state.plan.parts
+                if p.id not in on_disk_parts and (state.parts[p.id].ticked or state.parts[p.id].state == "succeeded")]
+    return marks, missing
+
+
+def _changed_lines(before: str | None, after: str) -> int:
+    if before is None:
+        return after.count("\n") + 1
+    from machine.text import split_lines
+
+    old, new = split_lines(before), split_lines(after)
+    return sum(a != b for a, b in zip(old, new)) + abs(len(old) - len(new))

@@ -1,0 +1,89 @@
+"""Questions about a plan that change nothing: what may start, what a runner needs, who did what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger import clock
+from ledger.events import batch_stream, part_stream, plan_stream
+from ledger.projections import SCHEMA
+from ledger.render import render
+from machine.actions import Context
+from machine.refs import index_of
+from machine.state import PlanState
+from machine.text import split_lines
+from machine.workspace import Workspace
+
+PLAN_DETAILS_HIDDEN = ("source", "structure", "plan")
+
+
+def startable(state: PlanState) -> list[str]:
+    """Pending PARTs whose batch is not locked, in plan order, at most as many as there are free slots."""
+    free = max(0, state.limit - len(state.running()))
+    ready = [p.id for p in state.plan.parts
+             if state.parts[p.id].state == "pending" and state.batches[p.batch].state != "locked"]
+    return list(dict.fromkeys(ready))[:free]
+
+
+def next_parts(workspace: Workspace) -> dict[str, Any]:
+    state = workspace.state()
+    return {"schema": SCHEMA, "parts": startable(state), "running": len(state.running()), "limit": state.limit}
+
+
+def brief(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
+    return _brief(Context.of(workspace), ref, attempt)
+
+
+def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
+    state, workspace = ctx.state, ctx.workspace
+    part, structure = ctx.part(ref)
+    text = render(state.source, state.plan, state.parts)
+    section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
+    root = workspace.resolve(state.root)
+    drop_name = _drop_name(structure.drop_name, workspace.config().timezone) if structure.drop_name else None
+    target = structure.header.target if structure.header else None
+    files = state.plan.influential_files
+    return {
+        "schema": SCHEMA,
+        "plan": state.id,
+        "plan_title": state.plan.title,
+        "part": part.id,
+        "title": structure.title,
+        "batch": structure.batch,
+        "state": part.state,
+        "attempt": attempt or part.attempt,
+        "root": str(root),
+        "target": target,
+        "target_path": str(root / target) if target else None,
+        "drop_name": drop_name,
+        "drop_path": str(root / drop_name) if drop_name else None,
+        "influential_files": [{"number": n, "path": files.get(n)} for n in structure.influenced_by],
+        "worker_instructions": list(state.plan.worker_instructions),
+        "boxes": [{"ref": index_of(structure, b), "text": b.text, "ticked": b.id in part.ticked}
+                  for b in structure.boxes],
+        "section": section,
+    }
+
+
+def _drop_name(pattern: str, timezone: str | None) -> str:
+    from machine.state import stamp_of
+
+    return pattern.replace("[TIME]", stamp_of(clock.now_iso(), timezone)[-5:].replace(":", ""))
+
+
+def history(workspace: Workspace, ref: str) -> dict[str, Any]:
+    ctx = Context.of(workspace)
+    part, structure = ctx.part(ref)
+    plan_id, ledger = ctx.state.id, workspace.ledger
+    rows = [
+        *ledger.read(stream=part_stream(plan_id, part.id)),
+        *ledger.read(stream=batch_stream(plan_id, structure.batch)),
+        *ledger.read(stream=plan_stream(plan_id), types=["PlanImported", "PlanRevised"]),
+    ]
+    events = []
+    for row in sorted(rows, key=lambda r: r.position):
+        data = {k: v for k, v in row.data.items() if k not in PLAN_DETAILS_HIDDEN}
+        events.append({"position": row.position, "type": row.type, "recorded_at": row.recorded_at,
+                       "attempt": row.get("attempt"), "data": data})
+    return {"schema": SCHEMA, "part": part.id, "title": structure.title, "batch": structure.batch,
+            "state": part.state, "events": events}
