@@ -99,7 +99,10 @@ def rendered(result: dict[str, Any], check: bool) -> str:
     else:
         text = f"{result['path']}: {result['lines']} lines rewritten"
     if result["missing"]:
-        text += "\nnot found in the file (left alone): " + "; ".join(result["missing"])
+        text += "\nticked in the ledger but not found in the file: " + "; ".join(result["missing"])
+    if result["kept"]:
+        text += ("\nticked in the file only, kept (record with 'kx tick' or 'kx plan import'): "
+                 + "; ".join(result["kept"]))
     return text
 
 

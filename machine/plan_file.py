@@ -4,6 +4,9 @@ The file may have been edited by a person since the ledger last saw it. Its
 boxes are matched to the ledger's by text, in order; a matched box gets the
 ledger's mark, a box the ledger does not know keeps the mark it has, and a
 ticked box of the ledger that the file no longer has is reported, not guessed.
+A box a person ticked in the file that the ledger has never ticked or unticked
+keeps its tick (reported, so that it can be recorded): render never removes a
+mark that only a person wrote.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
             on_disk = parse(current, str(path))
         except (PlanTextError, PlanError) as exc:
             raise BadInput(f"cannot render into {path}: {exc}") from None
-        marks, missing = file_marks(state, on_disk)
+        marks, missing, kept = file_marks(state, on_disk)
         wanted = render(current, on_disk, marks)
     else:
-        current, missing = None, []
+        current, missing, kept = None, [], []
         wanted = render(state.source, state.plan, state.parts)
     changed = wanted != current
     if changed and not check:
@@ -52,27 +55,36 @@ def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
         "written": changed and not check,
         "lines": _changed_lines(current, wanted),
         "missing": missing,
+        "kept": kept,
     }
 
 
-def file_marks(state: PlanState, on_disk: Plan) -> tuple[dict[str, FileMarks], list[str]]:
+def file_marks(state: PlanState, on_disk: Plan) -> tuple[dict[str, FileMarks], list[str], list[str]]:
     """For each PART of the file: the marks the ledger wants, in the file's own box ids."""
     marks: dict[str, FileMarks] = {}
     missing: list[str] = []
+    kept: list[str] = []
     for part in on_disk.parts:
         known, structure = state.parts.get(part.id), state.plan.part(part.id)
         if known is None or structure is None:
             continue
         matched = match_boxes(structure.boxes, part.boxes)
-        ticked = {box.id for index, box in enumerate(part.boxes)
-                  if (index in matched and matched[index].id in known.ticked) or (index not in matched and box.ticked)}
+        ticked = set()
+        for index, box in enumerate(part.boxes):
+            ledger_box = matched.get(index)
+            if ledger_box is not None and ledger_box.id in known.ticked:
+                ticked.add(box.id)
+            elif box.ticked and (ledger_box is None or ledger_box.id not in known.touched):
+                ticked.add(box.id)
+                if ledger_box is not None:
+                    kept.append(f"{part.id}: {box.text!r}")
         marks[part.id] = FileMarks(known.state, ticked, known.completed_at)
         found = {b.id for b in matched.values()}
         missing += [f"{part.id}: {b.text!r}" for b in structure.boxes if b.id in known.ticked and b.id not in found]
     on_disk_parts = {p.id for p in on_disk.parts}
     missing += [f"{p.id}: the whole PART" for p in state.plan.parts
                 if p.id not in on_disk_parts and (state.parts[p.id].ticked or state.parts[p.id].state == "succeeded")]
-    return marks, missing
+    return marks, missing, kept
 
 
 def _changed_lines(before: str | None, after: str) -> int:

@@ -21,6 +21,7 @@ class PartState:
     batch: int
     state: str = "pending"
     ticked: set[int] = field(default_factory=set)
+    touched: set[int] = field(default_factory=set)  # boxes any tick or untick event named
     attempts: int = 0
     attempt: str | None = None
     started: dict[str, Any] | None = None
@@ -152,11 +153,13 @@ class PlanState:
         part = self._part_event(event)
         if part:
             part.ticked.add(event.get("box"))
+            part.touched.add(event.get("box"))
 
     def _on_CheckboxUnticked(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.ticked.discard(event.get("box"))
+            part.touched.add(event.get("box"))
 
     def _on_DropRecorded(self, event: Recorded) -> None:
         part = self._part_event(event)
