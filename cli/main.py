@@ -190,10 +190,10 @@ def next_(options: Options) -> None:
 @pass_options
 def brief(options: Options, part: str, attempt: str | None) -> None:
     """What a runner needs for PART: instructions, section, target, drop name, files to cite."""
-    from machine.queries import brief as make_brief
+    from machine.queries import brief as make_brief, brief_markdown
 
     result = make_brief(options.workspace(), part, attempt)
-    options.emit(result, views.brief(result))
+    options.emit(result, brief_markdown(result))
 
 
 @cli.command()
@@ -347,6 +347,52 @@ def verify(options: Options) -> None:
     options.emit(result, views.verified(result))
     if result["findings"]:
         sys.exit(1)
+
+
+# --- the supervisor ---------------------------------------------------------------
+
+
+def _run_options(func):
+    options = [
+        click.option("--runner", "runner", metavar="SPEC", help="'rehearse [ARGS]' or any command line, run per PART"
+                     " (default: runner in .kx/config.toml)."),
+        click.option("--max-parallel", type=click.IntRange(min=1), help="At most this many at once (never above the plan's limit)."),
+        click.option("--retries", type=click.IntRange(min=0), help="Retries per PART after a failure or loss (default 1)."),
+        click.option("--review", type=click.Choice(["prompt", "wait", "auto"]), default=None,
+                     help="Between batches: ask here (default on a terminal), wait for 'kx review', or approve."),
+        click.option("--until-batch", type=int, metavar="N", help="Stop cleanly at the gate after batch N."),
+        click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     help="Seconds before the first retry (doubling after)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _supervise(options: Options, runner: str | None, max_parallel: int | None, retries: int | None,
+               review: str | None, until_batch: int | None, backoff: float) -> None:
+    from runners.run import run_plan
+
+    result = run_plan(options.workspace(), runner=runner, max_parallel=max_parallel, retries=retries,
+                      review=review, until_batch=until_batch, backoff=backoff, interactive=sys.stdin.isatty())
+    options.emit(result.summary, result.message)
+    sys.exit(result.code)
+
+
+@cli.command()
+@_run_options
+@pass_options
+def run(options: Options, **kwargs: Any) -> None:
+    """Run the plan: runners batch by batch under the rules; after a crash, the same command resumes."""
+    _supervise(options, **kwargs)
+
+
+@cli.command()
+@_run_options
+@pass_options
+def resume(options: Options, **kwargs: Any) -> None:
+    """Same as 'kx run', named for after a crash: lost attempts are reconciled first."""
+    _supervise(options, **kwargs)
 
 
 def main() -> None:

@@ -70,27 +70,6 @@ def table(rows: list[tuple[Any, ...]]) -> str:
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def brief(view: dict[str, Any]) -> str:
-    lines = [f"# Brief: {view['part']} — {view['title']}", "",
-             f"- plan: {view['plan_title'] or view['plan']} (batch {view['batch']})",
-             f"- state: {view['state']}" + (f", attempt {view['attempt']}" if view["attempt"] else ""),
-             f"- target file: {view['target_path'] or 'not named in the plan'}",
-             f"- drop file: {view['drop_path'] or 'not named in the plan'}"]
-    if view["influential_files"]:
-        lines += ["", "## Influential files: read them and cite them", ""]
-        lines += [f"- File {f['number']}: {f['path'] or '(not in the plan list)'}" for f in view["influential_files"]]
-    if view["worker_instructions"]:
-        lines += ["", "## Worker instructions", "", *view["worker_instructions"]]
-    lines += ["", "## Reporting", "",
-              f"- tick each box as you finish it: `kx tick {view['part']} REF` (REF: a number, step.n, or text)",
-              f"- record the drop when written: `kx drop {view['part']} {view['drop_path'] or 'FILE'}`",
-              "- exit 0 when you believe you are done; kx checks the evidence",
-              "", "## Boxes", ""]
-    lines += [f"- [{'x' if b['ticked'] else ' '}] {b['ref']}: {b['text']}" for b in view["boxes"]]
-    lines += ["", "## The PART as the plan writes it", "", view["section"].rstrip()]
-    return "\n".join(lines)
-
-
 def rendered(result: dict[str, Any], check: bool) -> str:
     if not result["changed"]:
         text = f"{result['path']} is up to date"

@@ -25,6 +25,10 @@ def list_plans(workspace: Workspace) -> dict[str, Any]:
 
 
 def status(workspace: Workspace) -> dict[str, Any]:
+    """The plan's state, after recording as lost the attempts whose runner died."""
+    from runners.reconcile import reconcile
+
+    reconcile(workspace)
     return status_view(workspace.state())
 
 

@@ -3,6 +3,9 @@
     [defaults]                 # every plan
     require_all_ticked = true  # evidence policy: every box ticked before success
     timezone = "UTC"           # for Completed stamps
+    runner = ["rehearse"]      # kx run's default --runner, as an argument list
+    retries = 1                # kx run's default --retries
+    lease_seconds = 60         # a running attempt without a heartbeat this long is lost
 
     [plans.my-plan]            # one plan, by id; overrides [defaults]
     timezone = "Europe/Berlin"

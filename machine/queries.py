@@ -40,7 +40,7 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
     text = render(state.source, state.plan, state.parts)
     section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
     root = workspace.resolve(state.root)
-    drop_name = _drop_name(structure.drop_name, workspace.config().timezone) if structure.drop_name else None
+    drop_name = _drop_name(structure.drop_name or _default_drop_name(structure), workspace.config().timezone)
     target = structure.header.target if structure.header else None
     files = state.plan.influential_files
     return {
@@ -65,6 +65,16 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
     }
 
 
+def _default_drop_name(structure) -> str:
+    """For a PART whose plan names no drop: KNOWLEDGE-DROP-<target or title>-<date>-[TIME].md."""
+    import re
+
+    base = structure.header.target.rsplit("/", 1)[-1].rsplit(".", 1)[0] if structure.header and structure.header.target \
+        else structure.title
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or structure.id.lower()
+    return f"KNOWLEDGE-DROP-{slug}-{clock.now().strftime('%Y-%m-%d')}-[TIME].md"
+
+
 def _drop_name(pattern: str, timezone: str | None) -> str:
     from machine.state import stamp_of
 
@@ -87,3 +97,24 @@ def history(workspace: Workspace, ref: str) -> dict[str, Any]:
                        "attempt": row.get("attempt"), "data": data})
     return {"schema": SCHEMA, "part": part.id, "title": structure.title, "batch": structure.batch,
             "state": part.state, "events": events}
+
+
+def brief_markdown(view: dict[str, Any]) -> str:
+    lines = [f"# Brief: {view['part']} — {view['title']}", "",
+             f"- plan: {view['plan_title'] or view['plan']} (batch {view['batch']})",
+             f"- state: {view['state']}" + (f", attempt {view['attempt']}" if view["attempt"] else ""),
+             f"- target file: {view['target_path'] or 'not named in the plan'}",
+             f"- drop file: {view['drop_path'] or 'not named in the plan'}"]
+    if view["influential_files"]:
+        lines += ["", "## Influential files: read them and cite them", ""]
+        lines += [f"- File {f['number']}: {f['path'] or '(not in the plan list)'}" for f in view["influential_files"]]
+    if view["worker_instructions"]:
+        lines += ["", "## Worker instructions", "", *view["worker_instructions"]]
+    lines += ["", "## Reporting", "",
+              f"- tick each box as you finish it: `kx tick {view['part']} REF` (REF: a number, step.n, or text)",
+              f"- record the drop when written: `kx drop {view['part']} {view['drop_path'] or 'FILE'}`",
+              "- exit 0 when you believe you are done; kx checks the evidence",
+              "", "## Boxes", ""]
+    lines += [f"- [{'x' if b['ticked'] else ' '}] {b['ref']}: {b['text']}" for b in view["boxes"]]
+    lines += ["", "## The PART as the plan writes it", "", view["section"].rstrip()]
+    return "\n".join(lines)

@@ -27,6 +27,7 @@ class PartState:
     started: dict[str, Any] | None = None
     drops: list[dict[str, Any]] = field(default_factory=list)
     completed_at: str | None = None
+    finished_at: str | None = None  # when the current attempt ended (succeeded, failed or lost)
     failures: int = 0
     reason: str | None = None
     last_position: int = 0
@@ -146,7 +147,7 @@ class PlanState:
             part.attempts += 1
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
-            part.reason = None
+            part.reason, part.finished_at = None, None
             self._transition(PART_MACHINE, part, "start", "running")
 
     def _on_CheckboxTicked(self, event: Recorded) -> None:
@@ -174,19 +175,20 @@ class PlanState:
                 part.completed_at = event.get("completed_at")
             else:
                 self._transition(PART_MACHINE, part, "succeed", "succeeded")
+                part.finished_at = event.recorded_at
                 part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
     def _on_RunnerFailed(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.failures += 1
-            part.reason = event.get("reason")
+            part.reason, part.finished_at = event.get("reason"), event.recorded_at
             self._transition(PART_MACHINE, part, "fail", "failed")
 
     def _on_RunnerLost(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
-            part.reason = event.get("reason")
+            part.reason, part.finished_at = event.get("reason"), event.recorded_at
             self._transition(PART_MACHINE, part, "lose", "lost")
 
     def _on_PartRetried(self, event: Recorded) -> None:

@@ -1,0 +1,146 @@
+"""The wrapper around one attempt: ``python -m runners.attempt --part PART-7 -- COMMAND...``.
+
+It runs in its own session, so it outlives a supervisor that is killed or
+interrupted. It records the start (the limit and gate are checked then), writes
+the brief, runs the runner with its output to the attempt's log, keeps a
+heartbeat, and records the outcome itself: ``RunnerSucceeded`` when the runner
+exits 0 and the evidence holds, else ``RunnerFailed`` with the exit code and
+the log's last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ledger.errors import KxError, Refused
+from machine.actions import Act, fail, finish, start
+from machine.queries import brief, brief_markdown
+from machine.workspace import Workspace
+from runners.attempts import attempt_dir, beat, log_tail
+
+WRAPPER = "kx run"
+
+
+def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "KX_LEDGER": str(workspace.ledger.path.resolve()),
+        "KX_PLAN": view["plan"],
+        "KX_PART": view["part"],
+        "KX_ATTEMPT": view["attempt"],
+        "KX_BRIEF": str(brief_path),
+        "KX_TARGET": view["target_path"] or "",
+        "KX_DROP": view["drop_path"] or "",
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `kx` is this installation's
+    }
+    return env
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, folder: Path, every: float):
+        super().__init__(daemon=True)
+        self.folder, self.every, self.done = folder, every, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                beat(self.folder)
+            except OSError:
+                pass
+
+
+def run_attempt(workspace: Workspace, part: str, command: list[str], lease: float) -> int:
+    import psutil
+
+    me = psutil.Process()
+    try:
+        started = start(workspace, part, Act(by=WRAPPER), runner=command, pid=me.pid,
+                        pid_started=me.create_time(), host=socket.gethostname())
+    except Refused as refusal:
+        print(f"kx attempt: {refusal.message}", file=sys.stderr)
+        return 3
+    attempt = started.data["attempt"]
+    folder = attempt_dir(workspace.ledger.path, workspace.plan_id(), attempt)
+    folder.mkdir(parents=True, exist_ok=True)
+    beat(folder)
+    view = brief(workspace, part, attempt)
+    brief_path = folder / "brief.md"
+    brief_path.write_text(brief_markdown(view) + "\n", encoding="utf-8")
+    (folder / "brief.json").write_text(json.dumps(view, ensure_ascii=False, indent=2), encoding="utf-8")
+    code = _run_runner(command, runner_env(workspace, view, brief_path), Path(view["root"]), folder, lease)
+    return record_outcome(workspace, part, attempt, code, folder / "runner.log")
+
+
+def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> int:
+    heartbeat = Heartbeat(folder, max(0.5, lease / 3))
+    heartbeat.start()
+    with open(folder / "runner.log", "ab") as log:
+        try:
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            log.write(f"kx: cannot start runner {command[0]!r}: {exc.strerror}\n".encode())
+            heartbeat.done.set()
+            return 127
+
+        def forward(signum, _frame):
+            process.send_signal(signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, forward)
+        code = process.wait()
+    heartbeat.done.set()
+    return code
+
+
+def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log: Path) -> int:
+    """The outcome, unless the runner already reported one or the attempt is no longer current."""
+    current = workspace.state().parts[part]
+    if current.attempt != attempt or current.state not in ("running", "lost"):
+        return 0 if current.state == "succeeded" and current.attempt == attempt else 1
+    act = Act(attempt=attempt)
+    tail = log_tail(log) or None
+    if code == 0:
+        try:
+            finish(workspace, part, act)
+            return 0
+        except Refused as refusal:
+            reason = "runner exited 0 without the evidence: " + "; ".join(refusal.details or [refusal.message])
+    elif code < 0:
+        reason = f"runner killed by signal {-code} ({signal.Signals(-code).name})"
+    else:
+        reason = f"runner exited with status {code}"
+    try:
+        fail(workspace, part, reason, act, exit_code=code, log_tail=tail)
+    except Refused:
+        pass  # someone else settled the attempt meanwhile
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners.attempt")
+    parser.add_argument("--ledger", required=True)
+    parser.add_argument("--plan", required=True)
+    parser.add_argument("--part", required=True)
+    parser.add_argument("--lease", type=float, default=60.0)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        return run_attempt(Workspace.open(args.ledger, args.plan), args.part, command, args.lease)
+    except KxError as exc:
+        print(f"kx attempt: {exc.message}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

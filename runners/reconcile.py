@@ -1,0 +1,55 @@
+"""Crash detection without a daemon: a running attempt whose wrapper is gone becomes ``RunnerLost``.
+
+Gone means: on this host, its pid is dead or belongs to a newer process (the
+start time differs from the recorded one); on any host, its heartbeat is older
+than the lease. Attempts started by hand (no pid recorded) are never judged.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ledger import clock
+from machine.workspace import Workspace
+from runners.attempts import attempt_dir, last_beat
+
+DEFAULT_LEASE_S = 60.0
+
+
+def wrapper_alive(started: dict[str, Any]) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(started["pid"])
+        return process.is_running() and abs(process.create_time() - (started.get("pid_started") or 0)) < 1.0 \
+            and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def why_gone(workspace: Workspace, plan_id: str, started: dict[str, Any], lease: float) -> str | None:
+    if not started.get("pid"):
+        return None
+    if started.get("host") == socket.gethostname() and not wrapper_alive(started):
+        return f"its wrapper (pid {started['pid']}) is gone"
+    beat = last_beat(attempt_dir(workspace.ledger.path, plan_id, started["attempt"]))
+    since = beat or started["recorded_at"]
+    age = (clock.now() - clock.parse_time(since)).total_seconds()
+    if age > lease:
+        return f"no heartbeat for {age:.0f}s (lease {lease:.0f}s)"
+    return None
+
+
+def reconcile(workspace: Workspace) -> list[str]:
+    """Record ``RunnerLost`` for every running attempt whose wrapper is gone; the lost attempts."""
+    from machine.actions import lose
+
+    state = workspace.state()
+    lease = workspace.config(state.id).lease_seconds or DEFAULT_LEASE_S
+    lost = []
+    for part in state.running():
+        reason = why_gone(workspace, state.id, part.started or {}, lease)
+        if reason and lose(workspace, part.id, part.attempt, reason).recorded:
+            lost.append(part.attempt)
+    return lost

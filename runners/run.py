@@ -1,0 +1,29 @@
+"""The entry point of ``kx run`` / ``kx resume``: options from the command line and the plan's config."""
+
+from __future__ import annotations
+
+import click
+
+from machine.workspace import Workspace
+from runners.progress import Progress
+from runners.spec import runner_command
+from runners.supervisor import RunOptions, RunResult, Supervisor
+
+
+def ask_on_terminal(question: str, choices: list[str]) -> str:
+    return click.prompt(question, type=click.Choice(choices), err=True)
+
+
+def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
+             review: str | None, until_batch: int | None, backoff: float, interactive: bool) -> RunResult:
+    config = workspace.config()
+    options = RunOptions(
+        command=runner_command(runner if runner is not None else config.runner),
+        max_parallel=max_parallel,
+        retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
+        review=review or ("prompt" if interactive else "wait"),
+        until_batch=until_batch,
+        backoff=backoff,
+    )
+    ask = ask_on_terminal if interactive else None
+    return Supervisor(workspace, options, Progress(), ask).run()

@@ -1,0 +1,24 @@
+"""Runner specs: a built-in name or a command line, always run as an argument list."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from ledger.errors import BadInput
+
+BUILT_IN = {
+    "rehearse": [sys.executable, "-m", "runners.rehearse"],
+}
+
+
+def runner_command(spec: str | list[str] | None) -> list[str]:
+    """``rehearse --fail PART-3`` or ``claude -p ...`` → argv; plan text never reaches a shell."""
+    if spec is None:
+        raise BadInput("no runner: pass --runner (e.g. --runner rehearse) or set runner in .kx/config.toml")
+    argv = shlex.split(spec) if isinstance(spec, str) else list(spec)
+    if not argv:
+        raise BadInput("the runner command is empty")
+    if argv[0] in BUILT_IN:
+        return BUILT_IN[argv[0]] + argv[1:]
+    return argv

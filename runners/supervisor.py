@@ -1,0 +1,247 @@
+"""``kx run``: start runners batch by batch under the rules, review between batches, resume after a crash.
+
+The supervisor keeps no state of its own that matters: each turn of its loop
+folds the ledger again. Each attempt runs in a wrapper process of its own
+session (``runners.attempt``) that records the start and the outcome itself,
+so killing the supervisor loses nothing; the same command picks up from the
+ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ledger.errors import BadInput, Refused
+from machine.actions import Act, fail, finish, retry, review
+from machine.queries import startable
+from machine.state import PlanState
+from machine.workspace import Workspace
+from runners.packet import batch_packet, packet_text
+from runners.progress import Progress
+from runners.reconcile import DEFAULT_LEASE_S, reconcile
+
+SUPERVISOR = "kx run"
+REVIEW_MODES = ("prompt", "wait", "auto")
+
+
+@dataclass
+class RunOptions:
+    command: list[str]
+    max_parallel: int | None = None
+    retries: int = 1
+    review: str = "prompt"
+    until_batch: int | None = None
+    backoff: float = 1.0
+    poll: float = 0.25
+    reconcile_every: float = 2.0
+
+
+@dataclass
+class RunResult:
+    code: int
+    outcome: str
+    message: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+Ask = Callable[[str, list[str]], str]
+
+
+class Supervisor:
+    def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None):
+        if options.review not in REVIEW_MODES:
+            raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
+        self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
+        self.children: dict[str, subprocess.Popen] = {}
+        self.failed_seen: dict[str, float] = {}
+        self.interrupted = 0
+        self.waiting_for: int | None = None
+        self.last_reconcile = 0.0
+        self.lease = workspace.config().lease_seconds or DEFAULT_LEASE_S
+
+    # --- the loop --------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        previous = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            return self._loop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _interrupt(self, _signum, _frame) -> None:
+        self.interrupted += 1
+        if self.interrupted == 1:
+            self.progress.say("stopping: no new runners; the running ones finish and record their outcome"
+                              " (Ctrl-C again to leave now; 'kx resume' continues)")
+        else:
+            raise KeyboardInterrupt
+
+    def _loop(self) -> RunResult:
+        lost = reconcile(self.ws)
+        if lost:
+            self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")
+        while True:
+            self._reap()
+            state = self.ws.state()
+            self.progress.update(state)
+            if self.interrupted:
+                if not self.children:
+                    return self._result(state, 130, "interrupted", "interrupted; 'kx resume' continues")
+                time.sleep(self.options.poll)
+                continue
+            settling = self._settle(state)
+            if settling == "acted":
+                continue
+            batch = next((b for b in state.plan.batches if state.batches[b.number].state != "approved"), None)
+            if batch is None:
+                return self._result(state, 0, "completed", "every batch is approved")
+            batch_state = state.batches[batch.number].state
+            if batch_state == "awaiting_review" and not self._running(state) and settling != "waiting":
+                result = self._review(state, batch.number)
+                if result is not None:
+                    return result
+                continue
+            self._launch(state)
+            self._maybe_reconcile()
+            time.sleep(self.options.poll)
+
+    def _result(self, state: PlanState, code: int, outcome: str, message: str) -> RunResult:
+        parts = [state.parts[p.id] for p in state.plan.parts]
+        summary = {
+            "plan": state.id, "outcome": outcome, "message": message,
+            "batches": [{"number": n, "state": b.state} for n, b in state.batches.items()],
+            "succeeded": sum(p.state == "succeeded" for p in parts),
+            "failed": sum(p.state == "failed" for p in parts),
+            "parts": len(parts),
+        }
+        return RunResult(code, outcome, message, summary)
+
+    def _running(self, state: PlanState) -> bool:
+        return bool(self.children) or bool(state.running())
+
+    # --- runners -------------------------------------------------------------------
+
+    def _launch(self, state: PlanState) -> None:
+        limit = min(state.limit, self.options.max_parallel or state.limit)
+        starting = [p for p in self.children if state.parts[p].state != "running"]
+        free = limit - len(state.running()) - len(starting)
+        for part in [p for p in startable(state) if p not in self.children][: max(0, free)]:
+            self.children[part] = self._spawn(state, part)
+
+    def _spawn(self, state: PlanState, part: str) -> subprocess.Popen:
+        folder = self.ws.ledger.path.resolve().parent / "attempts" / state.id
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "wrappers.log", "ab") as errors:
+            return subprocess.Popen(
+                [sys.executable, "-m", "runners.attempt", "--ledger", str(self.ws.ledger.path.resolve()),
+                 "--plan", state.id, "--part", part, "--lease", str(self.lease), "--", *self.options.command],
+                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+            )
+
+    def _reap(self) -> None:
+        for part, child in list(self.children.items()):
+            code = child.poll()
+            if code is not None:
+                del self.children[part]
+                if code == 3:
+                    self.progress.say(f"{part}: start refused (another process got there first); will try again")
+
+    def _maybe_reconcile(self) -> None:
+        if time.monotonic() - self.last_reconcile >= self.options.reconcile_every:
+            self.last_reconcile = time.monotonic()
+            reconcile(self.ws)
+
+    # --- failures and lost attempts ---------------------------------------------------
+
+    def _settle(self, state: PlanState) -> str | None:
+        """Finish lost attempts that left complete evidence; retry failures within budget.
+
+        "acted" when something was recorded, "waiting" while a retry waits out its backoff.
+        """
+        rules = self.ws.rules(state)
+        waiting = None
+        for structure in state.plan.parts:
+            part = state.parts[structure.id]
+            if state.batches[part.batch].state == "approved" or part.state not in ("failed", "lost"):
+                self.failed_seen.pop(part.id, None)
+                continue
+            if part.id in self.children:
+                continue
+            try:
+                if part.state == "lost" and not rules.missing_evidence(part):
+                    finish(self.ws, part.id, Act(attempt=part.attempt, by=SUPERVISOR))
+                    self.progress.say(f"{part.id}: {part.attempt} was lost after leaving complete evidence; finished")
+                    return "acted"
+                if part.attempts > self.options.retries:
+                    if part.state == "lost":
+                        fail(self.ws, part.id, f"lost and out of retries ({part.reason})", Act(attempt=part.attempt))
+                        return "acted"
+                    continue
+                seen = self.failed_seen.setdefault(part.id, time.monotonic())
+                if time.monotonic() - seen < self.options.backoff * 2 ** (part.attempts - 1):
+                    waiting = "waiting"
+                    continue
+                retry(self.ws, part.id, Act(by=SUPERVISOR), reason=f"retry {part.attempts} of {self.options.retries}")
+                self.failed_seen.pop(part.id, None)
+                return "acted"
+            except Refused:
+                return "acted"  # someone acted meanwhile; look again
+        return waiting
+
+    # --- reviews -------------------------------------------------------------------
+
+    def _review(self, state: PlanState, number: int) -> RunResult | None:
+        if self.options.until_batch is not None and number >= self.options.until_batch:
+            return self._result(state, 0, "stopped", f"stopped at the gate: batch {number} awaits review"
+                                f" ('kx review {number} --approve', then 'kx resume')")
+        mode = self.options.review
+        if mode == "prompt" and self.ask is None:
+            mode = "wait"
+        if mode == "auto":
+            return self._auto_review(state, number)
+        if mode == "wait":
+            if self.waiting_for != number:
+                self.waiting_for = number
+                self.progress.say(packet_text(batch_packet(state, number)))
+                self.progress.say(f"batch {number} awaits review: run 'kx review {number} --approve' (or --reject"
+                                  " PART...) in another terminal")
+            time.sleep(self.options.poll)
+            return None
+        return self._prompt_review(state, number)
+
+    def _auto_review(self, state: PlanState, number: int) -> RunResult | None:
+        failed = self.ws.rules(state).failed_parts(state.batches[number])
+        if failed:
+            return self._result(state, 1, "needs_review",
+                                f"batch {number} has failed PARTs after retries ({', '.join(failed)}); review it:"
+                                f" 'kx review {number} --reject' or '--approve --accept-failed', then 'kx resume'")
+        review(self.ws, number, approve=True, parts=[], note="approved by kx run --review auto",
+               act=Act(by="auto"))
+        return None
+
+    def _prompt_review(self, state: PlanState, number: int) -> RunResult | None:
+        self.progress.say(packet_text(batch_packet(state, number)))
+        failed = self.ws.rules(state).failed_parts(state.batches[number])
+        choices = ["approve", "reject", "retry", "quit"] if failed else ["approve", "reject", "quit"]
+        answer = self.ask(f"batch {number}: {' / '.join(choices)}?", choices)
+        act = Act(by=None)
+        if answer == "quit":
+            return self._result(state, 0, "stopped", f"stopped at batch {number}'s review; 'kx resume' continues")
+        if answer == "retry":
+            for part in failed:
+                retry(self.ws, part, act, reason="reviewer asked for a retry")
+        elif answer == "approve":
+            accept = bool(failed) and self.ask(f"approve although {', '.join(failed)} failed?", ["yes", "no"]) == "yes"
+            if failed and not accept:
+                return None
+            review(self.ws, number, approve=True, parts=[], note=None, act=act, accept_failed=accept)
+        else:
+            members = [f"PART-{n}" for n in state.plan.batch(number).parts]
+            chosen = failed or [self.ask("which PART goes back?", members)]
+            review(self.ws, number, approve=False, parts=chosen, note=None, act=act)
+        return None

@@ -1,0 +1,226 @@
+"""``kx run`` end to end, with real processes: rules from the events, crashes, resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def three_batch_plan(per_batch: int = 3, limit: int = 2) -> str:
+    lines = [f"**Strategy**: {3 * per_batch} runners, {limit} at a time (3 batches)", ""]
+    number = 0
+    for batch in (1, 2, 3):
+        lines.append(f"# BATCH {batch}: Batch {batch}")
+        for _ in range(per_batch):
+            number += 1
+            lines += [f"## PART {number}: Topic {number}", "", f"- [ ] PART {number}: Create topics/{number:02d}.md",
+                      "", "**Step 1: Research**", "- [ ] Search one", "- [ ] Search two",
+                      "**Step 2: Create Knowledge File**", "- [ ] Section 1: Overview", "- [ ] Section 2: Details",
+                      "**Step 3: Create KNOWLEDGE DROP**", f"- [ ] Create KNOWLEDGE-DROP-topic-{number}-2025-11-14-[TIME].md",
+                      ""]
+    return "\n".join(lines)
+
+
+def real_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    return env
+
+
+def kx_run(project, *args, wait=True, timeout=240):
+    command = [sys.executable, "-m", "cli.main", *args]
+    process = subprocess.Popen(command, cwd=project, env=real_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    if wait:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out.decode(), err.decode()
+    return process
+
+
+def events_of(kx):
+    return kx("--json", "events").json["events"]
+
+
+def check_rules_from_events(events, limit, batches_of):
+    running, peak = 0, 0
+    approved = set()
+    for event in events:
+        kind, data = event["type"], event["data"]
+        if kind == "RunnerStarted":
+            running += 1
+            peak = max(peak, running)
+            batch = batches_of[data["part"]]
+            assert batch == 1 or batch - 1 in approved, f"{data['attempt']} started before batch {batch - 1} approved"
+        elif kind in ("RunnerSucceeded", "RunnerFailed", "RunnerLost") and data.get("by") != "import":
+            running -= 1
+        elif kind == "BatchReviewed" and data["decision"] == "approve":
+            approved.add(data["batch"])
+    assert 0 < peak <= limit
+    return peak
+
+
+@pytest.fixture
+def plan3(kx, project):
+    (project / "plan.md").write_text(three_batch_plan())
+    assert kx("plan", "import", "plan.md").code == 0
+    return {n: (n - 1) // 3 + 1 for n in range(1, 10)}
+
+
+def batches_map(plan3):
+    return {f"PART-{n}": b for n, b in plan3.items()}
+
+
+def test_a_three_batch_run_keeps_every_rule(kx, project, plan3):
+    code, out, err = kx_run(project, "run", "--runner", "rehearse --sleep 0.4", "--review", "auto")
+    assert code == 0, err
+    assert "every batch is approved" in out and "PART-9 succeeded" in err
+    events = events_of(kx)
+    assert check_rules_from_events(events, 2, batches_map(plan3)) == 2
+    successes = Counter(e["data"]["part"] for e in events if e["type"] == "RunnerSucceeded")
+    assert successes == Counter({f"PART-{n}": 1 for n in range(1, 10)})
+    assert kx("audit", "verify").code == 0
+    for n in range(1, 10):
+        assert (project / "topics" / f"{n:02d}.md").read_text().startswith(f"# Topic {n}")
+    status = kx("--json", "status").json
+    assert all(p["ticked"] == p["total"] == 5 for b in status["batches"] for p in b["parts"])
+    logs = list((project / ".kx" / "attempts" / "plan").glob("PART-*-1/runner.log"))
+    assert len(logs) == 9 and "done PART-" in logs[0].read_text()
+    again = kx_run(project, "run", "--runner", "rehearse", "--review", "auto")
+    assert again[0] == 0 and len(events_of(kx)) == len(events)  # nothing left to do
+
+
+def test_failures_are_retried_and_an_exhausted_one_stops_auto_review(kx, project, plan3):
+    code, out, err = kx_run(project, "--json", "run", "--runner", "rehearse --fail PART-2 --fail-attempts 5",
+                            "--review", "auto", "--backoff", "0.1")
+    summary = json.loads(out)
+    assert code == 1 and summary["outcome"] == "needs_review"
+    assert "batch 1 has failed PARTs after retries (PART-2)" in summary["message"]
+    history = kx("--json", "audit", "history", "PART-2").json["events"]
+    assert [e["type"] for e in history].count("RunnerStarted") == 2
+    assert "rehearsal failure injected" in history[-1]["data"]["log_tail"]
+    assert kx("review", "1", "--approve", "--accept-failed").code == 0
+    code, _, err = kx_run(project, "run", "--runner", "rehearse", "--review", "auto", "--until-batch", "2")
+    assert code == 0 and "stopped at the gate: batch 2 awaits review" in err + _
+    assert kx("--json", "status").json["batches"][2]["state"] == "locked"
+
+
+def test_a_retry_after_one_failure_succeeds(kx, project, plan3):
+    code, _, err = kx_run(project, "run", "--runner", "rehearse --fail PART-4", "--review", "auto", "--backoff", "0.1")
+    assert code == 0, err
+    starts = [e["data"]["attempt"] for e in events_of(kx) if e["type"] == "RunnerStarted"]
+    assert "PART-4#2" in starts and len(starts) == 10
+
+
+def test_wait_review_waits_for_a_review_from_another_terminal(kx, project, plan3):
+    process = kx_run(project, "run", "--runner", "rehearse", "--review", "wait", "--until-batch", "2", wait=False)
+    deadline = time.monotonic() + 120
+    while kx("--json", "status").json["batches"][0]["state"] != "awaiting_review":
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert process.poll() is None  # waiting, not reviewing
+    assert kx("review", "1", "--approve", "--by", "erin").code == 0
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "awaits review: run 'kx review 1 --approve'" in err.decode()
+    review = [e for e in events_of(kx) if e["type"] == "BatchReviewed"][0]
+    assert review["data"]["by"] == "erin"
+
+
+def test_no_runner_is_bad_input(kx, plan3):
+    result = kx("run", "--review", "auto")
+    assert result.code == 2 and "--runner" in result.err
+
+
+def kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_until(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_supervisor_killed_at_random_moments_then_resumed(kx, project, plan3):
+    chance = random.Random(20251120)
+    for moment in [chance.uniform(0.5, 4.0) for _ in range(3)]:
+        process = kx_run(project, "run", "--runner", "rehearse --sleep 0.5", "--review", "auto", wait=False)
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    code, _, err = kx_run(project, "resume", "--runner", "rehearse --sleep 0.5", "--review", "auto")
+    assert code == 0, err
+    events = events_of(kx)
+    successes = Counter(e["data"]["part"] for e in events if e["type"] == "RunnerSucceeded")
+    assert successes == Counter({f"PART-{n}": 1 for n in range(1, 10)})
+    status = kx("--json", "status").json
+    assert all(p["ticked"] == p["total"] for b in status["batches"] for p in b["parts"])
+    check_rules_from_events(events, 2, batches_map(plan3))
+    assert kx("audit", "verify").code == 0
+
+
+def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
+    process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
+                     wait=False)
+    wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
+    started = next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+    wrapper = started["data"]["pid"]
+    import psutil
+
+    wait_until(lambda: psutil.Process(wrapper).children())
+    runner = psutil.Process(wrapper).children()[0]
+    runner.kill()
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    part = started["data"]["part"]
+    history = kx("--json", "audit", "history", part).json["events"]
+    failed = next(e for e in history if e["type"] == "RunnerFailed")
+    assert "killed by signal 9" in failed["data"]["reason"]
+    assert [e["type"] for e in history].count("RunnerSucceeded") == 1
+    assert kx("audit", "verify").code == 0
+
+
+def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
+    process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
+                     wait=False)
+    wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
+    started = next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+    kill_group(started["data"]["pid"])  # the wrapper's session: wrapper and runner
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    history = kx("--json", "audit", "history", started["data"]["part"]).json["events"]
+    kinds = [e["type"] for e in history]
+    assert "RunnerLost" in kinds and kinds.count("RunnerSucceeded") == 1
+    lost = next(e for e in history if e["type"] == "RunnerLost")
+    assert "is gone" in lost["data"]["reason"]
+    assert kx("audit", "verify").code == 0
+
+
+def test_status_reconciles_a_dead_wrapper(kx, project, plan3):
+    from ledger.events import RunnerStarted
+    from ledger.store import Ledger
+    import psutil
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ledger = Ledger.open(project / ".kx" / "ledger.db")
+    ledger.append([RunnerStarted(plan="plan", part="PART-1", attempt="PART-1#1", pid=dead.pid,
+                                 pid_started=time.time() - 5, host=socket.gethostname())])
+    status = kx("--json", "status").json
+    assert status["batches"][0]["parts"][0]["state"] == "lost"
+    assert kx("audit", "verify").code == 0
