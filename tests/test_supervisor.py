@@ -224,3 +224,29 @@ def test_status_reconciles_a_dead_wrapper(kx, project, plan3):
     status = kx("--json", "status").json
     assert status["batches"][0]["parts"][0]["state"] == "lost"
     assert kx("audit", "verify").code == 0
+
+
+def test_prompt_review_shows_the_packet_and_acts_on_the_answers(kx, project, plan3, capsys):
+    import io
+
+    from machine.workspace import Workspace
+    from runners.progress import Progress
+    from runners.spec import runner_command
+    from runners.supervisor import RunOptions, Supervisor
+
+    asked = []
+
+    def ask(question, choices):
+        asked.append((question, choices))
+        return "approve" if len(asked) == 1 else "quit"
+
+    stream = io.StringIO()
+    options = RunOptions(command=runner_command("rehearse"), review="prompt")
+    result = Supervisor(Workspace.open(), options, Progress(stream, live=False), ask).run()
+    assert result.code == 0 and result.outcome == "stopped"
+    assert asked == [("batch 1: approve / reject / quit?", ["approve", "reject", "quit"]),
+                     ("batch 2: approve / reject / quit?", ["approve", "reject", "quit"])]
+    shown = stream.getvalue()
+    assert "Review of batch 1" in shown and "KNOWLEDGE-DROP-topic-1-2025-11-14-" in shown
+    states = [b["state"] for b in kx("--json", "status").json["batches"]]
+    assert states == ["approved", "awaiting_review", "locked"]
