@@ -363,18 +363,18 @@ def _run_options(func):
         click.option("--until-batch", type=int, metavar="N", help="Stop cleanly at the gate after batch N."),
         click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Seconds before the first retry (doubling after)."),
+        click.option("--model", help="With --runner openai: the model name."),
+        click.option("--base-url", help="With --runner openai: the server (default http://127.0.0.1:11434/v1)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _supervise(options: Options, runner: str | None, max_parallel: int | None, retries: int | None,
-               review: str | None, until_batch: int | None, backoff: float) -> None:
+def _supervise(options: Options, **run_options: Any) -> None:
     from runners.run import run_plan
 
-    result = run_plan(options.workspace(), runner=runner, max_parallel=max_parallel, retries=retries,
-                      review=review, until_batch=until_batch, backoff=backoff, interactive=sys.stdin.isatty())
+    result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), **run_options)
     options.emit(result.summary, result.message)
     sys.exit(result.code)
 

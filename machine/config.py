@@ -4,6 +4,8 @@
     require_all_ticked = true  # evidence policy: every box ticked before success
     timezone = "UTC"           # for Completed stamps
     runner = ["rehearse"]      # kx run's default --runner, as an argument list
+    model = "llama3.1"         # kx run --runner openai: default --model and --base-url
+    base_url = "http://127.0.0.1:11434/v1"
     retries = 1                # kx run's default --retries
     lease_seconds = 60         # a running attempt without a heartbeat this long is lost
 
@@ -29,6 +31,8 @@ class PlanConfig(BaseModel):
     require_all_ticked: bool = True
     timezone: str | None = None
     runner: list[str] | None = None
+    model: str | None = None
+    base_url: str | None = None
     retries: int | None = None
     lease_seconds: float | None = None
 

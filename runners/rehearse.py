@@ -12,23 +12,15 @@ agent would. Seeded failures exercise retries:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import time
 from itertools import groupby
-from pathlib import Path
+
+from runners.protocol import check, kx, read_brief, record_drop, write
 
 MARK = "REHEARSAL OUTPUT — written by kx's rehearse runner, not real knowledge."
-
-
-def kx(*args: str) -> subprocess.CompletedProcess:
-    program = shutil.which("kx")
-    command = [program, *args] if program else [sys.executable, "-m", "cli.main", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 def should_fail(args: argparse.Namespace, part: str, attempt: str) -> bool:
@@ -70,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     part, attempt = os.environ["KX_PART"], os.environ["KX_ATTEMPT"]
     started = time.monotonic()
-    reply = kx("--json", "brief", part)
-    if reply.returncode != 0:
-        print(reply.stderr, file=sys.stderr)
-        return 2
-    brief = json.loads(reply.stdout)
+    brief = read_brief()
     print(f"rehearsing {attempt}: {brief['title']}")
     failing = should_fail(args, part, attempt)
 
@@ -86,25 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if index == len(steps) - 1:
             write(os.environ.get("KX_TARGET"), knowledge(brief))
-            write(os.environ.get("KX_DROP"), drop_text(brief, started))
-            if os.environ.get("KX_DROP"):
-                check(kx("drop", part, os.environ["KX_DROP"]))
+            record_drop(drop_text(brief, started))
         check(kx("tick", part, *[b["ref"] for b in boxes if not b["ticked"]] or [boxes[0]["ref"]]))
     print(f"done {attempt}")
     return 0
-
-
-def write(path: str | None, text: str) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-
-
-def check(result: subprocess.CompletedProcess) -> None:
-    print(result.stdout.strip())
-    if result.returncode != 0:
-        print(result.stderr.strip(), file=sys.stderr)
-        raise SystemExit(result.returncode)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ def ask_on_terminal(question: str, choices: list[str]) -> str:
 
 
 def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
-             review: str | None, until_batch: int | None, backoff: float, interactive: bool) -> RunResult:
+             review: str | None, until_batch: int | None, backoff: float, interactive: bool,
+             model: str | None = None, base_url: str | None = None) -> RunResult:
     config = workspace.config()
     options = RunOptions(
-        command=runner_command(runner if runner is not None else config.runner),
+        command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
+                               base_url=base_url or config.base_url),
         max_parallel=max_parallel,
         retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
         review=review or ("prompt" if interactive else "wait"),

@@ -9,16 +9,29 @@ from ledger.errors import BadInput
 
 BUILT_IN = {
     "rehearse": [sys.executable, "-m", "runners.rehearse"],
+    "openai": [sys.executable, "-m", "runners.chat"],
 }
 
 
-def runner_command(spec: str | list[str] | None) -> list[str]:
-    """``rehearse --fail PART-3`` or ``claude -p ...`` → argv; plan text never reaches a shell."""
+def runner_command(spec: str | list[str] | None, *, model: str | None = None, base_url: str | None = None) -> list[str]:
+    """``rehearse --fail PART-3`` or ``claude -p ...`` → argv; plan text never reaches a shell.
+
+    ``model`` and ``base_url`` (kx run's --model and --base-url) go to the built-in ``openai`` runner.
+    """
     if spec is None:
         raise BadInput("no runner: pass --runner (e.g. --runner rehearse) or set runner in .kx/config.toml")
     argv = shlex.split(spec) if isinstance(spec, str) else list(spec)
     if not argv:
         raise BadInput("the runner command is empty")
+    if argv[0] == "openai":
+        if model:
+            argv += ["--model", model]
+        if base_url:
+            argv += ["--base-url", base_url]
+        if "--model" not in argv:
+            raise BadInput("the openai runner needs a model: kx run --runner openai --model NAME")
+    elif model or base_url:
+        raise BadInput("--model and --base-url go with --runner openai")
     if argv[0] in BUILT_IN:
         return BUILT_IN[argv[0]] + argv[1:]
     return argv

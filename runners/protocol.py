@@ -1,0 +1,50 @@
+"""What a runner process uses to talk to kx: the ``kx`` command and the ``KX_*`` environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def kx(*args: str) -> subprocess.CompletedProcess:
+    """Run ``kx ARGS`` (this installation's, found on PATH) and capture its output."""
+    program = shutil.which("kx")
+    command = [program, *args] if program else [sys.executable, "-m", "cli.main", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """Echo a kx call's output into the runner's log; stop the runner if kx refused."""
+    if result.stdout.strip():
+        print(result.stdout.strip(), flush=True)
+    if result.returncode != 0:
+        print(result.stderr.strip(), file=sys.stderr, flush=True)
+        raise SystemExit(result.returncode)
+    return result
+
+
+def read_brief() -> dict[str, Any]:
+    return json.loads(check(kx("--json", "brief", os.environ["KX_PART"])).stdout)
+
+
+def write(path: str | None, text: str) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+
+
+def record_drop(text: str) -> None:
+    """Write the KNOWLEDGE DROP to ``$KX_DROP`` and record it."""
+    path = os.environ.get("KX_DROP")
+    if path:
+        write(path, text)
+        check(kx("drop", os.environ["KX_PART"], path))
+
+
+def drop_box_refs(brief: dict[str, Any]) -> list[str]:
+    return [b["ref"] for b in brief["boxes"] if "KNOWLEDGE-DROP" in b["text"].upper() and not b["ticked"]]
