@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PAST = {"approve": "approved", "reject": "rejected"}
+from ledger.projections import PAST
 
 
 def import_result(result: Any) -> str:
@@ -119,3 +119,16 @@ def verified(result: dict[str, Any]) -> str:
     if not result["findings"]:
         return f"ok: {result['events']} events, {len(result['plans'])} plans; integrity and rules hold"
     return "\n".join(result["findings"]) + f"\n{len(result['findings'])} findings in {result['events']} events"
+
+
+def consolidated(result: dict[str, Any]) -> str:
+    paths = result.get("paths", {})
+    if result["action"] == "unchanged":
+        return f"{result['plan']} is already consolidated" + (f" (commit {result['commit'][:12]})" if result.get("commit") else "")
+    lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files",
+             f"index: {paths['index']}", f"report: {paths['report']}", f"plan: {paths['plan']}"]
+    if paths.get("skill"):
+        lines.append(f"skill: {paths['skill']}")
+    if result.get("commit"):
+        lines.append(f"commit: {result['commit'][:12]}")
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ from typing import Any
 from machine.state import PlanState
 
 SCHEMA = 1
+PAST = {"approve": "approved", "reject": "rejected"}
 
 
 def part_view(state: PlanState, part_id: str) -> dict[str, Any]:

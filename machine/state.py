@@ -123,6 +123,7 @@ class PlanState:
 
     def _on_PlanConsolidated(self, event: Recorded) -> None:
         self.consolidated = event.data
+        self.path = event.get("paths", {}).get("plan", self.path)  # the plan moved to completed/
 
     def _on_BatchReviewed(self, event: Recorded) -> None:
         batch = self.batches.get(event.get("batch"))

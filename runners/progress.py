@@ -7,7 +7,7 @@ from typing import TextIO
 
 from ledger import logs
 from machine.state import PlanState
-from runners.packet import duration
+from ledger.packet import duration
 
 
 class Progress:

@@ -21,7 +21,7 @@ from machine.actions import Act, fail, finish, retry, review
 from machine.queries import startable
 from machine.state import PlanState
 from machine.workspace import Workspace
-from runners.packet import batch_packet, packet_text
+from ledger.packet import batch_packet, packet_text
 from runners.progress import Progress
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
 

@@ -1,0 +1,212 @@
+"""``kx consolidate``: the plan's last step (index, skill, report, move, commit), driven by the ledger.
+
+Allowed once every batch is approved. INDEX.md and SKILL.md get one marked
+block per plan, rewritten in place: text outside the block is kept byte for
+byte, and a second run writes the same bytes. ``PlanConsolidated`` records the
+paths and the commit; a second ``kx consolidate`` is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import Refused
+from ledger.events import PlanConsolidated
+from ledger.files import write_atomic
+from ledger.projections import PAST
+from machine import git
+from machine.plan_file import render_file
+from machine.state import PlanState
+from machine.workspace import Workspace
+from ledger.packet import part_packet
+
+
+@dataclass
+class Targets:
+    index: Path
+    skill: Path | None
+    completed: Path
+    report: Path
+    plan: Path
+
+
+def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
+                commit: bool, by: str) -> dict[str, Any]:
+    with workspace.ledger.transaction():
+        state = workspace.state()
+        if state.consolidated is not None:
+            return {"plan": state.id, "action": "unchanged", **state.consolidated}
+        refuse_unless_approved(state)
+        root = workspace.resolve(state.root)
+        plan_file = workspace.resolve(state.path)
+        completed = (completed_dir or root / "completed").resolve()
+        targets = Targets(index=(index or root / "INDEX.md").resolve(), skill=skill.resolve() if skill else None,
+                          completed=completed, report=completed / f"{plan_file.stem}.consolidation.md",
+                          plan=completed / plan_file.name)
+        top = git.work_tree(root)
+        if commit and top is None:
+            raise Refused(f"--commit needs a git work tree; {root} is not inside one", rule="consolidate")
+        if commit:
+            git.refuse_unrelated_staged(top)
+        knowledge = knowledge_files(workspace, state)
+        update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent))
+        if targets.skill:
+            update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
+        render_file(workspace)  # the plan that moves shows every tick and stamp
+        if plan_file.exists() and plan_file.resolve() != targets.plan:
+            git.move(top, plan_file, targets.plan) if top else _rename(plan_file, targets.plan)
+        write_atomic(targets.report, report(workspace, state, knowledge).encode("utf-8"))
+        commit_id = None
+        if commit:
+            drops = [workspace.resolve(d["path"]) for p in state.parts.values() if (d := p.drop)]
+            paths = [*knowledge.values(), *drops, targets.index, targets.report, targets.plan,
+                     *([targets.skill] if targets.skill else [])]
+            commit_id = git.commit(top, paths, commit_message(state, targets, knowledge, workspace))
+        stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
+        if targets.skill:
+            stored["skill"] = workspace.store_path(targets.skill)
+        workspace.ledger.append([PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by)])
+        return {"plan": state.id, "action": "consolidated", "paths": stored, "commit": commit_id,
+                "knowledge_files": len(knowledge)}
+
+
+def _rename(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(destination)
+
+
+def refuse_unless_approved(state: PlanState) -> None:
+    left = [f"batch {n} is {b.state.replace('_', ' ')}" for n, b in state.batches.items() if b.state != "approved"]
+    if left:
+        raise Refused("consolidation waits until every batch is approved: " + "; ".join(left), rule="consolidate")
+
+
+def knowledge_files(workspace: Workspace, state: PlanState) -> dict[str, Path]:
+    """PART → its knowledge file, for the PARTs that succeeded and name one."""
+    root = workspace.resolve(state.root)
+    files = {}
+    for structure in state.plan.parts:
+        if state.parts[structure.id].state == "succeeded" and structure.header and structure.header.target:
+            files[structure.id] = (root / structure.header.target).resolve()
+    return files
+
+
+def _link(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _first_heading(path: Path) -> str | None:
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+    except OSError:
+        return None
+    return None
+
+
+def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", ""]
+    for part, path in knowledge.items():
+        title = state.plan.part(part).title
+        missing = "" if path.exists() else " (missing)"
+        lines.append(f"- [{_link(path, base)}]({_link(path, base)}) — {part}: {title}{missing}")
+    return lines
+
+
+def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", "", f"Knowledge from plan `{state.id}` ({len(knowledge)} files)."]
+    for batch in state.plan.batches:
+        members = [f"PART-{n}" for n in batch.parts if f"PART-{n}" in knowledge]
+        if members:
+            lines += ["", f"### Batch {batch.number}: {batch.title}", ""]
+            lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
+                      for p in members]
+    return lines
+
+
+def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
+    """Replace (or append) the plan's marked block in ``path``; every other byte stays."""
+    begin, end = f"<!-- kx:begin {plan_id} -->", f"<!-- kx:end {plan_id} -->"
+    text = path.read_bytes().decode("utf-8") if path.exists() else ""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    block = newline.join([begin, *lines, end])
+    start, stop = text.find(begin), text.find(end)
+    if start != -1 and stop > start:
+        updated = text[:start] + block + text[stop + len(end) :]
+    else:
+        separator = "" if not text else (newline if text.endswith(("\n", "\r")) else newline * 2)
+        updated = text + separator + block + newline
+    if updated != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, updated.encode("utf-8"))
+
+
+def _summary(workspace: Workspace, drop: dict[str, Any] | None) -> str:
+    if not drop:
+        return "no drop recorded"
+    try:
+        lines = workspace.resolve(drop["path"]).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return f"{drop['path']} (gone)"
+    body = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return " ".join(body[:4])[:300]
+
+
+def _totals(state: PlanState) -> dict[str, int]:
+    parts = [state.parts[p.id] for p in state.plan.parts]
+    attempts = sum(p.attempts for p in parts)
+    return {"parts": len(parts), "succeeded": sum(p.state == "succeeded" for p in parts),
+            "failed": sum(p.state == "failed" for p in parts), "attempts": attempts,
+            "failures": sum(p.failures for p in parts), "batches": len(state.plan.batches)}
+
+
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> str:
+    totals = _totals(state)
+    lines = [f"# Consolidation: {state.plan.title or state.id}", "",
+             f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
+             f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
+             f" {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.", ""]
+    for batch in state.plan.batches:
+        lines += [f"## Batch {batch.number}: {batch.title}", ""]
+        for review in state.batches[batch.number].reviews:
+            note = f" — {review['note']}" if review.get("note") else ""
+            lines.append(f"- {PAST[review['decision']]} by {review['by']} at {review['recorded_at']}{note}")
+        lines += ["", "| PART | state | knowledge file | size | attempts | failures | duration |",
+                  "|---|---|---|---|---|---|---|"]
+        for number in batch.parts:
+            packet = part_packet(state, f"PART-{number}")
+            path = knowledge.get(packet["part"])
+            size = f"{path.stat().st_size} B" if path and path.exists() else "-"
+            took = f"{packet['seconds']:.1f}s" if packet["seconds"] is not None else "-"
+            shown = workspace.store_path(path) if path else "-"
+            lines.append(f"| {packet['part']} | {packet['state']} | {shown} | {size} | {packet['attempts']}"
+                         f" | {packet['failures']} | {took} |")
+        lines.append("")
+        for number in batch.parts:
+            part = state.parts[f"PART-{number}"]
+            lines.append(f"- **PART-{number}** drop: {_summary(workspace, part.drop)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def commit_message(state: PlanState, targets: Targets, knowledge: dict[str, Path], workspace: Workspace) -> str:
+    totals = _totals(state)
+    lines = [f"Consolidate {state.plan.title or state.id}", "",
+             f"Plan {state.id}: {totals['parts']} PARTs in {totals['batches']} batches, {totals['succeeded']}"
+             f" succeeded, {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.",
+             ""]
+    for batch in state.plan.batches:
+        review = state.batches[batch.number].last_review or {}
+        lines.append(f"Batch {batch.number} ({batch.title}): {PAST.get(review.get('decision'), '?')}"
+                     f" by {review.get('by', '?')}"
+                     + (f" — {review['note']}" if review.get("note") else ""))
+    lines += ["", "Knowledge files:"]
+    lines += [f"- {workspace.store_path(path)}" for path in knowledge.values()]
+    lines += ["", f"Index: {workspace.store_path(targets.index)}; report: {workspace.store_path(targets.report)};"
+              f" plan moved to {workspace.store_path(targets.plan)}."]
+    return "\n".join(lines)
