@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from ledger import clock
+from ledger import clock, secrets
 
 _sinks: dict[str, Any] = {"file": None, "console": None, "configured": False}
 
@@ -35,7 +35,7 @@ def configure(verbose: bool = False) -> None:
     _sinks["console"] = structlog.dev.ConsoleRenderer(colors=False) if verbose else None
     _sinks["configured"] = True
     structlog.configure(
-        processors=[structlog.processors.add_log_level, _timestamp, _emit],
+        processors=[structlog.processors.add_log_level, _timestamp, secrets.log_processor, _emit],
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=False,
     )

@@ -65,6 +65,7 @@ class Ledger:
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
         self.conn = conn
+        self.read_only = False
         self._depth = 0
 
     # --- opening --------------------------------------------------------------
@@ -76,12 +77,23 @@ class Ledger:
             raise BadInput(f"no ledger at {path}; run 'kx plan import PLAN.md' first or pass --ledger")
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        read_only = path.exists() and not path.stat().st_mode & 0o222
+        target = f"file:{path.resolve()}?mode=ro" if read_only else str(path)
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+                               uri=read_only)
         ledger = cls(path, conn)
+        ledger.read_only = read_only
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA synchronous = FULL")
+            if not read_only:
+                conn.execute("PRAGMA synchronous = FULL")
             ledger._prepare(create)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "disk" in str(exc) or "full" in str(exc):
+                raise KxError(f"cannot use the ledger {path} ({exc}); nothing was recorded — free disk space"
+                              " and retry") from None
+            raise BadInput(f"cannot open the ledger {path} ({exc}); check the path and its permissions") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise BadInput(f"{path} is not a kx ledger ({exc}); point --ledger at a kx ledger") from None
@@ -143,6 +155,9 @@ class Ledger:
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``: reads inside see what no other writer can change."""
+        if self.read_only:
+            raise BadInput(f"the ledger {self.path} is read-only (its file has no write permission);"
+                           " make it writable (chmod u+w) to record anything")
         if self._depth:
             self._depth += 1
             try:
@@ -183,18 +198,21 @@ class Ledger:
                 position += 1
                 data = _encode(event.data())
                 digest = chain_hash(previous, position, stream, versions[stream], event.type, data, recorded_at)
-                self.conn.execute(
-                    "INSERT INTO events (position, plan, stream, version, type, data, recorded_at, schema_version, hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (position, event.plan, stream, versions[stream], event.type, data, recorded_at,
-                     event.schema_version, digest),
-                )
+                self._insert((position, event.plan, stream, versions[stream], event.type, data, recorded_at,
+                              event.schema_version, digest))
                 previous = digest
                 rows.append(Recorded(position, stream, versions[stream], event.type, event.data(), recorded_at,
                                      event.plan, digest))
         logs.get().info("appended", positions=[rows[0].position, rows[-1].position],
                         types=sorted({r.type for r in rows}), streams=len(versions))
         return rows
+
+    def _insert(self, row: tuple) -> None:
+        self.conn.execute(
+            "INSERT INTO events (position, plan, stream, version, type, data, recorded_at, schema_version, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
 
     def _head(self) -> tuple[int, str]:
         row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()

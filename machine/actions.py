@@ -16,6 +16,7 @@ from typing import Any
 
 from ledger import clock
 from ledger.errors import BadInput, Refused, Unknown
+from ledger.secrets import redact_argv, redact_text
 from ledger.events import (
     BatchReviewed, CheckboxTicked, CheckboxUnticked, DropRecorded, Event, PartRetried, RunnerFailed, RunnerLost,
     RunnerStarted, RunnerSucceeded,
@@ -109,6 +110,8 @@ def authorize(ctx: Context, part: PartState, act: Act) -> None:
 
 
 def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
+    if runner.get("runner"):
+        runner["runner"] = redact_argv(runner["runner"])  # a key on a command line stays out of the ledger
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         attempt = f"{part.id}#{part.attempts + 1}"
@@ -191,7 +194,8 @@ def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: in
         authorize(ctx, part, act)
         fire(PART_MACHINE, part, "fail", ctx.rules)
         recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
-                                           by=act.actor, reason=reason, exit_code=exit_code, log_tail=log_tail))
+                                           by=act.actor, reason=redact_text(reason), exit_code=exit_code,
+                                           log_tail=redact_text(log_tail) if log_tail else None))
         return Outcome(part.id, recorded, f"{part.id} failed: {reason}")
 
 

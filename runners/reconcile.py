@@ -45,6 +45,8 @@ def reconcile(workspace: Workspace) -> list[str]:
     """Record ``RunnerLost`` for every running attempt whose wrapper is gone; the lost attempts."""
     from machine.actions import lose
 
+    if workspace.ledger.read_only:
+        return []
     state = workspace.state()
     lease = workspace.config(state.id).lease_seconds or DEFAULT_LEASE_S
     lost = []

@@ -1,0 +1,143 @@
+"""Faults: a full disk during an append, a failing write of the plan file, secrets in logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.conftest import FROZEN_AT, SMALL_PLAN, event_count
+
+
+def test_an_append_that_fails_midway_records_nothing(kx, small_plan, project, monkeypatch):
+    from ledger.store import Ledger
+
+    kx("plan", "import", "plan.md")
+    before = event_count(project)
+    calls = []
+    real_insert = Ledger._insert
+
+    def failing_insert(self, row):
+        calls.append(row)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_insert(self, row)
+
+    monkeypatch.setattr(Ledger, "_insert", failing_insert)
+    result = kx("tick", "PART-1", "1", "2", "3", "4")
+    assert result.code == 1 and "nothing was recorded" in result.err and result.err.count("\n") == 1
+    monkeypatch.setattr(Ledger, "_insert", real_insert)
+    assert event_count(project) == before
+    assert kx("audit", "verify").code == 0
+    assert kx("--json", "tick", "PART-1", "1", "2", "3", "4").json["recorded"] == ["CheckboxTicked"] * 4
+
+
+def test_the_plan_file_is_never_half_written(kx, small_plan, project, monkeypatch):
+    kx("plan", "import", "plan.md")
+    kx("tick", "PART-1", "1")
+    original = small_plan.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    result = kx("render")
+    assert result.code == 1 and result.err.startswith("kx: error: ")
+    assert small_plan.read_bytes() == original
+    assert sorted(p.name for p in project.iterdir() if p.is_file()) == ["plan.md"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def kx_proc(*args, cwd):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("KX_")}, "KX_NOW": FROZEN_AT}
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=cwd, env=env, capture_output=True,
+                          timeout=60)
+
+
+def fill(folder):
+    handle = open(folder / "filler", "wb", buffering=0)
+    try:
+        while True:
+            handle.write(b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        try:
+            handle.close()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_fails_cleanly_and_loses_nothing(tiny_disk):
+    (tiny_disk / "plan.md").write_text(SMALL_PLAN)
+    assert kx_proc("plan", "import", "plan.md", cwd=tiny_disk).returncode == 0
+    assert kx_proc("tick", "PART-1", "1", cwd=tiny_disk).returncode == 0
+    fill(tiny_disk)
+    failures = 0
+    for ref in ("2", "3", "4", "5"):
+        result = kx_proc("tick", "PART-1", ref, cwd=tiny_disk)
+        if result.returncode != 0:
+            failures += 1
+            err = result.stderr.decode()
+            assert err.startswith("kx: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+            assert result.returncode == 1 and "nothing was recorded" in err, err
+    render = kx_proc("render", cwd=tiny_disk)
+    plan_text = (tiny_disk / "plan.md").read_text()
+    assert plan_text == SMALL_PLAN or "- [x] Read influences/00-alpha.md" in plan_text  # old or new, never half
+    assert not [p for p in tiny_disk.iterdir() if p.name.startswith(".plan.md.")]
+    (tiny_disk / "filler").unlink()
+    assert failures or render.returncode != 0  # the disk really was full for something
+    verify = kx_proc("audit", "verify", cwd=tiny_disk)
+    assert verify.returncode == 0, verify.stdout.decode()
+    history = json.loads(kx_proc("--json", "audit", "history", "PART-1", cwd=tiny_disk).stdout)
+    ticks = [e for e in history["events"] if e["type"] == "CheckboxTicked"]
+    assert ticks[0]["data"]["box"] == 1 and len(ticks) == 1 + (4 - failures)
+    assert kx_proc("tick", "PART-1", "2", "3", "4", "5", cwd=tiny_disk).returncode == 0
+
+
+def test_log_lines_and_the_ledger_hold_no_secrets(kx, small_plan, project, monkeypatch):
+    secret = "sk-live-" + uuid.uuid4().hex
+    monkeypatch.setenv("MY_SERVICE_TOKEN", secret)
+    kx("plan", "import", "plan.md")
+    from ledger import logs
+
+    logs.get().info("calling server", api_key=secret, headers={"Authorization": f"Bearer {secret}"},
+                    note=f"failed with {secret}")
+    from machine.actions import Act, fail, start
+    from machine.workspace import Workspace
+
+    workspace = Workspace.open()
+    start(workspace, "PART-1", Act(by="t"), runner=["agent", "--api-key", secret, f"--token={secret}"])
+    fail(workspace, "PART-1", f"server said: bad key {secret}", Act(attempt="PART-1#1"), log_tail=f"key={secret}")
+    for path in (project / ".kx").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    started = kx("--json", "audit", "history", "PART-1").json["events"][1]["data"]["runner"]
+    assert started == ["agent", "--api-key", "[redacted]", "--token=[redacted]"]
+    logged = [json.loads(line) for line in (project / ".kx" / "kx.log").read_text().splitlines()]
+    line = next(l for l in logged if l.get("event") == "calling server")
+    assert line["api_key"] == "[redacted]" and line["headers"]["Authorization"] == "[redacted]"
+
+
+def test_redaction_patterns():
+    from ledger.secrets import redact, redact_argv
+
+    assert redact({"password": "hunter22", "nested": ["Bearer abcdefghijkl"]}) == {
+        "password": "[redacted]", "nested": ["Bearer [redacted]"]}
+    assert redact_argv(["x", "--secret=abc", "--model", "m"]) == ["x", "--secret=[redacted]", "--model", "m"]
+    assert redact("ghp_" + "a" * 36) == "[redacted]"

@@ -1,0 +1,133 @@
+"""Property tests (hypothesis, derandomized and bounded by count)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.errors import KxError
+from machine.parser import PlanError, parse
+
+SETTINGS = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+MARKS = [" ", "x", "X", "✓", "✔", "‚úì", "‚úî"]
+text_piece = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\n\r\x85\u2028\u2029"),
+                     min_size=1, max_size=20).map(lambda s: s.strip() or "t")
+
+
+@st.composite
+def plans(draw) -> str:
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = []
+    if draw(st.booleans()):
+        lines.append(f"# {draw(text_piece)}")
+    if draw(st.booleans()):
+        lines.append(f"**Strategy**: 9 runners, {draw(st.integers(1, 9))} at a time")
+    number = 0
+    for batch in range(1, draw(st.integers(1, 3)) + 1):
+        lines.append(f"# BATCH {batch}: {draw(text_piece)}")
+        for _ in range(draw(st.integers(1, 3))):
+            number += 1
+            lines.append(f"## PART {number}: {draw(text_piece)}")
+            stamp = " (Completed 2025-11-16 18:56)" if draw(st.booleans()) else ""
+            lines.append(f"- [{draw(st.sampled_from(MARKS))}] PART {number}: Create t/{number}.md{stamp}")
+            for step in range(draw(st.integers(0, 3))):
+                lines.append(f"**Step {step}: {draw(text_piece)}**")
+                for _ in range(draw(st.integers(0, 4))):
+                    indent = draw(st.sampled_from(["", "  ", "    "]))
+                    trailing = draw(st.sampled_from(["", " ", "\t "]))
+                    lines.append(f"{indent}- [{draw(st.sampled_from(MARKS))}] {draw(text_piece)}{trailing}")
+                if draw(st.integers(0, 4)) == 0:
+                    lines += ["```", f"- [{draw(st.sampled_from(MARKS))}] fenced {draw(text_piece)}", "```"]
+                if draw(st.integers(0, 4)) == 0:
+                    lines += ["", "Code:", "", f"    - [x] indented {draw(text_piece)}", ""]
+    text = newline.join(lines) + (newline if draw(st.booleans()) else "")
+    return ("\ufeff" if draw(st.booleans()) else "") + text
+
+
+def import_into_scratch(text: str):
+    from machine.importer import import_plan
+    from machine.workspace import Workspace
+
+    folder = Path(tempfile.mkdtemp(prefix="kx-prop-"))
+    (folder / "plan.md").write_bytes(text.encode("utf-8"))
+    workspace = Workspace.open(str(folder / ".kx" / "ledger.db"), create=True)
+    import_plan(lambda: workspace, folder / "plan.md", root=folder)
+    return folder, workspace
+
+
+@SETTINGS
+@given(plans())
+def test_import_then_replay_is_the_identity(text):
+    from machine.app import replay
+
+    _, workspace = import_into_scratch(text)
+    assert replay(workspace).encode("utf-8") == text.encode("utf-8")
+    workspace.ledger.close()
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
+def test_the_parser_raises_only_its_own_error(data):
+    try:
+        parse(data)
+    except PlanError:
+        pass
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["## PART 1: x", "# BATCH 2: y", "- [ ] a", "- [x] PART 1: Create a.md", "```",
+                                 "    - [ ] c", "**Step 1: s**", "", "~~~", "- [‚úì] b"]), max_size=25),
+       st.sampled_from(["\n", "\r\n", "\r"]))
+def test_parser_on_plan_like_noise(lines, newline):
+    try:
+        plan = parse(newline.join(lines))
+    except PlanError:
+        return
+    for part in plan.parts:
+        assert all(part.line <= box.line < part.end_line for box in part.boxes)
+
+
+COMMANDS = st.lists(st.tuples(
+    st.sampled_from(["tick", "untick", "start", "drop", "finish", "fail", "retry", "approve", "reject"]),
+    st.integers(1, 4), st.integers(1, 5)), min_size=1, max_size=14)
+
+
+@SETTINGS
+@given(COMMANDS)
+def test_rendering_after_each_step_equals_replaying(commands):
+    from machine import actions
+    from machine.app import replay
+    from machine.plan_file import render_file
+    from tests.conftest import SMALL_PLAN
+
+    folder, workspace = import_into_scratch(SMALL_PLAN)
+    person = actions.Act(by="prop")
+    for name, part_number, box in commands:
+        part = f"PART-{part_number}"
+        state = workspace.state().parts[part]
+        runner = actions.Act(attempt=state.attempt) if state.attempt else person
+        try:
+            if name in ("tick", "untick"):
+                actions.tick(workspace, part, [str(min(box, 2))], person, ticked=name == "tick")
+            elif name == "start":
+                actions.start(workspace, part, person)
+            elif name == "drop":
+                (folder / "d.md").write_text(f"drop {box}")
+                actions.drop(workspace, part, folder / "d.md", runner)
+            elif name == "finish":
+                actions.finish(workspace, part, runner)
+            elif name == "fail":
+                actions.fail(workspace, part, "boom", runner)
+            elif name == "retry":
+                actions.retry(workspace, part, person)
+            elif name in ("approve", "reject"):
+                actions.review(workspace, 1 if part_number <= 2 else 2, approve=name == "approve", parts=[],
+                               note=None, act=person, accept_failed=True)
+        except KxError:
+            pass
+        render_file(workspace)
+        assert (folder / "plan.md").read_bytes() == replay(workspace).encode("utf-8")
+    workspace.ledger.close()
