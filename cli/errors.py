@@ -63,6 +63,9 @@ def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = Non
     if verbose and sys.exc_info()[0] is not None:
         traceback.print_exc()
     message = " ".join(error.message.split())
+    from ledger import logs
+
+    logs.get().error("command failed", code=code, message=message, argv=sys.argv[1:])
     click.echo(f"kx: error: {message}", err=True)
     if as_json:
         body = {"code": code, "message": message}

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from cli import views
 from cli.errors import run_guarded
 
 VERSION = "0.1.0"
@@ -367,6 +366,17 @@ def consolidate(options: Options, index: Path | None, skill: Path | None, comple
     options.emit(result, views.consolidated(result))
 
 
+@audit.command()
+@pass_options
+def rebuild(options: Options) -> None:
+    """Rewrite the read model (kx_plans, kx_parts) from the events."""
+    from machine.audit import rebuild as rebuild_read_model
+
+    result = rebuild_read_model(options.workspace())
+    options.emit(result, "\n".join(f"{plan}: read model rebuilt up to position {position}"
+                                   for plan, position in result["rebuilt"].items()) or "no plans")
+
+
 # --- the supervisor ---------------------------------------------------------------
 
 
@@ -411,6 +421,18 @@ def run(options: Options, **kwargs: Any) -> None:
 def resume(options: Options, **kwargs: Any) -> None:
     """Same as 'kx run', named for after a crash: lost attempts are reconciled first."""
     _supervise(options, **kwargs)
+
+
+class _LazyViews:
+    """``cli.views`` imported when a command first prints text (it pulls in the read models)."""
+
+    def __getattr__(self, name: str):
+        from cli import views as module
+
+        return getattr(module, name)
+
+
+views = _LazyViews()
 
 
 def main() -> None:

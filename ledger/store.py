@@ -13,16 +13,19 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ledger import clock, logs
+from typing import TYPE_CHECKING
+
+from ledger import clock, logs, readmodel
 from ledger.errors import BadInput, KxError
-from ledger.events import Event, load
+
+if TYPE_CHECKING:
+    from ledger.events import Event
 
 SCHEMA_VERSION = 1
+_TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
 
@@ -31,21 +34,23 @@ class ConcurrencyConflict(KxError):
     """A stream moved on between reading it and appending to it."""
 
 
-@dataclass(frozen=True)
 class Recorded:
-    """An event as the ledger holds it."""
+    """An event as the ledger holds it (a plain slotted class: folds create millions of them)."""
 
-    position: int
-    stream: str
-    version: int
-    type: str
-    data: dict[str, Any]
-    recorded_at: str
-    plan: str = ""
-    hash: str = ""
+    __slots__ = ("position", "stream", "version", "type", "data", "recorded_at", "plan", "hash")
 
-    @cached_property
+    def __init__(self, position: int, stream: str, version: int, type: str, data: dict[str, Any],
+                 recorded_at: str, plan: str = "", hash: str = ""):
+        self.position, self.stream, self.version, self.type = position, stream, version, type
+        self.data, self.recorded_at, self.plan, self.hash = data, recorded_at, plan, hash
+
+    def __repr__(self) -> str:
+        return f"Recorded({self.position}, {self.stream!r}, {self.version}, {self.type!r})"
+
+    @property
     def event(self) -> Event:
+        from ledger.events import load
+
         return load(self.type, self.data)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -114,6 +119,8 @@ class Ledger:
             raise BadInput(
                 f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
             )
+        if not self.read_only and not readmodel.has_tables(self.conn):
+            readmodel.ensure(self.conn)  # a ledger made before the read model existed
 
     def _create_schema(self) -> None:
         from sqlite_utils import Database
@@ -138,6 +145,7 @@ class Ledger:
                     f"CREATE TRIGGER events_no_{action.lower()} BEFORE {action} ON events "
                     f"BEGIN SELECT RAISE(ABORT, 'kx ledger events are append-only: {action} refused'); END"
                 )
+            readmodel.ensure_in_transaction(self.conn)
             db["kx_meta"].insert_all([
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                 {"key": "created_at", "value": clock.now_iso()},
@@ -203,8 +211,8 @@ class Ledger:
                 previous = digest
                 rows.append(Recorded(position, stream, versions[stream], event.type, event.data(), recorded_at,
                                      event.plan, digest))
-        logs.get().info("appended", positions=[rows[0].position, rows[-1].position],
-                        types=sorted({r.type for r in rows}), streams=len(versions))
+        logs.get().debug("appended", positions=[rows[0].position, rows[-1].position],
+                         types=sorted({r.type for r in rows}), streams=len(versions))
         return rows
 
     def _insert(self, row: tuple) -> None:
@@ -233,8 +241,13 @@ class Ledger:
         until_time: str | None = None,
         stream: str | None = None,
         types: Sequence[str] | None = None,
+        lean: bool = False,
     ) -> list[Recorded]:
-        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
+        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive.
+
+        ``lean``: for folding only — the data of tick events holds just their PART and box, which SQLite
+        extracts faster than Python parses the whole JSON (ticks are most of a long ledger).
+        """
         where, params = ["position > ?"], [since]
         for column, value in (("plan", plan), ("stream", stream)):
             if value is not None:
@@ -249,13 +262,23 @@ class Ledger:
         if types:
             where.append(f"type IN ({', '.join('?' * len(types))})")
             params.extend(types)
-        sql = (
-            "SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
-            f" WHERE {' AND '.join(where)} ORDER BY position"
-        )
+        filters = " AND ".join(where)
+        loads = json.loads
+        if not lean:
+            sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
+                   f" WHERE {filters} ORDER BY position")
+            return [
+                Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
+                for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
+            ]
+        sql = ("SELECT position, stream, version, type, recorded_at, plan,"
+               f" CASE WHEN type IN {_TICKS} THEN NULL ELSE data END,"
+               " json_extract(data, '$.part'), json_extract(data, '$.box')"
+               f" FROM events WHERE {filters} ORDER BY position")
         return [
-            Recorded(pos, stream_, version, type_, json.loads(data), at, plan_, digest)
-            for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
+            Recorded(pos, stream_, version, type_, loads(data) if data is not None else {"part": part, "box": box},
+                     at, plan_)
+            for pos, stream_, version, type_, at, plan_, data, part, box in self.conn.execute(sql, params)
         ]
 
     def count(self) -> int:

@@ -21,7 +21,7 @@ from ledger.events import (
     BatchReviewed, CheckboxTicked, CheckboxUnticked, DropRecorded, Event, PartRetried, RunnerFailed, RunnerLost,
     RunnerStarted, RunnerSucceeded,
 )
-from machine.machines import BATCH_MACHINE, PART_MACHINE, fire
+from machine.machines import batch_machine, fire, part_machine
 from machine.plan import Part, parse_part_number
 from machine.refs import index_of, resolve_all
 from machine.rules import Rules, sha256_of
@@ -74,7 +74,7 @@ class Context:
         return self.state.parts[structure.id], structure
 
     def append(self, *events: Event) -> list[str]:
-        self.workspace.ledger.append(list(events))
+        self.workspace.record(self.state, list(events))
         return [e.type for e in events]
 
     @classmethod
@@ -115,7 +115,7 @@ def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         attempt = f"{part.id}#{part.attempts + 1}"
-        fire(PART_MACHINE, part, "start", ctx.rules)
+        fire(part_machine(), part, "start", ctx.rules)
         recorded = ctx.append(RunnerStarted(plan=ctx.state.id, part=part.id, attempt=attempt, by=act.by,
                                             **{k: v for k, v in runner.items() if v is not None}))
         return Outcome(part.id, recorded, f"{part.id} started as {attempt}", {"attempt": attempt})
@@ -177,7 +177,7 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
             return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
         authorize(ctx, part, act)
         drop_seen = part.drop
-        fire(PART_MACHINE, part, "succeed", ctx.rules)
+        fire(part_machine(), part, "succeed", ctx.rules)
         completed = stamp_of(clock.now_iso(), workspace.config().timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
         recorded = ctx.append(RunnerSucceeded(plan=ctx.state.id, part=part.id, attempt=act.attempt, by=act.actor,
@@ -192,7 +192,7 @@ def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: in
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         authorize(ctx, part, act)
-        fire(PART_MACHINE, part, "fail", ctx.rules)
+        fire(part_machine(), part, "fail", ctx.rules)
         recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
                                            by=act.actor, reason=redact_text(reason), exit_code=exit_code,
                                            log_tail=redact_text(log_tail) if log_tail else None))
@@ -205,7 +205,7 @@ def lose(workspace: Workspace, ref: str, attempt: str, reason: str) -> Outcome:
         part, _ = ctx.part(ref)
         if part.attempt != attempt or part.state != "running":
             return Outcome(part.id, [], f"{attempt} is not running; nothing recorded")
-        fire(PART_MACHINE, part, "lose", ctx.rules)
+        fire(part_machine(), part, "lose", ctx.rules)
         recorded = ctx.append(RunnerLost(plan=ctx.state.id, part=part.id, attempt=attempt, reason=reason))
         return Outcome(part.id, recorded, f"{attempt} lost: {reason}")
 
@@ -214,7 +214,7 @@ def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         was = part.state
-        fire(PART_MACHINE, part, "retry", ctx.rules)
+        fire(part_machine(), part, "retry", ctx.rules)
         recorded = ctx.append(PartRetried(plan=ctx.state.id, part=part.id, by=act.actor, reason=reason,
                                           attempt=part.attempt))
         return Outcome(part.id, recorded, f"{part.id} was {was}; it is pending again")
@@ -237,12 +237,12 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
         drops = {d["path"]: d["sha256"] for p in members if (d := ctx.state.parts[p].drop)}
         failed = ctx.rules.failed_parts(batch)
         if approve:
-            fire(BATCH_MACHINE, batch, "approve", ctx.rules)
+            fire(batch_machine(), batch, "approve", ctx.rules)
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="approve", by=act.actor, note=note,
                                   drops=drops, accepted_failed=failed)
         else:
             sent_back = _sent_back(ctx, parts, members, failed)
-            fire(BATCH_MACHINE, batch, "reject", ctx.rules)
+            fire(batch_machine(), batch, "reject", ctx.rules)
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="reject", by=act.actor, note=note,
                                   parts=sent_back, drops=drops)
         recorded = ctx.append(event)

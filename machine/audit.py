@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ledger import readmodel
 from ledger.errors import Refused
 from ledger.events import IMPORT
 from ledger.projections import SCHEMA
@@ -30,8 +31,43 @@ def verify(workspace: Workspace) -> dict[str, Any]:
     findings = integrity(rows)
     plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
     for plan_id in plans:
-        findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
+        plan_rows = [r for r in rows if r.plan == plan_id]
+        findings += rule_findings(workspace, plan_id, plan_rows)
+        findings += read_model_findings(workspace, plan_id, plan_rows)
     return {"schema": SCHEMA, "events": len(rows), "plans": plans, "findings": findings, "ok": not findings}
+
+
+def read_model_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
+    """The read model must equal a fold from scratch up to the position it was saved at."""
+    saved = readmodel.load(workspace.ledger.conn, plan_id)
+    if saved is None:
+        return []
+    position, _, plan_state, parts = saved
+    fresh = PlanState.fold(plan_id, [r for r in rows if r.position <= position],
+                           timezone=workspace.config(plan_id).timezone)
+    fresh_plan, fresh_parts = fresh.snapshot()
+    findings = [f"read model of {plan_id}: {key} differs from the events; run 'kx audit rebuild'"
+                for key in sorted(fresh_plan) if json.dumps(fresh_plan[key], sort_keys=True)
+                != json.dumps(plan_state.get(key), sort_keys=True)]
+    stored = {p["id"]: p for p in parts}
+    for part in fresh_parts:
+        if json.dumps(part, sort_keys=True) != json.dumps(stored.get(part["id"]), sort_keys=True):
+            findings.append(f"read model of {plan_id}: {part['id']} differs from the events; run 'kx audit rebuild'")
+    return findings
+
+
+def rebuild(workspace: Workspace) -> dict[str, Any]:
+    """Rewrite the read model of every plan from a fold of its events."""
+    rebuilt = {}
+    with workspace.ledger.transaction():
+        for plan_id in workspace.plan_ids():
+            state = PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id),
+                                   timezone=workspace.config(plan_id).timezone)
+            plan_state, parts = state.snapshot()
+            readmodel.clear(workspace.ledger.conn, plan_id)
+            readmodel.save(workspace.ledger.conn, plan_id, state.position, state.structure_position, plan_state, parts)
+            rebuilt[plan_id] = state.position
+    return {"schema": SCHEMA, "rebuilt": rebuilt}
 
 
 def integrity(rows: list[Recorded]) -> list[str]:

@@ -26,7 +26,7 @@ FILENAME = "config.toml"
 
 
 class PlanConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     require_all_ticked: bool = True
     timezone: str | None = None
@@ -52,7 +52,7 @@ class PlanConfig(BaseModel):
 def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
     path = ledger_folder / FILENAME
     if not path.is_file():
-        return PlanConfig()
+        return PlanConfig.model_construct()  # the defaults; nothing to validate
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         merged = {**raw.get("defaults", {}), **raw.get("plans", {}).get(plan_id, {})}

@@ -69,7 +69,7 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
         stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
         if targets.skill:
             stored["skill"] = workspace.store_path(targets.skill)
-        workspace.ledger.append([PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by)])
+        workspace.record(workspace.state(), [PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by)])
         return {"plan": state.id, "action": "consolidated", "paths": stored, "commit": commit_id,
                 "knowledge_files": len(knowledge)}
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ledger import logs
 from ledger.errors import BadInput
 from ledger.events import IMPORT, BatchReviewed, CheckboxTicked, Event, PlanImported, PlanRevised, RunnerSucceeded
 from machine.parser import PlanError, parse
@@ -58,10 +59,11 @@ def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Pa
             plan_id = workspace.plan_choice or _new_id(file, workspace.plan_ids())
             base = dict(plan=plan_id, path=stored, root=workspace.store_path(root or file.parent),
                         sha256=sha, source=raw.decode("utf-8"))
-            events = [PlanImported(**base, structure=plan.model_dump(mode="json")), *file_history(plan_id, plan, None)]
-            workspace.ledger.append(events)
+            events = [PlanImported(**base, structure=plan.to_dict()), *file_history(plan_id, plan, None)]
+            workspace.record(PlanState(plan_id, timezone=workspace.config(plan_id).timezone), events)
+            logs.get().info("plan imported", plan=plan_id, path=stored, events=len(events))
             return ImportResult(plan_id, "imported", stored, len(events), len(plan.parts), len(plan.batches))
-        state = PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id))
+        state = workspace.state(plan_id=plan_id)
         if state.sha256 == sha and state.path == stored:
             return ImportResult(plan_id, "unchanged", stored, 0, len(state.plan.parts), len(state.plan.batches))
         return _revise(workspace, state, raw, plan, sha, stored, root)
@@ -73,11 +75,12 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
     carried, dropped = _carried_ticks(state, plan)
     revised = PlanRevised(
         plan=state.id, path=stored, root=workspace.store_path(root) if root else state.root, sha256=sha,
-        source=raw.decode("utf-8"), structure=plan.model_dump(mode="json"), previous_sha256=state.sha256,
+        source=raw.decode("utf-8"), structure=plan.to_dict(), previous_sha256=state.sha256,
         carried=carried, dropped=dropped,
     )
     events = [revised, *file_history(state.id, plan, state)]
-    workspace.ledger.append(events)
+    workspace.record(state, events)
+    logs.get().info("plan revised", plan=state.id, path=stored, carried=carried, dropped=len(dropped))
     return ImportResult(state.id, "revised", stored, len(events), len(plan.parts), len(plan.batches),
                         carried, dropped)
 
@@ -128,7 +131,7 @@ def _has_progress(plan: Plan, numbers: tuple[int, ...]) -> bool:
 def carry_box_ids(old: Plan, new: Plan, used: dict[str, int]) -> Plan:
     """``new`` with each box keeping the id it had in ``old`` when its text is still there."""
     parts = [_carry_part(old.part(part.number), part, used.get(part.id, 0)) for part in new.parts]
-    return new.model_copy(update={"parts": tuple(parts)})
+    return new.with_parts(tuple(parts))
 
 
 def _carry_part(old: Part | None, new: Part, used: int) -> Part:
@@ -138,8 +141,8 @@ def _carry_part(old: Part | None, new: Part, used: int) -> Part:
     for index, box in enumerate(new.boxes):
         if index not in ids:
             ids[index], next_id = next_id, next_id + 1
-        boxes.append(box.model_copy(update={"id": ids[index]}))
-    return new.model_copy(update={"boxes": tuple(boxes)})
+        boxes.append(replace(box, id=ids[index]))
+    return replace(new, boxes=tuple(boxes))
 
 
 def _carried_ticks(state: PlanState, plan: Plan) -> tuple[int, list[str]]:

@@ -10,9 +10,9 @@ recorded event is a fact, checked when it was appended.
 
 from __future__ import annotations
 
+import copy
+from functools import cache
 from typing import Any, Protocol
-
-from transitions import EventData, Machine, MachineError
 
 from ledger.errors import Refused
 
@@ -27,7 +27,7 @@ class BatchRules(Protocol):
 
 
 def _rule(name: str):
-    def condition(event: EventData) -> bool:
+    def condition(event: Any) -> bool:
         rules = event.kwargs.get("rules")
         if rules is not None:
             getattr(rules, name)(event.model)
@@ -38,13 +38,7 @@ def _rule(name: str):
 
 
 PART_STATES = ["pending", "running", "succeeded", "failed", "lost"]
-PART_MACHINE = Machine(
-    model=None,
-    states=PART_STATES,
-    initial="pending",
-    auto_transitions=False,
-    send_event=True,
-    transitions=[
+PART_TRANSITIONS = [
         {"trigger": "start", "source": "pending", "dest": "running", "conditions": [_rule("may_start")]},
         {"trigger": "succeed", "source": ["running", "lost", "pending", "failed"], "dest": "succeeded",
          "conditions": [_rule("may_succeed")]},
@@ -53,17 +47,10 @@ PART_MACHINE = Machine(
         {"trigger": "retry", "source": ["failed", "lost"], "dest": "pending"},
         {"trigger": "send_back", "source": ["succeeded", "failed", "lost", "pending"], "dest": "pending"},
         {"trigger": "import_succeeded", "source": "*", "dest": "succeeded"},
-    ],
-)
+]
 
 BATCH_STATES = ["locked", "open", "running", "awaiting_review", "approved", "rejected"]
-BATCH_MACHINE = Machine(
-    model=None,
-    states=BATCH_STATES,
-    initial="locked",
-    auto_transitions=False,
-    send_event=True,
-    transitions=[
+BATCH_TRANSITIONS = [
         {"trigger": "unlock", "source": "locked", "dest": "open"},
         {"trigger": "begin", "source": "open", "dest": "running"},
         {"trigger": "settle", "source": ["open", "running"], "dest": "awaiting_review"},
@@ -72,14 +59,36 @@ BATCH_MACHINE = Machine(
         {"trigger": "reject", "source": "awaiting_review", "dest": "rejected"},
         {"trigger": "reopen", "source": "rejected", "dest": "open"},
         {"trigger": "import_approved", "source": "*", "dest": "approved"},
-    ],
-)
+]
 
 
-def fire(machine: Machine, obj: Any, trigger: str, rules: Any = None, **kwargs: Any) -> None:
-    """Fire ``trigger`` on ``obj``; an invalid transition becomes exit 3 with the states involved."""
+def _build(states: list[str], transitions: list[dict[str, Any]], initial: str):
+    from transitions import Machine  # imported on first use: the hot path of `kx tick` needs no machine
+
+    return Machine(model=None, states=states, transitions=transitions, initial=initial, auto_transitions=False,
+                   send_event=True)
+
+
+@cache
+def part_machine():
+    return _build(PART_STATES, PART_TRANSITIONS, "pending")
+
+
+@cache
+def batch_machine():
+    return _build(BATCH_STATES, BATCH_TRANSITIONS, "locked")
+
+
+def fire(machine: Any, obj: Any, trigger: str, rules: Any = None, **kwargs: Any) -> None:
+    """Check that ``trigger`` may fire on ``obj`` — its transition and its rules — without changing ``obj``.
+
+    The trigger fires on a copy: state changes only when the event it leads to is recorded and folded.
+    An invalid transition becomes exit 3 with the states involved.
+    """
+    from transitions import MachineError
+
     try:
-        machine.events[trigger].trigger(obj, rules=rules, **kwargs)
+        machine.events[trigger].trigger(copy.copy(obj), rules=rules, **kwargs)
     except MachineError:
         name = getattr(obj, "label", type(obj).__name__)
         allowed = sorted(t for t in machine.get_triggers(obj.state) if not t.startswith("import_"))
@@ -90,5 +99,5 @@ def fire(machine: Machine, obj: Any, trigger: str, rules: Any = None, **kwargs: 
         ) from None
 
 
-def can(machine: Machine, obj: Any, trigger: str) -> bool:
+def can(machine: Any, obj: Any, trigger: str) -> bool:
     return trigger in machine.get_triggers(obj.state)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from machine.plan import Batch, Box, DeclaredBatch, Header, Part, Plan, Step
 from machine.text import BOM, PlanTextError, body, decode, split_lines
@@ -125,7 +125,7 @@ class _Reader:
             raise PlanError(f"{self.name} has no PART (expected headings like '## PART 1: Title')")
         if strict:
             self.check_duplicates()
-        batches = tuple(b.model_copy(update={"parts": tuple(self.batch_parts.get(b.number, ()))}) for b in self.batches)
+        batches = tuple(replace(b, parts=tuple(self.batch_parts.get(b.number, ()))) for b in self.batches)
         return Plan(
             title=self.title, limit=self.limit, limit_declared=self.limit_declared,
             declared_runners=self.runners, declared=tuple(self.declared), batches=batches,

@@ -7,22 +7,22 @@ and leave every other byte alone.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, replace
 from difflib import SequenceMatcher
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
+# Plain frozen dataclasses, not pydantic models: the structure is read on every command
+# (``kx tick`` included), and building pydantic schemas for it would double that command's start-up.
 
 
-class Box(_Model):
+@dataclass(frozen=True, slots=True)
+class Box:
     """A ``- [ ] text`` checkbox of a PART (the PART's header box excluded)."""
 
-    id: int = Field(description="stable within the PART across plan revisions")
+    id: int  # stable within the PART across plan revisions
     line: int
-    column: int = Field(description="where the mark starts inside the line")
-    mark: str = Field(description="the mark as written: ' ', 'x', '✓', '‚úì', ...")
+    column: int  # where the mark starts inside the line
+    mark: str  # the mark as written: ' ', 'x', '✓', '‚úì', ...
     text: str
     step: int | None = None
 
@@ -31,7 +31,8 @@ class Box(_Model):
         return self.mark != " "
 
 
-class Header(_Model):
+@dataclass(frozen=True, slots=True)
+class Header:
     """The PART's own box: ``- [ ] PART 7: Create path.md (Completed ...)``."""
 
     line: int
@@ -39,25 +40,27 @@ class Header(_Model):
     mark: str
     text: str
     target: str | None = None
-    stamp: str | None = Field(default=None, description="'YYYY-MM-DD HH:MM' of the Completed stamp")
-    stamp_column: int | None = Field(default=None, description="where the stamp's time starts")
+    stamp: str | None = None  # 'YYYY-MM-DD HH:MM' of the Completed stamp
+    stamp_column: int | None = None  # where the stamp's time starts
 
     @property
     def ticked(self) -> bool:
         return self.mark != " "
 
 
-class Step(_Model):
+@dataclass(frozen=True, slots=True)
+class Step:
     number: int
     title: str
     line: int
 
 
-class Part(_Model):
+@dataclass(frozen=True, slots=True)
+class Part:
     number: int
     title: str
     line: int
-    end_line: int = Field(description="first line after the PART's section")
+    end_line: int  # first line after the PART's section
     batch: int
     header: Header | None = None
     steps: tuple[Step, ...] = ()
@@ -72,23 +75,33 @@ class Part(_Model):
     def box(self, box_id: int) -> Box | None:
         return next((b for b in self.boxes if b.id == box_id), None)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Part:
+        return cls(**{**data, "header": Header(**data["header"]) if data.get("header") else None,
+                      "steps": tuple(Step(**s) for s in data.get("steps", ())),
+                      "boxes": tuple(Box(**b) for b in data.get("boxes", ())),
+                      "influenced_by": tuple(data.get("influenced_by", ()))})
 
-class Batch(_Model):
+
+@dataclass(frozen=True, slots=True)
+class Batch:
     number: int
     title: str
     line: int
     parts: tuple[int, ...] = ()
 
 
-class DeclaredBatch(_Model):
+@dataclass(frozen=True, slots=True)
+class DeclaredBatch:
     number: int
     first: int
     last: int
-    title: str = ""
     line: int
+    title: str = ""
 
 
-class Plan(_Model):
+@dataclass(frozen=True)
+class Plan:
     """Everything kx reads from a plan file."""
 
     title: str | None = None
@@ -98,13 +111,22 @@ class Plan(_Model):
     declared: tuple[DeclaredBatch, ...] = ()
     batches: tuple[Batch, ...] = ()
     parts: tuple[Part, ...] = ()
-    influential_files: dict[int, str] = Field(default_factory=dict)
+    influential_files: dict[int, str] = field(default_factory=dict)
     worker_instructions: tuple[str, ...] = ()
     tick_glyph: str = "x"
 
     def part(self, ref: str | int) -> Part | None:
         number = parse_part_number(ref) if isinstance(ref, str) else ref
-        return next((p for p in self.parts if p.number == number), None)
+        return self._by_number().get(number)
+
+    def _by_number(self) -> dict[int, Part]:
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = {}
+            for p in self.parts:
+                index.setdefault(p.number, p)
+            object.__setattr__(self, "_index", index)
+        return index
 
     def batch(self, number: int) -> Batch | None:
         return next((b for b in self.batches if b.number == number), None)
@@ -115,6 +137,28 @@ class Plan(_Model):
     @property
     def declared_parts(self) -> set[int]:
         return {n for d in self.declared for n in range(d.first, d.last + 1)}
+
+    def with_parts(self, parts: tuple[Part, ...]) -> Plan:
+        return replace(self, parts=parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as the PlanImported event stores it."""
+        data = asdict(self)
+        data["influential_files"] = {str(k): v for k, v in self.influential_files.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            title=data.get("title"), limit=data.get("limit", 6), limit_declared=data.get("limit_declared", False),
+            declared_runners=data.get("declared_runners"),
+            declared=tuple(DeclaredBatch(**d) for d in data.get("declared", ())),
+            batches=tuple(Batch(**{**b, "parts": tuple(b.get("parts", ()))}) for b in data.get("batches", ())),
+            parts=tuple(Part.from_dict(p) for p in data.get("parts", ())),
+            influential_files={int(k): v for k, v in data.get("influential_files", {}).items()},
+            worker_instructions=tuple(data.get("worker_instructions", ())),
+            tick_glyph=data.get("tick_glyph", "x"),
+        )
 
 
 def part_id(number: int) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ledger.events import IMPORT
 from ledger.store import Recorded
-from machine.machines import BATCH_MACHINE, PART_MACHINE
+from machine.machines import batch_machine, part_machine
 from machine.plan import Plan
+
+IMPORT = "import"  # the actor of history taken from an imported file (ledger.events.IMPORT)
 
 SETTLED = frozenset({"succeeded", "failed"})
 
@@ -42,6 +43,17 @@ class PartState:
         mine = [d for d in self.drops if d.get("attempt") in (None, self.attempt)]
         return mine[-1] if mine else None
 
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ticked"], data["touched"] = sorted(self.ticked), sorted(self.touched)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PartState:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["ticked"], fields["touched"] = set(fields["ticked"]), set(fields["touched"])
+        return cls(**fields)
+
 
 @dataclass
 class BatchState:
@@ -58,22 +70,46 @@ class BatchState:
         return self.reviews[-1] if self.reviews else None
 
 
+Loader = Callable[[int], tuple[str, dict[str, Any]]]  # structure position → (source, structure)
+
+
 @dataclass
 class PlanState:
     id: str
     path: str = ""
     root: str = ""
-    source: str = ""
     sha256: str = ""
-    plan: Plan = field(default_factory=Plan)
     parts: dict[str, PartState] = field(default_factory=dict)
     batches: dict[int, BatchState] = field(default_factory=dict)
     box_ids: dict[str, int] = field(default_factory=dict)
     position: int = 0
+    structure_position: int = 0
     revisions: int = 0
     consolidated: dict[str, Any] | None = None
     anomalies: list[str] = field(default_factory=list)
     timezone: str | None = None
+    dirty: set[str] = field(default_factory=set, repr=False, compare=False)
+    _structure: tuple[str, Plan] | None = field(default=None, repr=False, compare=False)
+    _loader: Loader | None = field(default=None, repr=False, compare=False)
+
+    # --- the plan's text and structure, loaded when first needed -------------------
+
+    @property
+    def plan(self) -> Plan:
+        return self._load_structure()[1]
+
+    @property
+    def source(self) -> str:
+        return self._load_structure()[0]
+
+    def _load_structure(self) -> tuple[str, Plan]:
+        if self._structure is None:
+            if self._loader is None or not self.structure_position:
+                self._structure = ("", Plan())
+            else:
+                source, structure = self._loader(self.structure_position)
+                self._structure = (source, Plan.from_dict(structure))
+        return self._structure
 
     # --- reading -------------------------------------------------------------
 
@@ -82,6 +118,33 @@ class PlanState:
         state = cls(plan_id, timezone=timezone)
         for event in events:
             state.apply(event)
+        return state
+
+    def snapshot(self, parts: Iterable[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The plan's own state and the details of ``parts`` (default: all), as the read model keeps them."""
+        plan_state = {
+            "path": self.path, "root": self.root, "sha256": self.sha256, "box_ids": self.box_ids,
+            "revisions": self.revisions, "consolidated": self.consolidated, "anomalies": self.anomalies,
+            "batches": {str(n): {"state": b.state, "reviews": b.reviews} for n, b in self.batches.items()},
+        }
+        details = []
+        for part_id in sorted(self.parts if parts is None else parts):
+            detail = self.parts[part_id].to_dict()
+            structure = self.plan.part(part_id)
+            box_ids = {b.id for b in structure.boxes} if structure else set()
+            detail["ticked_count"], detail["total"] = len(self.parts[part_id].ticked & box_ids), len(box_ids)
+            details.append(detail)
+        return plan_state, details
+
+    @classmethod
+    def restore(cls, plan_id: str, position: int, structure_position: int, plan_state: dict[str, Any],
+                parts: list[dict[str, Any]], loader: Loader, timezone: str | None = None) -> PlanState:
+        state = cls(plan_id, path=plan_state["path"], root=plan_state["root"], sha256=plan_state["sha256"],
+                    box_ids=plan_state["box_ids"], position=position, structure_position=structure_position,
+                    revisions=plan_state["revisions"], consolidated=plan_state["consolidated"],
+                    anomalies=plan_state["anomalies"], timezone=timezone, _loader=loader)
+        state.batches = {int(n): BatchState(int(n), b["state"], b["reviews"]) for n, b in plan_state["batches"].items()}
+        state.parts = {p["id"]: PartState.from_dict(p) for p in parts}
         return state
 
     @property
@@ -100,15 +163,16 @@ class PlanState:
     # --- folding --------------------------------------------------------------
 
     def apply(self, event: Recorded) -> None:
-        handler = getattr(self, f"_on_{event.type}", None)
+        handler = _HANDLERS.get(event.type)
         if handler is not None:
-            handler(event)
+            handler(self, event)
         self.position = event.position
 
     def _on_PlanImported(self, event: Recorded) -> None:
-        self.path, self.root = event.get("path"), event.get("root")
-        self.source, self.sha256 = event.get("source"), event.get("sha256")
-        self.plan = Plan.model_validate(event.get("structure"))
+        self.path, self.root, self.sha256 = event.get("path"), event.get("root"), event.get("sha256")
+        self.structure_position = event.position
+        self._structure = (event.get("source"), Plan.from_dict(event.get("structure")))
+        self.dirty.update(p.id for p in self.plan.parts)
         for part in self.plan.parts:
             self.parts.setdefault(part.id, PartState(part.id, part.number, part.batch))
             self.parts[part.id].batch = part.batch
@@ -131,15 +195,16 @@ class PlanState:
             return
         batch.reviews.append({**event.data, "position": event.position, "recorded_at": event.recorded_at})
         if event.get("by") == IMPORT:
-            self._transition(BATCH_MACHINE, batch, "import_approved", "approved")
+            self._transition(batch_machine(), batch, "import_approved", "approved")
         elif event.get("decision") == "approve":
-            self._transition(BATCH_MACHINE, batch, "approve", "approved")
+            self._transition(batch_machine(), batch, "approve", "approved")
         else:
-            self._transition(BATCH_MACHINE, batch, "reject", "rejected")
+            self._transition(batch_machine(), batch, "reject", "rejected")
             for part_id in event.get("parts", []):
                 if part_id in self.parts:
-                    self._transition(PART_MACHINE, self.parts[part_id], "send_back", "pending")
-            self._transition(BATCH_MACHINE, batch, "reopen", "open")
+                    self.dirty.add(part_id)
+                    self._transition(part_machine(), self.parts[part_id], "send_back", "pending")
+            self._transition(batch_machine(), batch, "reopen", "open")
         self._sync_batches()
 
     def _on_RunnerStarted(self, event: Recorded) -> None:
@@ -149,7 +214,7 @@ class PlanState:
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
             part.reason, part.finished_at = None, None
-            self._transition(PART_MACHINE, part, "start", "running")
+            self._transition(part_machine(), part, "start", "running")
 
     def _on_CheckboxTicked(self, event: Recorded) -> None:
         part = self._part_event(event)
@@ -172,10 +237,10 @@ class PlanState:
         part = self._part_event(event)
         if part:
             if event.get("by") == IMPORT:  # the file's own stamp, or none
-                self._transition(PART_MACHINE, part, "import_succeeded", "succeeded")
+                self._transition(part_machine(), part, "import_succeeded", "succeeded")
                 part.completed_at = event.get("completed_at")
             else:
-                self._transition(PART_MACHINE, part, "succeed", "succeeded")
+                self._transition(part_machine(), part, "succeed", "succeeded")
                 part.finished_at = event.recorded_at
                 part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
@@ -184,18 +249,18 @@ class PlanState:
         if part:
             part.failures += 1
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
-            self._transition(PART_MACHINE, part, "fail", "failed")
+            self._transition(part_machine(), part, "fail", "failed")
 
     def _on_RunnerLost(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
-            self._transition(PART_MACHINE, part, "lose", "lost")
+            self._transition(part_machine(), part, "lose", "lost")
 
     def _on_PartRetried(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
-            self._transition(PART_MACHINE, part, "retry", "pending")
+            self._transition(part_machine(), part, "retry", "pending")
 
     def _part_event(self, event: Recorded) -> PartState | None:
         part = self.parts.get(event.get("part"))
@@ -203,6 +268,7 @@ class PlanState:
             self.anomalies.append(f"position {event.position}: {event.type} names unknown {event.get('part')}")
         else:
             part.last_position = event.position
+            self.dirty.add(part.id)
         return part
 
     def _transition(self, machine: Any, obj: Any, trigger: str, dest: str) -> None:
@@ -225,16 +291,16 @@ class PlanState:
         if batch is None:
             return
         if batch.state == "locked" and self._previous_approved(batch.number):
-            BATCH_MACHINE.events["unlock"].trigger(batch)
+            batch_machine().events["unlock"].trigger(batch)
         parts = [self.parts[f"PART-{n}"] for n in self._part_numbers(batch.number)]
         settled = all(p.state in SETTLED for p in parts)
         moved = any(p.state != "pending" or p.attempts for p in parts)
         if batch.state in ("open", "running") and settled:
-            BATCH_MACHINE.events["settle"].trigger(batch)
+            batch_machine().events["settle"].trigger(batch)
         elif batch.state == "open" and moved:
-            BATCH_MACHINE.events["begin"].trigger(batch)
+            batch_machine().events["begin"].trigger(batch)
         elif batch.state == "awaiting_review" and not settled:
-            BATCH_MACHINE.events["unsettle"].trigger(batch)
+            batch_machine().events["unsettle"].trigger(batch)
         if batch.state == "approved":
             following = self._following(batch.number)
             if following is not None and following.state == "locked":
@@ -253,6 +319,9 @@ class PlanState:
         order = [b.number for b in self.plan.batches]
         index = order.index(number) if number in order else len(order)
         return self.batches[order[index + 1]] if index + 1 < len(order) else None
+
+
+_HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}
 
 
 def stamp_of(recorded_at: str, tz: str | None = None) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
-from ledger.store import Ledger
+from ledger import readmodel
+from ledger.store import Ledger, Recorded
 from machine.config import PlanConfig, load_config
 from machine.rules import Rules
 from machine.state import PlanState
@@ -58,10 +59,37 @@ class Workspace:
             self._configs[plan_id] = load_config(self.ledger.path.parent, plan_id)
         return self._configs[plan_id]
 
-    def state(self, *, until: int | None = None, until_time: str | None = None) -> PlanState:
-        plan_id = self.plan_id()
-        events = self.ledger.read(plan=plan_id, until=until, until_time=until_time)
-        return PlanState.fold(plan_id, events, timezone=self.config(plan_id).timezone)
+    def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None) -> PlanState:
+        """The plan's state now (read model + the events after it), or as it was (a fold up to then)."""
+        plan_id = plan_id or self.plan_id()
+        timezone = self.config(plan_id).timezone
+        if until is None and until_time is None:
+            saved = readmodel.load(self.ledger.conn, plan_id)
+            if saved is not None:
+                state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
+                for event in self.ledger.read(plan=plan_id, since=state.position, lean=True):
+                    state.apply(event)
+                return state
+        events = self.ledger.read(plan=plan_id, until=until, until_time=until_time, lean=True)
+        return PlanState.fold(plan_id, events, timezone=timezone)
+
+    def _structure(self, position: int) -> tuple[str, dict]:
+        data = self.ledger.read(since=position - 1, until=position)[0].data
+        return data["source"], data["structure"]
+
+    def record(self, state: PlanState, events: list) -> list[Recorded]:
+        """Append ``events``, fold them into ``state`` and save the read model, in one transaction."""
+        with self.ledger.transaction():
+            for missed in self.ledger.read(plan=state.id, since=state.position):
+                state.apply(missed)
+            rows = self.ledger.append(events)
+            for row in rows:
+                state.apply(row)
+            saved = readmodel.load_position(self.ledger.conn, state.id)
+            plan_state, parts = state.snapshot(None if saved is None else state.dirty)
+            readmodel.save(self.ledger.conn, state.id, state.position, state.structure_position, plan_state, parts)
+            state.dirty.clear()
+        return rows
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
         return Rules(state, resolve=self.resolve, require_all_ticked=self.config(state.id).require_all_ticked,

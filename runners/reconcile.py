@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ledger import clock
+from ledger import clock, logs
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, last_beat
 
@@ -53,5 +53,6 @@ def reconcile(workspace: Workspace) -> list[str]:
     for part in state.running():
         reason = why_gone(workspace, state.id, part.started or {}, lease)
         if reason and lose(workspace, part.id, part.attempt, reason).recorded:
+            logs.get().info("attempt lost", attempt=part.attempt, reason=reason)
             lost.append(part.attempt)
     return lost

@@ -423,3 +423,35 @@ def test_verify_finds_rule_violations_appended_behind_kx(kx, plan, project):
     findings = kx("--json", "audit", "verify").json["findings"]
     assert any("gate: PART-3 is in batch 2" in f for f in findings)
     assert any("no drop recorded" in f for f in findings)
+
+
+def test_the_read_model_is_checked_and_rebuilt(kx, plan, project):
+    import sqlite3
+
+    kx("start", "PART-1")
+    kx("tick", "PART-1", "1", "2", "--attempt", "PART-1#1")
+    assert kx("audit", "verify").code == 0
+    with sqlite3.connect(project / ".kx" / "ledger.db") as conn:
+        assert conn.execute("SELECT state, ticked, total, attempt FROM kx_parts WHERE part = 'PART-1'").fetchone() \
+            == ("running", 2, 5, "PART-1#1")
+        conn.execute("UPDATE kx_parts SET state = 'succeeded', detail = replace(detail, 'running', 'succeeded')"
+                     " WHERE part = 'PART-1'")
+    findings = kx("--json", "audit", "verify").json["findings"]
+    assert findings == ["read model of plan: PART-1 differs from the events; run 'kx audit rebuild'"]
+    assert kx("--json", "status").json["batches"][0]["parts"][0]["state"] == "succeeded"  # what the cache says
+    assert kx("audit", "rebuild").code == 0
+    assert kx("audit", "verify").code == 0
+    assert kx("--json", "status").json["batches"][0]["parts"][0]["state"] == "running"
+
+
+def test_a_ledger_without_read_model_rows_still_folds(kx, plan, project):
+    import sqlite3
+
+    kx("tick", "PART-1", "1")
+    with sqlite3.connect(project / ".kx" / "ledger.db") as conn:
+        conn.execute("DELETE FROM kx_parts")
+        conn.execute("DELETE FROM kx_plans")
+    assert kx("--json", "status").json["batches"][0]["parts"][0]["ticked"] == 1
+    kx("tick", "PART-2", "1")  # the next write saves every PART again
+    assert kx("audit", "verify").code == 0
+    assert kx("--json", "status").json["batches"][0]["parts"][0]["ticked"] == 1

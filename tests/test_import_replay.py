@@ -172,7 +172,7 @@ def test_ledger_folder_is_git_ignored(kx, small_plan, project):
     kx("plan", "import", "plan.md")
     assert (project / ".kx" / ".gitignore").read_text().strip().endswith("*")
     log = (project / ".kx" / "kx.log").read_text().splitlines()
-    assert json.loads(log[-1])["event"] == "appended"
+    assert json.loads(log[-1])["event"] == "plan imported"
 
 
 def test_ledger_is_found_from_a_subfolder_and_by_env(kx, small_plan, project, monkeypatch):
