@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ledger import clock, logs
+from ledger import clock, logs, sql_views
 from ledger.errors import BadInput, KxError
 from ledger.events import Event, load
 
@@ -97,11 +97,31 @@ class Ledger:
                 raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
             self._create_schema()
             return
-        version = int(self.meta("schema_version") or 0)
+        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', ?)",
+                                      (sql_views.META_KEY,)))
+        version = int(meta.get("schema_version") or 0)
         if version > SCHEMA_VERSION:
             raise BadInput(
                 f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
             )
+        if not sql_views.is_current(meta.get(sql_views.META_KEY)):
+            self._add_views()
+
+    def _add_views(self) -> None:
+        """An older ledger gets the SQL views; one this process may not write gets them for itself (TEMP)."""
+        try:
+            with self.transaction():
+                if not sql_views.is_current(self.meta(sql_views.META_KEY)):  # another process may have won
+                    self._create_views()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            sql_views.create(self.conn, temp=True)
+
+    def _create_views(self) -> None:
+        sql_views.create(self.conn)
+        self.conn.execute("INSERT OR REPLACE INTO kx_meta (key, value) VALUES (?, ?)",
+                          (sql_views.META_KEY, sql_views.VERSION))
 
     def _create_schema(self) -> None:
         from sqlite_utils import Database
@@ -130,6 +150,7 @@ class Ledger:
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                 {"key": "created_at", "value": clock.now_iso()},
             ])
+            self._create_views()
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kx_meta WHERE key = ?", (key,)).fetchone()
