@@ -28,6 +28,16 @@ class Options:
         logs.log_to(workspace.ledger.path.parent / "kx.log")
         return workspace
 
+    def terminal(self):
+        """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
+        import os
+        import shutil
+
+        if self.as_json or not sys.stdout.isatty():
+            return None
+        color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
+
     def emit(self, payload: dict[str, Any], text: str | None) -> None:
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
@@ -108,7 +118,7 @@ def status(options: Options) -> None:
     from machine.app import status as plan_status
 
     result = plan_status(options.workspace())
-    options.emit(result, views.status(result))
+    options.emit(result, views.status(result, options.terminal()))
 
 
 @cli.command()
