@@ -167,6 +167,18 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
         sys.stdout.flush()
 
 
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (default: .kx/report-PLAN.html beside the ledger).")
+@pass_options
+def report(options: Options, output: Path | None) -> None:
+    """One self-contained HTML page of the run: progress, a timeline of every attempt, reviews, PARTs."""
+    from machine.app import report as write_report
+
+    result = write_report(options.workspace(), output)
+    options.emit(result, f"{result['output']} ({result['bytes']} bytes)")
+
+
 # --- runners and reviewers ------------------------------------------------------
 
 attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID",

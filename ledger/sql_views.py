@@ -165,3 +165,11 @@ def is_current(version: str | None) -> bool:
     """Whether a ledger whose meta says ``version`` needs no (re)creation; a newer kx's views are left alone."""
     return version is not None and int(version) >= int(VERSION)
 
+
+def rows(conn: sqlite3.Connection, view: str, plan: str) -> list[dict]:
+    """A view's rows for one plan, as dicts."""
+    if view not in VIEWS:
+        raise ValueError(f"no view {view}")
+    cursor = conn.execute(f"SELECT * FROM {view} WHERE plan = ?", (plan,))
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]

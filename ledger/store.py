@@ -183,6 +183,20 @@ class Ledger:
         finally:
             self._depth = 0
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Ledger]:
+        """A read transaction: every read inside sees the same events, while writers go on."""
+        if self._depth:
+            yield self
+            return
+        self.conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield self
+        finally:
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
     def append(self, events: Sequence[Event], expected: dict[str, int] | None = None) -> list[Recorded]:
         """Append events in order, atomically; ``expected`` maps stream → version it must still be at."""
         if not events:
