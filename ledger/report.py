@@ -164,8 +164,10 @@ class Timeline:
                 out.append(f'<text class="blabel" x="8" y="{f1(y + height / 2 + 4)}">{e(label)}</text>')
             index += len(batch["parts"])
         if self.labelled:
+            budget = int((self.left - 44) / 6.0)  # characters that fit left of the chart at 11px
             for index, part in enumerate(self.parts):
-                title = part["title"] if len(part["title"]) <= 28 else part["title"][:27] + "…"
+                room = max(4, budget - len(part["id"]) - 1)
+                title = part["title"] if len(part["title"]) <= room else part["title"][: room - 1] + "…"
                 out.append(f'<text class="plabel" x="34" y="{f1(self._y(index) + self.row / 2 + 4)}">'
                            f'<title>{e(part["id"])}: {e(part["title"])}</title>'
                            f'<tspan class="pid">{e(part["id"])}</tspan> {e(title)}</text>')
@@ -314,7 +316,8 @@ th{text-align:left;color:var(--muted);font-weight:600;font-size:12px;border-bott
 padding:6px 8px}
 td{border-bottom:1px solid #f0f2f5;padding:5px 8px;vertical-align:top}
 tr:last-child td{border-bottom:0}
-td.when{white-space:nowrap;font-variant-numeric:tabular-nums}
+td.id,td.when{white-space:nowrap}td.id{font-weight:600}
+td.when{font-variant-numeric:tabular-nums}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#344054}
 .mini{display:inline-block;width:46px;height:6px;border-radius:3px;background:var(--todo);margin-right:6px;
@@ -431,7 +434,7 @@ def parts(data: Data) -> str:
             drop_cell = (f"<code>{e(drop['path'])}</code> <span class=\"muted\">{e(size_text(drop['size']))}"
                          f" · sha256 <code title=\"{e(drop['sha256'])}\">{e(drop['sha256'][:12])}</code></span>"
                          if drop else "<span class=\"muted\">-</span>")
-            rows.append(f"<tr id=\"{e(part['id'])}\"><td><b>{e(part['id'])}</b></td><td>{e(part['title'])}</td>"
+            rows.append(f"<tr id=\"{e(part['id'])}\"><td class=\"id\">{e(part['id'])}</td><td>{e(part['title'])}</td>"
                         f"<td>{_state(part['state'])}</td>"
                         f"<td class=\"num\"><span class=\"mini\"><i style=\"width:{100 * done:.0f}%\"></i></span>"
                         f"{part['ticked']}/{part['total']}</td>"
