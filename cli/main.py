@@ -27,6 +27,16 @@ class Options:
         logs.log_to(workspace.ledger.path.parent / "kx.log")
         return workspace
 
+    def terminal(self):
+        """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
+        import os
+        import shutil
+
+        if self.as_json or not sys.stdout.isatty():
+            return None
+        color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
+
     def emit(self, payload: dict[str, Any], text: str | None) -> None:
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
@@ -107,7 +117,7 @@ def status(options: Options) -> None:
     from machine.app import status as plan_status
 
     result = plan_status(options.workspace())
-    options.emit(result, views.status(result))
+    options.emit(result, views.status(result, options.terminal()))
 
 
 @cli.command()
@@ -154,6 +164,18 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (default: .kx/report-PLAN.html beside the ledger).")
+@pass_options
+def report(options: Options, output: Path | None) -> None:
+    """One self-contained HTML page of the run: progress, a timeline of every attempt, reviews, PARTs."""
+    from machine.app import report as write_report
+
+    result = write_report(options.workspace(), output)
+    options.emit(result, f"{result['output']} ({result['bytes']} bytes)")
 
 
 # --- runners and reviewers ------------------------------------------------------

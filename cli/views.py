@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from ledger.projections import PAST
@@ -36,24 +37,94 @@ def findings(items: list[Any]) -> str:
     )
 
 
-def status(view: dict[str, Any]) -> str:
-    lines = [f"{view['plan']}: {view['title'] or view['path']}",
-             f"running {len(view['running'])}/{view['limit']}"
-             + (f" ({', '.join(view['running'])})" if view["running"] else "")
-             + f" · found {view['found']['parts']} PARTs in {view['found']['batches']} batches"
-             + (f" of {view['declared']['parts']} PARTs in {view['declared']['batches']} declared"
-                if view["declared"]["batches"] else "")
-             + (" · consolidated" if view["consolidated"] else "")]
+def status(view: dict[str, Any], terminal: Terminal | None = None) -> str:
+    """The plain status (pinned by a golden file); on a terminal, a compact table with a bar per batch."""
+    if terminal is not None:
+        return status_table(view, terminal)
+    lines = _status_header(view)
     for batch in view["batches"]:
         done = sum(p["state"] == "succeeded" for p in batch["parts"])
-        review = batch.get("review")
-        note = f" — {PAST[review['decision']]} by {review['by']}" if review else ""
         lines.append(f"\nBATCH {batch['number']}  {batch['state']:<15} {done}/{len(batch['parts'])} succeeded"
-                     f"  {batch['title']}{note}")
+                     f"  {batch['title']}{_review_note(batch)}")
         rows = [(f"  {p['id']}", p["state"], f"{p['ticked']}/{p['total']}", f"attempts {p['attempts']}",
                  p.get("attempt", "") if p["state"] in ("running", "lost") else p.get("reason", "") or "")
                 for p in batch["parts"]]
         lines.append(table(rows))
+    return "\n".join(lines)
+
+
+def _status_header(view: dict[str, Any]) -> list[str]:
+    return [f"{view['plan']}: {view['title'] or view['path']}",
+            f"running {len(view['running'])}/{view['limit']}"
+            + (f" ({', '.join(view['running'])})" if view["running"] else "")
+            + f" · found {view['found']['parts']} PARTs in {view['found']['batches']} batches"
+            + (f" of {view['declared']['parts']} PARTs in {view['declared']['batches']} declared"
+               if view["declared"]["batches"] else "")
+            + (" · consolidated" if view["consolidated"] else "")]
+
+
+def _review_note(batch: dict[str, Any]) -> str:
+    review = batch.get("review")
+    return f" — {PAST[review['decision']]} by {review['by']}" if review else ""
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """Where text goes to a person: with or without colour (``NO_COLOR``), this many columns wide."""
+
+    color: bool = True
+    width: int = 100
+
+
+# glyph and colour per PART state, in the order the bar draws them
+BAR = {"succeeded": ("█", "32"), "running": ("▓", "34"), "lost": ("▚", "33"), "failed": ("▒", "31"),
+       "pending": ("░", "2")}
+BATCH_COLORS = {"approved": "32", "running": "34", "awaiting_review": "35;1", "rejected": "31", "locked": "2",
+                "open": "0"}
+
+
+def _paint(text: str, code: str, terminal: Terminal) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if terminal.color and code != "0" else text
+
+
+def bar_cells(counts: dict[str, int], width: int) -> dict[str, int]:
+    """Cells per state: proportional, at least one for any state present, ``width`` in all."""
+    total = sum(counts.values())
+    if not total:
+        return {"pending": width}
+    cells = {k: max(1, round(n * width / total)) if n else 0 for k, n in counts.items()}
+    largest = max(cells, key=lambda k: cells[k])
+    cells[largest] += width - sum(cells.values())
+    return cells
+
+
+def status_table(view: dict[str, Any], terminal: Terminal) -> str:
+    lines = _status_header(view)
+    batches = view["batches"]
+    if not batches:
+        return "\n".join(lines)
+    bar_width = max(10, min(32, terminal.width - 60))
+    number_width = max(len(str(b["number"])) for b in batches)
+    lines.append("")
+    for batch in batches:
+        parts = batch["parts"]
+        counts = {state: sum(p["state"] == state for p in parts) for state in BAR}
+        bar = "".join(_paint(BAR[state][0] * n, BAR[state][1], terminal)
+                      for state, n in bar_cells(counts, bar_width).items() if n)
+        done = f"{counts['succeeded']}/{len(parts)}"
+        state = _paint(f"{batch['state'].replace('_', ' '):<15}", BATCH_COLORS.get(batch["state"], "0"), terminal)
+        head = f"{batch['number']:>{number_width}}  {state} {bar} {done:>7}  "
+        title = f"{batch['title']}{_review_note(batch)}"
+        room = max(10, terminal.width - (number_width + 2 + 16 + bar_width + 10))
+        lines.append(head + (title if len(title) <= room else title[: room - 1] + "…"))
+        notable = [p for p in parts if p["state"] in ("running", "failed", "lost")]
+        if notable:
+            shown = " · ".join(_paint(f"{p['state']} {p.get('attempt') or p['id']}", BAR[p["state"]][1], terminal)
+                               + f" {p['ticked']}/{p['total']}" for p in notable[:8])
+            more = f" · +{len(notable) - 8} more" if len(notable) > 8 else ""
+            lines.append(" " * (number_width + 2) + shown + more)
+    legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
+    lines += ["", legend]
     return "\n".join(lines)
 
 

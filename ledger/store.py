@@ -18,7 +18,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from ledger import clock, logs, readmodel
+from ledger import clock, logs, readmodel, sql_views
 from ledger.errors import BadInput, KxError
 
 if TYPE_CHECKING:
@@ -114,13 +114,36 @@ class Ledger:
                 raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
             self._create_schema()
             return
-        version = int(self.meta("schema_version") or 0)
+        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', ?)",
+                                      (sql_views.META_KEY,)))
+        version = int(meta.get("schema_version") or 0)
         if version > SCHEMA_VERSION:
             raise BadInput(
                 f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
             )
-        if not self.read_only and not readmodel.has_tables(self.conn):
+        if not self.read_only and "kx_plans" not in tables:
             readmodel.ensure(self.conn)  # a ledger made before the read model existed
+        if not sql_views.is_current(meta.get(sql_views.META_KEY)):
+            self._add_views()
+
+    def _add_views(self) -> None:
+        """An older ledger gets the SQL views; one this process may not write gets them for itself (TEMP)."""
+        if self.read_only:
+            sql_views.create(self.conn, temp=True)
+            return
+        try:
+            with self.transaction():
+                if not sql_views.is_current(self.meta(sql_views.META_KEY)):  # another process may have won
+                    self._create_views()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            sql_views.create(self.conn, temp=True)
+
+    def _create_views(self) -> None:
+        sql_views.create(self.conn)
+        self.conn.execute("INSERT OR REPLACE INTO kx_meta (key, value) VALUES (?, ?)",
+                          (sql_views.META_KEY, sql_views.VERSION))
 
     def _create_schema(self) -> None:
         from sqlite_utils import Database
@@ -150,6 +173,7 @@ class Ledger:
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                 {"key": "created_at", "value": clock.now_iso()},
             ])
+            self._create_views()
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kx_meta WHERE key = ?", (key,)).fetchone()
@@ -184,6 +208,20 @@ class Ledger:
             self.conn.execute("COMMIT")
         finally:
             self._depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Ledger]:
+        """A read transaction: every read inside sees the same events, while writers go on."""
+        if self._depth:
+            yield self
+            return
+        self.conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield self
+        finally:
+            self._depth = 0
+            self.conn.execute("COMMIT")
 
     def append(self, events: Sequence[Event], expected: dict[str, int] | None = None) -> list[Recorded]:
         """Append events in order, atomically; ``expected`` maps stream → version it must still be at."""

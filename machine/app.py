@@ -32,6 +32,26 @@ def status(workspace: Workspace) -> dict[str, Any]:
     return status_view(workspace.state())
 
 
+def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
+    """Write the plan's HTML report (default: ``.kx/report-PLAN.html`` beside the ledger); its path and size."""
+    import os
+    import re
+
+    from ledger.files import write_atomic
+    from ledger.report import build
+
+    with workspace.ledger.snapshot():
+        state = workspace.state()
+        data = build(workspace.ledger, state).encode("utf-8")
+    if output is None:
+        output = workspace.ledger.path.parent / f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', state.id)}.html"
+    elif not output.parent.resolve().is_dir():
+        raise BadInput(f"no folder {output.parent} for the report; create it or pass another -o")
+    write_atomic(output, data)
+    shown = os.path.relpath(output.resolve()) if output.resolve().is_relative_to(Path.cwd()) else str(output.resolve())
+    return {"output": shown, "bytes": len(data)}
+
+
 def replay(workspace: Workspace, until: int | None = None, at: str | None = None) -> str:
     """The plan's markdown rebuilt from events alone, as it was at ``until`` / ``at``."""
     if until is not None and at is not None:
