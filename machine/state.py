@@ -108,7 +108,7 @@ class PlanState:
                 self._structure = ("", Plan())
             else:
                 source, structure = self._loader(self.structure_position)
-                self._structure = (source, Plan.from_dict(structure))
+                self._structure = (source, _plan_of(structure))
         return self._structure
 
     # --- reading -------------------------------------------------------------
@@ -321,6 +321,16 @@ class PlanState:
         return self.batches[order[index + 1]] if index + 1 < len(order) else None
 
 
+def _plan_of(structure: dict[str, Any]) -> Plan:
+    """The Plan of a stored structure, built once per process (forked wrappers inherit it)."""
+    key = id(structure)
+    cached = _PLANS.get(key)
+    if cached is None or cached[0] is not structure:
+        cached = _PLANS[key] = (structure, Plan.from_dict(structure))
+    return cached[1]
+
+
+_PLANS: dict[int, tuple[dict[str, Any], Plan]] = {}
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}
 
 

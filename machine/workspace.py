@@ -14,6 +14,9 @@ from machine.rules import Rules
 from machine.state import PlanState
 
 
+_STRUCTURES: dict[tuple[str, int], tuple[str, dict]] = {}
+
+
 @dataclass
 class Workspace:
     ledger: Ledger
@@ -74,8 +77,11 @@ class Workspace:
         return PlanState.fold(plan_id, events, timezone=timezone)
 
     def _structure(self, position: int) -> tuple[str, dict]:
-        data = self.ledger.read(since=position - 1, until=position)[0].data
-        return data["source"], data["structure"]
+        key = (str(self.ledger.path.resolve()), position)
+        if key not in _STRUCTURES:  # a structure never changes: the event that carries it is immutable
+            data = self.ledger.read(since=position - 1, until=position)[0].data
+            _STRUCTURES[key] = (data["source"], data["structure"])
+        return _STRUCTURES[key]
 
     def record(self, state: PlanState, events: list) -> list[Recorded]:
         """Append ``events``, fold them into ``state`` and save the read model, in one transaction."""

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from ledger.errors import KxError, Refused
-from machine.actions import Act, fail, finish, start
+from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail
@@ -77,7 +77,7 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     brief_path.write_text(brief_markdown(view) + "\n", encoding="utf-8")
     (folder / "brief.json").write_text(json.dumps(view, ensure_ascii=False, indent=2), encoding="utf-8")
     code = _run_runner(command, runner_env(workspace, view, brief_path), Path(view["root"]), folder, lease)
-    return record_outcome(workspace, part, attempt, code, folder / "runner.log")
+    return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
 
 
 def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> int:
@@ -102,7 +102,8 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
     return code
 
 
-def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log: Path) -> int:
+def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log: Path,
+                   drop_path: str | None = None) -> int:
     """The outcome, unless the runner already reported one or the attempt is no longer current."""
     current = workspace.state().parts[part]
     if current.attempt != attempt or current.state not in ("running", "lost"):
@@ -111,6 +112,8 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     tail = log_tail(log) or None
     if code == 0:
         try:
+            if drop_path and current.drop is None and Path(drop_path).is_file():
+                drop(workspace, part, Path(drop_path), act)  # the runner wrote $KX_DROP but did not record it
             finish(workspace, part, act)
             return 0
         except Refused as refusal:
@@ -124,6 +127,41 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     except Refused:
         pass  # someone else settled the attempt meanwhile
     return 1
+
+
+class ForkedAttempt:
+    """An attempt's wrapper forked from the supervisor: no interpreter start-up, its own session."""
+
+    def __init__(self, ledger_path: Path, plan_id: str, part: str, command: list[str], lease: float, errors: Path):
+        self.pid = os.fork()
+        if self.pid == 0:  # the child never returns from here
+            code = 1
+            try:
+                os.setsid()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                code = run_attempt(Workspace.open(str(ledger_path), plan_id), part, command, lease)
+            except KxError as exc:
+                print(f"kx attempt: {exc.message}", file=sys.stderr)
+                code = exc.code
+            except BaseException:  # noqa: BLE001 - report, then leave without the parent's cleanup
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.code: int | None = None
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,6 @@ ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from machine.state import PlanState
 from machine.workspace import Workspace
 from ledger.packet import batch_packet, packet_text
 from runners.progress import Progress
+from runners.attempt import ForkedAttempt
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
 
 SUPERVISOR = "kx run"
@@ -37,7 +37,7 @@ class RunOptions:
     review: str = "prompt"
     until_batch: int | None = None
     backoff: float = 1.0
-    poll: float = 0.25
+    poll: float = 0.02
     reconcile_every: float = 2.0
 
 
@@ -57,7 +57,7 @@ class Supervisor:
         if options.review not in REVIEW_MODES:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
-        self.children: dict[str, subprocess.Popen] = {}
+        self.children: dict[str, ForkedAttempt] = {}
         self.failed_seen: dict[str, float] = {}
         self.interrupted = 0
         self.waiting_for: int | None = None
@@ -81,7 +81,22 @@ class Supervisor:
         else:
             raise KeyboardInterrupt
 
+    def _warm_up(self) -> None:
+        """Load here, once, what every forked wrapper needs; the children inherit it instead of redoing it."""
+        import psutil  # noqa: F401 - the wrapper records its process start time
+
+        from ledger import events
+        from machine import queries  # noqa: F401 - the brief
+        from machine.machines import batch_machine, part_machine
+
+        self.ws.state().plan  # noqa: B018 - the structure, parsed into the process-wide cache
+        part_machine(), batch_machine()
+        for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
+                      events.CheckboxTicked, events.BatchReviewed, events.PartRetried):
+            model.model_rebuild(force=True)
+
     def _loop(self) -> RunResult:
+        self._warm_up()
         lost = reconcile(self.ws)
         if lost:
             self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")
@@ -133,15 +148,13 @@ class Supervisor:
         for part in [p for p in startable(state) if p not in self.children][: max(0, free)]:
             self.children[part] = self._spawn(state, part)
 
-    def _spawn(self, state: PlanState, part: str) -> subprocess.Popen:
+    def _spawn(self, state: PlanState, part: str) -> ForkedAttempt:
         folder = self.ws.ledger.path.resolve().parent / "attempts" / state.id
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "wrappers.log", "ab") as errors:
-            return subprocess.Popen(
-                [sys.executable, "-m", "runners.attempt", "--ledger", str(self.ws.ledger.path.resolve()),
-                 "--plan", state.id, "--part", part, "--lease", str(self.lease), "--", *self.options.command],
-                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-            )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return ForkedAttempt(self.ws.ledger.path.resolve(), state.id, part, self.options.command, self.lease,
+                             folder / "wrappers.log")
 
     def _reap(self) -> None:
         for part, child in list(self.children.items()):
