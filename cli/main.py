@@ -186,7 +186,7 @@ by_option = click.option("--by", metavar="NAME", help="Who acts (default: the OS
 
 
 def _act(attempt: str | None, by: str | None):
-    from machine.actions import Act
+    from machine.acting import Act
 
     return Act(attempt=attempt or None, by=by)
 
@@ -237,7 +237,7 @@ def start(options: Options, part: str, by: str | None) -> None:
 @pass_options
 def tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
     """Tick boxes of PART: REF is 3 (third box), 2.4 (step 2, fourth box) or text. Idempotent."""
-    from machine.actions import tick as tick_boxes
+    from machine.ticks import tick as tick_boxes
 
     _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by)))
 
@@ -250,7 +250,7 @@ def tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None
 @pass_options
 def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
     """Untick boxes of PART (same REFs as tick). Idempotent."""
-    from machine.actions import tick as tick_boxes
+    from machine.ticks import tick as tick_boxes
 
     _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=False))
 
@@ -380,7 +380,7 @@ def verify(options: Options) -> None:
 def consolidate(options: Options, index: Path | None, skill: Path | None, completed_dir: Path | None, commit: bool,
                 by: str | None) -> None:
     """After the last batch is approved: index the knowledge files, move the plan to completed/."""
-    from machine.actions import person
+    from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
 
     result = run_consolidation(options.workspace(), index=index, skill=skill, completed_dir=completed_dir,

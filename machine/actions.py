@@ -1,4 +1,4 @@
-"""The acts that change a plan: start, tick, drop, finish, fail, retry, lose, review.
+"""The acts that change a plan: start, drop, finish, fail, retry, lose, review (ticks: machine.ticks).
 
 Every act folds the plan's events, checks its rules and appends its events
 inside one ``BEGIN IMMEDIATE`` transaction, so that no other process can act
@@ -7,10 +7,6 @@ between the check and the append. A refused act appends nothing.
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,92 +14,14 @@ from ledger import clock
 from ledger.errors import BadInput, Refused, Unknown
 from ledger.secrets import redact_argv, redact_text
 from ledger.events import (
-    BatchReviewed, CheckboxTicked, CheckboxUnticked, DropRecorded, Event, PartRetried, RunnerFailed, RunnerLost,
-    RunnerStarted, RunnerSucceeded,
+    BatchReviewed, DropRecorded, PartRetried, RunnerFailed, RunnerLost, RunnerStarted, RunnerSucceeded,
 )
+from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
+from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import batch_machine, fire, part_machine
-from machine.plan import Part, parse_part_number
-from machine.refs import index_of, resolve_all
-from machine.rules import Rules, sha256_of
-from machine.state import PartState, PlanState, stamp_of
+from machine.rules import sha256_of
+from machine.state import PlanState, stamp_of
 from machine.workspace import Workspace
-
-
-def person() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-@dataclass
-class Act:
-    """Who acts: a runner's attempt, or a person."""
-
-    attempt: str | None = None
-    by: str | None = None
-
-    @property
-    def actor(self) -> str:
-        return self.by or (None if self.attempt else person()) or self.attempt
-
-
-@dataclass
-class Outcome:
-    part: str
-    recorded: list[str] = field(default_factory=list)
-    message: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"part": self.part, "recorded": self.recorded, "message": self.message, **self.data}
-
-
-@dataclass
-class Context:
-    workspace: Workspace
-    state: PlanState
-    rules: Rules
-
-    def part(self, ref: str) -> tuple[PartState, Part]:
-        number = parse_part_number(ref)
-        structure = self.state.plan.part(number) if number is not None else None
-        if structure is None:
-            numbers = [p.number for p in self.state.plan.parts]
-            raise Unknown(f"no {ref} in plan {self.state.id} (PARTs {min(numbers)}-{max(numbers)}); see 'kx status'")
-        return self.state.parts[structure.id], structure
-
-    def append(self, *events: Event) -> list[str]:
-        self.workspace.record(self.state, list(events))
-        return [e.type for e in events]
-
-    @classmethod
-    def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
-        state = workspace.state()
-        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed))
-
-
-@contextmanager
-def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Context]:
-    """State folded and rules checked under the write lock; appends commit together at the end."""
-    with workspace.ledger.transaction():
-        yield Context.of(workspace, accept_failed=accept_failed)
-
-
-def authorize(ctx: Context, part: PartState, act: Act) -> None:
-    """Rule 4 for runners (their attempt must be the current one); the gate for people."""
-    if act.attempt is None:
-        ctx.rules.gate(part)
-        return
-    owner = act.attempt.split("#", 1)[0]
-    if owner != part.id:
-        raise Refused(f"stale attempt: {act.attempt} belongs to {owner}, not {part.id}", rule="stale")
-    if act.attempt != part.attempt or part.state not in ("running", "lost"):
-        current = f"{part.attempt} is current" if part.attempt else "it has no attempt"
-        raise Refused(
-            f"stale attempt: {act.attempt} is over ({part.id} is {part.state}, {current}); this runner should stop",
-            rule="stale",
-        )
 
 
 # --- runners ---------------------------------------------------------------------
@@ -119,25 +37,6 @@ def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
         recorded = ctx.append(RunnerStarted(plan=ctx.state.id, part=part.id, attempt=attempt, by=act.by,
                                             **{k: v for k, v in runner.items() if v is not None}))
         return Outcome(part.id, recorded, f"{part.id} started as {attempt}", {"attempt": attempt})
-
-
-def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: bool = True) -> Outcome:
-    with acting(workspace) as ctx:
-        part, structure = ctx.part(ref)
-        authorize(ctx, part, act)
-        boxes = resolve_all(structure, refs)
-        changing = [b for b in boxes if (b.id in part.ticked) != ticked]
-        kind = CheckboxTicked if ticked else CheckboxUnticked
-        events = [kind(plan=ctx.state.id, part=part.id, box=b.id, text=b.text, attempt=act.attempt, by=act.actor)
-                  for b in changing]
-        recorded = ctx.append(*events) if events else []
-        verb = "ticked" if ticked else "unticked"
-        names = [f"{index_of(structure, b)} {b.text!r}" for b in changing]
-        message = f"{part.id}: {verb} {', '.join(names)}" if names else f"{part.id}: already {verb}; nothing recorded"
-        done = len(part.ticked | {b.id for b in changing} if ticked else part.ticked - {b.id for b in changing})
-        return Outcome(part.id, recorded, message,
-                       {"boxes": [b.id for b in changing], "unchanged": [b.id for b in boxes if b not in changing],
-                        "ticked": done, "total": len(structure.boxes)})
 
 
 def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:

@@ -8,7 +8,7 @@ from ledger import clock
 from ledger.events import batch_stream, part_stream, plan_stream
 from ledger.projections import SCHEMA
 from ledger.render import render
-from machine.actions import Context
+from machine.acting import Context
 from machine.refs import index_of
 from machine.state import PlanState
 from machine.text import split_lines

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger import readmodel
 from ledger.store import Ledger, Recorded
-from machine.config import PlanConfig, load_config
 from machine.rules import Rules
 from machine.state import PlanState
 
 
+if TYPE_CHECKING:
+    from machine.config import PlanConfig
+
+CONFIG_FILE = "config.toml"
 _STRUCTURES: dict[tuple[str, int], tuple[str, dict]] = {}
+
+
+class DefaultConfig:
+    """The configuration when there is no config file, without importing pydantic for it."""
+
+    require_all_ticked = True
+    timezone = None
+    lease_seconds = None
+
+    def __getattr__(self, name: str):
+        from machine.config import PlanConfig
+
+        return getattr(PlanConfig.model_construct(), name)
 
 
 @dataclass
@@ -59,7 +76,12 @@ class Workspace:
     def config(self, plan_id: str | None = None) -> PlanConfig:
         plan_id = plan_id or self.plan_id()
         if plan_id not in self._configs:
-            self._configs[plan_id] = load_config(self.ledger.path.parent, plan_id)
+            if (self.ledger.path.parent / CONFIG_FILE).is_file():
+                from machine.config import load_config
+
+                self._configs[plan_id] = load_config(self.ledger.path.parent, plan_id)
+            else:
+                self._configs[plan_id] = DefaultConfig()
         return self._configs[plan_id]
 
     def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None) -> PlanState:

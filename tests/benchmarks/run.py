@@ -1,0 +1,35 @@
+"""Every kx benchmark, each a ratio against a floor measured side by side in the same run.
+
+    python -m tests.benchmarks.run            # the full figures (1,000,000-event ledger; a few minutes)
+    python -m tests.benchmarks.run --quick    # small sizes, to check that the benchmarks still run
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tests.benchmarks import append, orchestration, rebuild, status, tick
+from tests.benchmarks.big_ledger import make
+from tests.benchmarks.common import print_table, scratch
+
+
+def all_rows(quick: bool) -> list[dict]:
+    rows = [*append.measure(200 if quick else 2000), *tick.measure(3 if quick else 15)]
+    long_events, short_events = (20_000, 1_000) if quick else (1_000_000, 1_000)
+    with scratch() as long_folder, scratch() as short_folder:
+        make(long_folder, long_events)
+        make(short_folder, short_events)
+        rows += rebuild.measure(long_folder / ".kx" / "ledger.db", long_events)
+        rows += status.measure(long_folder, long_events, short_folder, short_events)
+    rows.append(orchestration.measure())
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmarks, not kx's speed")
+    print_table(all_rows(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""``kx tick`` whole-process latency vs ``python -c`` opening the ledger's folder's SQLite and inserting one row."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+
+from tests.benchmarks.common import FRESH_PLAN, clean_env, kx_command, row, run, scratch, timed
+
+FLOOR = ("import sqlite3; c = sqlite3.connect('.kx/floor.db', isolation_level=None);"
+         " c.execute('PRAGMA synchronous = FULL'); c.execute('BEGIN IMMEDIATE');"
+         " c.execute('INSERT INTO t (x) VALUES (1)'); c.execute('COMMIT')")
+
+
+def measure(rounds: int = 15) -> list[dict]:
+    with scratch() as folder:
+        shutil.copy(FRESH_PLAN, folder / "plan.md")
+        kx = kx_command()
+        run([*kx, "plan", "import", "plan.md"], folder)
+        subprocess.run([sys.executable, "-c", "import sqlite3; c = sqlite3.connect('.kx/floor.db');"
+                        " c.execute('PRAGMA journal_mode = WAL'); c.execute('CREATE TABLE t (x)')"],
+                       cwd=folder, check=True)
+        env = clean_env()
+        kx_times, floor_times = [], []
+        for n in range(rounds):
+            verb = "tick" if n % 2 == 0 else "untick"
+            kx_times.append(timed(subprocess.run, [*kx, verb, "PART-1", "1"], cwd=folder, env=env,
+                                  capture_output=True, check=True))
+            floor_times.append(timed(subprocess.run, [sys.executable, "-c", FLOOR], cwd=folder, env=env, check=True))
+    return [row("kx tick latency vs python -c sqlite insert (median)", statistics.median(kx_times) * 1000,
+                statistics.median(floor_times) * 1000, "ms", "<= 3x")]
