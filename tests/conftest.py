@@ -113,7 +113,10 @@ class Result:
 
 
 @pytest.fixture(autouse=True)
-def frozen_time():
+def frozen_time(request):
+    if request.node.get_closest_marker("real_time"):  # benchmarks measure real durations
+        yield None
+        return
     with freeze_time(FROZEN_AT) as frozen:
         yield frozen
 
