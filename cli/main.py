@@ -185,6 +185,11 @@ attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID",
 by_option = click.option("--by", metavar="NAME", help="Who acts (default: the OS user).")
 
 
+def acting_options(func):
+    """``--attempt``, ``--by`` and the global options, for the acts a runner or a person does on a PART."""
+    return attempt_option(by_option(pass_options(func)))
+
+
 def _act(attempt: str | None, by: str | None):
     from machine.acting import Act
 
@@ -229,38 +234,35 @@ def start(options: Options, part: str, by: str | None) -> None:
     options.emit({"part": outcome.part, "attempt": outcome.data["attempt"]}, outcome.data["attempt"])
 
 
+def _tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None,
+          ticked: bool) -> None:
+    from machine.ticks import tick as tick_boxes
+
+    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked))
+
+
 @cli.command()
 @click.argument("part")
 @click.argument("refs", nargs=-1, required=True)
-@attempt_option
-@by_option
-@pass_options
+@acting_options
 def tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
     """Tick boxes of PART: REF is 3 (third box), 2.4 (step 2, fourth box) or text. Idempotent."""
-    from machine.ticks import tick as tick_boxes
-
-    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by)))
+    _tick(options, part, refs, attempt, by, ticked=True)
 
 
 @cli.command()
 @click.argument("part")
 @click.argument("refs", nargs=-1, required=True)
-@attempt_option
-@by_option
-@pass_options
+@acting_options
 def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
     """Untick boxes of PART (same REFs as tick). Idempotent."""
-    from machine.ticks import tick as tick_boxes
-
-    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=False))
+    _tick(options, part, refs, attempt, by, ticked=False)
 
 
 @cli.command()
 @click.argument("part")
 @click.argument("file", type=click.Path(path_type=Path))
-@attempt_option
-@by_option
-@pass_options
+@acting_options
 def drop(options: Options, part: str, file: Path, attempt: str | None, by: str | None) -> None:
     """Record FILE as PART's KNOWLEDGE DROP (sha256 and size); it must be inside the plan's root."""
     from machine.actions import drop as record_drop
@@ -270,9 +272,7 @@ def drop(options: Options, part: str, file: Path, attempt: str | None, by: str |
 
 @cli.command()
 @click.argument("part")
-@attempt_option
-@by_option
-@pass_options
+@acting_options
 def finish(options: Options, part: str, attempt: str | None, by: str | None) -> None:
     """Record PART's success, or refuse listing the missing evidence."""
     from machine.actions import finish as finish_part
@@ -283,9 +283,7 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
 @cli.command()
 @click.argument("part")
 @click.option("--reason", required=True, help="Why it failed.")
-@attempt_option
-@by_option
-@pass_options
+@acting_options
 def fail(options: Options, part: str, reason: str, attempt: str | None, by: str | None) -> None:
     """Record that PART failed."""
     from machine.actions import fail as fail_part

@@ -27,7 +27,7 @@ def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
         view["completed_at"] = part.completed_at
     if structure.header and structure.header.target:
         view["target"] = structure.header.target
-    if part.reason:
+    if part.reason and part.state in ("failed", "lost"):
         view["reason"] = part.reason
     return view
 

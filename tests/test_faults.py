@@ -141,3 +141,14 @@ def test_redaction_patterns():
         "password": "[redacted]", "nested": ["Bearer [redacted]"]}
     assert redact_argv(["x", "--secret=abc", "--model", "m"]) == ["x", "--secret=[redacted]", "--model", "m"]
     assert redact("ghp_" + "a" * 36) == "[redacted]"
+
+
+def test_new_files_get_the_usual_mode(tmp_path):
+    from ledger.files import write_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new.md", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "new.md").stat().st_mode & 0o777 == 0o644
