@@ -279,13 +279,8 @@ class Ledger:
         until_time: str | None = None,
         stream: str | None = None,
         types: Sequence[str] | None = None,
-        lean: bool = False,
     ) -> list[Recorded]:
-        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive.
-
-        ``lean``: for folding only — the data of tick events holds just their PART and box, which SQLite
-        extracts faster than Python parses the whole JSON (ticks are most of a long ledger).
-        """
+        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
         where, params = ["position > ?"], [since]
         for column, value in (("plan", plan), ("stream", stream)):
             if value is not None:
@@ -300,24 +295,30 @@ class Ledger:
         if types:
             where.append(f"type IN ({', '.join('?' * len(types))})")
             params.extend(types)
-        filters = " AND ".join(where)
         loads = json.loads
-        if not lean:
-            sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
-                   f" WHERE {filters} ORDER BY position")
-            return [
-                Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
-                for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
-            ]
-        sql = ("SELECT position, stream, version, type, recorded_at, plan,"
-               f" CASE WHEN type IN {_TICKS} THEN NULL ELSE data END,"
-               " json_extract(data, '$.part'), json_extract(data, '$.box')"
-               f" FROM events WHERE {filters} ORDER BY position")
+        sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
+               f" WHERE {' AND '.join(where)} ORDER BY position")
         return [
-            Recorded(pos, stream_, version, type_, loads(data) if data is not None else {"part": part, "box": box},
-                     at, plan_)
-            for pos, stream_, version, type_, at, plan_, data, part, box in self.conn.execute(sql, params)
+            Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
+            for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
         ]
+
+    def scan(self, plan: str, *, since: int = 0, until: int | None = None,
+             until_time: str | None = None) -> Iterator[tuple]:
+        """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
+        box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
+        parses their JSON (they are most of a long ledger)."""
+        where, params = ["plan = ?", "position > ?"], [plan, since]
+        if until is not None:
+            where.append("position <= ?")
+            params.append(until)
+        if until_time is not None:
+            where.append("recorded_at <= ?")
+            params.append(until_time)
+        return self.conn.execute(
+            "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
+            f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
+            f" FROM events WHERE {' AND '.join(where)} ORDER BY position", params)
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -92,11 +92,9 @@ class Workspace:
             saved = readmodel.load(self.ledger.conn, plan_id)
             if saved is not None:
                 state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
-                for event in self.ledger.read(plan=plan_id, since=state.position, lean=True):
-                    state.apply(event)
-                return state
-        events = self.ledger.read(plan=plan_id, until=until, until_time=until_time, lean=True)
-        return PlanState.fold(plan_id, events, timezone=timezone)
+                return state.fold_rows(self.ledger.scan(plan_id, since=state.position))
+        rows = self.ledger.scan(plan_id, until=until, until_time=until_time)
+        return PlanState(plan_id, timezone=timezone).fold_rows(rows)
 
     def _structure(self, position: int) -> tuple[str, dict]:
         key = (str(self.ledger.path.resolve()), position)
@@ -108,8 +106,7 @@ class Workspace:
     def record(self, state: PlanState, events: list) -> list[Recorded]:
         """Append ``events``, fold them into ``state`` and save the read model, in one transaction."""
         with self.ledger.transaction():
-            for missed in self.ledger.read(plan=state.id, since=state.position):
-                state.apply(missed)
+            state.fold_rows(self.ledger.scan(state.id, since=state.position))
             rows = self.ledger.append(events)
             for row in rows:
                 state.apply(row)

@@ -15,7 +15,7 @@ def measure(ledger_path: Path, events: int) -> list[dict]:
 
     workspace = Workspace.open(str(ledger_path))
     started = time.perf_counter()
-    state = PlanState.fold("plan", workspace.ledger.read(plan="plan", lean=True))
+    state = PlanState("plan").fold_rows(workspace.ledger.scan("plan"))
     fold_seconds = time.perf_counter() - started
     workspace.ledger.close()
     assert state.position == events
