@@ -229,36 +229,48 @@ class Ledger:
             return []
         with self.transaction():
             recorded_at = clock.now_iso()
-            position, previous = self._head()
-            versions: dict[str, int] = {}
+            streams = list(dict.fromkeys(event.stream for event in events))
+            position, previous, versions = self._positions(streams)
+            for stream, version in versions.items():
+                if expected and stream in expected and expected[stream] != version:
+                    raise ConcurrencyConflict(f"stream {stream} is at version {version}, expected"
+                                              f" {expected[stream]}; try again")
             rows: list[Recorded] = []
+            values: list[tuple] = []
             for event in events:
-                stream = event.stream
-                if stream not in versions:
-                    versions[stream] = self.stream_version(stream)
-                    if expected and stream in expected and expected[stream] != versions[stream]:
-                        raise ConcurrencyConflict(
-                            f"stream {stream} is at version {versions[stream]}, expected {expected[stream]}; try again"
-                        )
+                stream, data = event.stream, event.data()
                 versions[stream] += 1
                 position += 1
-                data = _encode(event.data())
-                digest = chain_hash(previous, position, stream, versions[stream], event.type, data, recorded_at)
-                self._insert((position, event.plan, stream, versions[stream], event.type, data, recorded_at,
-                              event.schema_version, digest))
-                previous = digest
-                rows.append(Recorded(position, stream, versions[stream], event.type, event.data(), recorded_at,
-                                     event.plan, digest))
+                encoded = _encode(data)
+                previous = chain_hash(previous, position, stream, versions[stream], event.type, encoded, recorded_at)
+                values.append((position, event.plan, stream, versions[stream], event.type, encoded, recorded_at,
+                               event.schema_version, previous))
+                rows.append(Recorded(position, stream, versions[stream], event.type, data, recorded_at, event.plan,
+                                     previous))
+            self._insert_all(values)
         logs.get().debug("appended", positions=[rows[0].position, rows[-1].position],
                          types=sorted({r.type for r in rows}), streams=len(versions))
         return rows
 
-    def _insert(self, row: tuple) -> None:
-        self.conn.execute(
+    def _insert_all(self, values: list[tuple]) -> None:
+        self.conn.executemany(
             "INSERT INTO events (position, plan, stream, version, type, data, recorded_at, schema_version, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            row,
+            values,
         )
+
+    def _positions(self, streams: list[str]) -> tuple[int, str, dict[str, int]]:
+        """The last position and hash, and each stream's version: one query for the usual single stream."""
+        if len(streams) == 1:
+            row = self.conn.execute(
+                "SELECT position, hash, (SELECT MAX(version) FROM events WHERE stream = ?)"
+                " FROM events ORDER BY position DESC LIMIT 1", streams).fetchone()
+            return (row[0], row[1], {streams[0]: row[2] or 0}) if row else (0, GENESIS, {streams[0]: 0})
+        position, previous = self._head()
+        found = dict(self.conn.execute(
+            f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
+            " GROUP BY stream", streams))
+        return position, previous, {stream: found.get(stream) or 0 for stream in streams}
 
     def _head(self) -> tuple[int, str]:
         row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()

@@ -19,19 +19,16 @@ def test_an_append_that_fails_midway_records_nothing(kx, small_plan, project, mo
 
     kx("plan", "import", "plan.md")
     before = event_count(project)
-    calls = []
-    real_insert = Ledger._insert
+    real_insert = Ledger._insert_all
 
-    def failing_insert(self, row):
-        calls.append(row)
-        if len(calls) == 3:
-            raise sqlite3.OperationalError("database or disk is full")
-        real_insert(self, row)
+    def failing_insert(self, values):
+        real_insert(self, values[:2])  # two rows in, then the disk fills up
+        raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(Ledger, "_insert", failing_insert)
+    monkeypatch.setattr(Ledger, "_insert_all", failing_insert)
     result = kx("tick", "PART-1", "1", "2", "3", "4")
     assert result.code == 1 and "nothing was recorded" in result.err and result.err.count("\n") == 1
-    monkeypatch.setattr(Ledger, "_insert", real_insert)
+    monkeypatch.setattr(Ledger, "_insert_all", real_insert)
     assert event_count(project) == before
     assert kx("audit", "verify").code == 0
     assert kx("--json", "tick", "PART-1", "1", "2", "3", "4").json["recorded"] == ["CheckboxTicked"] * 4
