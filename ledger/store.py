@@ -62,6 +62,21 @@ def chain_hash(previous: str, position: int, stream: str, version: int, type_: s
     return hashlib.sha256(fields.encode()).hexdigest()
 
 
+def _filters(plan: str | None, since: int, until: int | None, until_time: str | None, stream: str | None = None,
+             types: Sequence[str] | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) that every read of the events shares."""
+    where, params = ["position > ?"], [since]
+    for clause, value in (("plan = ?", plan), ("stream = ?", stream), ("position <= ?", until),
+                          ("recorded_at <= ?", until_time)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if types:
+        where.append(f"type IN ({', '.join('?' * len(types))})")
+        params.extend(types)
+    return " AND ".join(where), params
+
+
 def _encode(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
@@ -293,23 +308,10 @@ class Ledger:
         types: Sequence[str] | None = None,
     ) -> list[Recorded]:
         """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
-        where, params = ["position > ?"], [since]
-        for column, value in (("plan", plan), ("stream", stream)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if until is not None:
-            where.append("position <= ?")
-            params.append(until)
-        if until_time is not None:
-            where.append("recorded_at <= ?")
-            params.append(until_time)
-        if types:
-            where.append(f"type IN ({', '.join('?' * len(types))})")
-            params.extend(types)
+        where, params = _filters(plan, since, until, until_time, stream, types)
         loads = json.loads
         sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
-               f" WHERE {' AND '.join(where)} ORDER BY position")
+               f" WHERE {where} ORDER BY position")
         return [
             Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
             for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
@@ -320,17 +322,11 @@ class Ledger:
         """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
         box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
         parses their JSON (they are most of a long ledger)."""
-        where, params = ["plan = ?", "position > ?"], [plan, since]
-        if until is not None:
-            where.append("position <= ?")
-            params.append(until)
-        if until_time is not None:
-            where.append("recorded_at <= ?")
-            params.append(until_time)
+        where, params = _filters(plan, since, until, until_time)
         return self.conn.execute(
             "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
             f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
-            f" FROM events WHERE {' AND '.join(where)} ORDER BY position", params)
+            f" FROM events WHERE {where} ORDER BY position", params)
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
