@@ -331,9 +331,6 @@ class Ledger:
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
-    def last_position(self) -> int:
-        return self._head()[0]
-
     def plan_ids(self) -> list[str]:
         rows = self.conn.execute(
             "SELECT plan FROM events WHERE type = 'PlanImported' ORDER BY position"

@@ -97,7 +97,3 @@ def fire(machine: Any, obj: Any, trigger: str, rules: Any = None, **kwargs: Any)
             + (f" (possible: {', '.join(t.replace('_', ' ') for t in allowed)})" if allowed else ""),
             rule="transition",
         ) from None
-
-
-def can(machine: Any, obj: Any, trigger: str) -> bool:
-    return trigger in machine.get_triggers(obj.state)

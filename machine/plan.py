@@ -131,9 +131,6 @@ class Plan:
     def batch(self, number: int) -> Batch | None:
         return next((b for b in self.batches if b.number == number), None)
 
-    def parts_of(self, batch_number: int) -> list[Part]:
-        return [p for p in self.parts if p.batch == batch_number]
-
     @property
     def declared_parts(self) -> set[int]:
         return {n for d in self.declared for n in range(d.first, d.last + 1)}
