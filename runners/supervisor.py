@@ -6,7 +6,7 @@ session (``runners.attempt``) that records the start and the outcome itself,
 so killing the supervisor loses nothing; the same command picks up from the
 ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
 Where attempts run is the executor's business: forked wrappers here
-(``LocalExecutor``).
+(``LocalExecutor``) or Ray tasks on a cluster (``runners.ray_executor``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from runners.reconcile import DEFAULT_LEASE_S, reconcile
 
 SUPERVISOR = "kx run"
 REVIEW_MODES = ("prompt", "wait", "auto")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class RunOptions:
     backoff: float = 1.0
     poll: float = 0.02
     reconcile_every: float = 2.0
+    executor: str = "local"
+    ray_address: str | None = None
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Attempt(Protocol):
 
 
 class Executor(Protocol):
-    """Where attempts run: ``runners.attempt.LocalExecutor`` (forked wrappers)."""
+    """Where attempts run: ``runners.attempt.LocalExecutor`` (forked wrappers), ``runners.ray_executor``."""
 
     def spawn(self, plan_id: str, part: str) -> Attempt: ...
 
@@ -71,6 +74,8 @@ class Supervisor:
     def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None):
         if options.review not in REVIEW_MODES:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
+        if options.executor not in EXECUTORS:
+            raise BadInput(f"--executor must be one of {', '.join(EXECUTORS)}")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
         self.children: dict[str, Attempt] = {}
         self.executor: Executor
@@ -92,6 +97,12 @@ class Supervisor:
             self.executor.close()
 
     def _executor(self) -> Executor:
+        if self.options.executor == "ray":
+            from runners.ray_executor import RayExecutor
+
+            return RayExecutor(self.ws, self.options.command, self.lease, self.options.ray_address)
+        if self.options.ray_address:
+            raise BadInput("--ray-address goes with --executor ray")
         return LocalExecutor(self.ws, self.options.command, self.lease)
 
     def _interrupt(self, _signum, _frame) -> None:
