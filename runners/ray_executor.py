@@ -64,6 +64,18 @@ def cluster_address(option: str | None, config: RayConfig) -> str | None:
     return option or os.environ.get("RAY_ADDRESS") or config.address
 
 
+def reachable(address: str) -> None:
+    """A HOST:PORT address answers, or a one-line refusal now (Ray itself retries for many minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # auto, ray://...: Ray judges
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BadInput(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check --ray-address"
+                       " ($RAY_ADDRESS, address in .kx/config.toml) and that its head node runs") from None
+
+
 class RayExecutor:
     def __init__(self, workspace: Workspace, command: list[str], lease: float, address: str | None = None):
         import psutil
@@ -80,6 +92,8 @@ class RayExecutor:
     def _connect(self, address: str | None) -> bool:
         if self.ray.is_initialized():
             return False
+        if address is not None:
+            reachable(address)
         local = {"include_dashboard": False} if address is None else {}
         try:
             self.ray.init(address=address, namespace="kx", log_to_driver=False, logging_level=logging.WARNING,

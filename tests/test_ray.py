@@ -147,6 +147,22 @@ def test_without_ray_the_executor_says_how_to_install_it(kx, small_plan, monkeyp
     assert kx("run", "--runner", "rehearse", "--ray-address", "auto").code == 2
 
 
+def test_an_address_that_does_not_answer_is_refused_at_once(kx, small_plan):
+    import socket
+
+    from tests.conftest import kx_subprocess
+
+    pytest.importorskip("ray")
+    assert kx("plan", "import", str(small_plan)).code == 0
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    done = kx_subprocess("run", "--runner", "rehearse", "--review", "auto", "--executor", "ray", "--ray-address",
+                         f"127.0.0.1:{port}", cwd=small_plan.parent)
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith(f"kx: error: cannot reach the Ray cluster at 127.0.0.1:{port} (")
+
+
 def test_task_resources_come_from_the_plan_config(project):
     from machine.config import load_config
     from runners.ray_executor import cluster_address, task_options
