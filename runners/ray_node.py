@@ -134,7 +134,7 @@ def run_task(job: dict[str, Any], mailbox: Any) -> dict[str, Any]:
                 return message
             return ray.get(mailbox.ask.remote(attempt, {**message, "root": str(root)}))
 
-        relay = _Relay(str(base / "kx.sock"), ask)
+        relay = _Relay(_socket_path(base), ask)
         threading.Thread(target=relay.serve_forever, daemon=True).start()
         env = _environment(job, view, base, brief_path)
         log_path = base / "runner.log"
@@ -154,6 +154,7 @@ def run_task(job: dict[str, Any], mailbox: Any) -> dict[str, Any]:
             relay.shutdown()
             relay.server_close()
         shutil.rmtree(base, ignore_errors=True)
+        Path(_socket_path(base)).unlink(missing_ok=True)
 
 
 def _unpack(root: Path, files: dict[str, bytes]) -> dict[str, str]:
@@ -195,7 +196,13 @@ def _environment(job: dict, view: dict, base: Path, brief_path: Path) -> dict[st
     shim.chmod(0o755)
     # KX_LEDGER is the ledger on the supervisor's machine; the shim never opens a ledger
     return runner_environment(job["ledger"], view, brief_path, [str(bin_dir), str(Path(sys.executable).parent)],
-                              KX_EXECUTOR="ray", KX_RAY_SOCKET=str(base / "kx.sock"))
+                              KX_EXECUTOR="ray", KX_RAY_SOCKET=_socket_path(base))
+
+
+def _socket_path(base: Path) -> str:
+    """``kx.sock`` in the task's folder, or in /tmp when that path is too long for a Unix socket."""
+    path = base / "kx.sock"
+    return str(path) if len(str(path)) < 100 else str(Path("/tmp", f"{base.name}.sock"))
 
 
 def _launch(command: list[str], supervisor_python: str) -> list[str]:

@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -27,9 +28,12 @@ RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"
 @pytest.fixture(scope="module")
 def ray_address(tmp_path_factory):
     pytest.importorskip("ray")
-    log = tmp_path_factory.mktemp("ray") / "cluster.log"
+    folder = tmp_path_factory.mktemp("ray")
+    log = folder / "cluster.log"
+    # The tasks' folders (one stays behind when its worker is killed) in the test's; Ray's own where it keeps them.
+    env = {**os.environ, **RAY_ENV, "TMPDIR": str(folder), "RAY_TMPDIR": tempfile.gettempdir()}
     with open(log, "wb") as errors:
-        cluster = subprocess.Popen([sys.executable, "-m", "tests.ray_cluster"], cwd=REPO, env={**os.environ, **RAY_ENV},
+        cluster = subprocess.Popen([sys.executable, "-m", "tests.ray_cluster"], cwd=REPO, env=env,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
                                    start_new_session=True)
     address = cluster.stdout.readline().decode().strip()
