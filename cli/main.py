@@ -413,6 +413,10 @@ def _run_options(func):
                      help="Seconds before the first retry (doubling after)."),
         click.option("--model", help="With --runner openai: the model name."),
         click.option("--base-url", help="With --runner openai: the server (default http://127.0.0.1:11434/v1)."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+                     help="Where runners run: wrappers on this machine (default), or Ray tasks (pip install 'kx[ray]')."),
+        click.option("--ray-address", metavar="ADDRESS", help="With --executor ray: the cluster (default: $RAY_ADDRESS,"
+                     " else address in .kx/config.toml, else a Ray started here)."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -109,6 +109,9 @@ class RunnerStarted(PartEvent):
     pid_started: float | None = Field(default=None, description="the process's start time, to tell a reused pid")
     host: str | None = None
     log: str | None = None
+    executor: str | None = Field(default=None, description="where the runner ran when not in a local wrapper: 'ray'")
+    owner_pid: int | None = Field(default=None, description="the supervisor process that holds the attempt's Ray task")
+    owner_started: float | None = Field(default=None, description="that process's start time")
 
 
 class CheckboxTicked(PartEvent):

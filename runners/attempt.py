@@ -25,24 +25,14 @@ from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail
+from runners.protocol import runner_environment
 
 WRAPPER = "kx run"
 
 
 def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "KX_LEDGER": str(workspace.ledger.path.resolve()),
-        "KX_PLAN": view["plan"],
-        "KX_PART": view["part"],
-        "KX_ATTEMPT": view["attempt"],
-        "KX_BRIEF": str(brief_path),
-        "KX_TARGET": view["target_path"] or "",
-        "KX_DROP": view["drop_path"] or "",
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `kx` is this installation's
-    }
-    return env
+    return runner_environment(str(workspace.ledger.path.resolve()), view, brief_path,
+                              [str(Path(sys.executable).parent)])  # `kx` is this installation's
 
 
 class Heartbeat(threading.Thread):
@@ -69,15 +59,20 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3
     attempt = started.data["attempt"]
+    folder, view = write_brief(workspace, part, attempt)
+    code = _run_runner(command, runner_env(workspace, view, folder / "brief.md"), Path(view["root"]), folder, lease)
+    return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+
+
+def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, dict]:
+    """The attempt's folder, with its first heartbeat and its brief (``brief.md``, ``brief.json``); and the brief."""
     folder = attempt_dir(workspace.ledger.path, workspace.plan_id(), attempt)
     folder.mkdir(parents=True, exist_ok=True)
     beat(folder)
     view = brief(workspace, part, attempt)
-    brief_path = folder / "brief.md"
-    brief_path.write_text(brief_markdown(view) + "\n", encoding="utf-8")
+    (folder / "brief.md").write_text(brief_markdown(view) + "\n", encoding="utf-8")
     (folder / "brief.json").write_text(json.dumps(view, ensure_ascii=False, indent=2), encoding="utf-8")
-    code = _run_runner(command, runner_env(workspace, view, brief_path), Path(view["root"]), folder, lease)
-    return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+    return folder, view
 
 
 def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> int:
@@ -127,6 +122,32 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     except Refused:
         pass  # someone else settled the attempt meanwhile
     return 1
+
+
+class LocalExecutor:
+    """``kx run --executor local``: each attempt in a wrapper forked from the supervisor, on this machine.
+
+    An executor gives the supervisor attempts that answer ``poll()`` (the exit code, or None while running):
+    0 succeeded, 1 failed or lost, 3 start refused. ``service()`` runs once per turn of the supervisor's loop;
+    ``close()`` when it stops.
+    """
+
+    def __init__(self, workspace: Workspace, command: list[str], lease: float):
+        self.ws, self.command, self.lease = workspace, command, lease
+
+    def spawn(self, plan_id: str, part: str) -> ForkedAttempt:
+        folder = self.ws.ledger.path.resolve().parent / "attempts" / plan_id
+        folder.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return ForkedAttempt(self.ws.ledger.path.resolve(), plan_id, part, self.command, self.lease,
+                             folder / "wrappers.log")
+
+    def service(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class ForkedAttempt:

@@ -11,6 +11,23 @@ from pathlib import Path
 from typing import Any
 
 
+def runner_environment(ledger: str, view: dict[str, Any], brief_path: Path, path_first: list[str],
+                       **extra: str) -> dict[str, str]:
+    """A runner's environment: this process's, the attempt's ``KX_*`` (``view`` is its brief), ``path_first`` on PATH."""
+    return {
+        **os.environ,
+        "KX_LEDGER": ledger,
+        "KX_PLAN": view["plan"],
+        "KX_PART": view["part"],
+        "KX_ATTEMPT": view["attempt"],
+        "KX_BRIEF": str(brief_path),
+        "KX_TARGET": view["target_path"] or "",
+        "KX_DROP": view["drop_path"] or "",
+        **extra,
+        "PATH": os.pathsep.join([*path_first, os.environ.get("PATH", "")]),
+    }
+
+
 def kx(*args: str) -> subprocess.CompletedProcess:
     """Run ``kx ARGS`` (this installation's, found on PATH) and capture its output."""
     program = shutil.which("kx")

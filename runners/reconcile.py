@@ -2,7 +2,9 @@
 
 Gone means: on this host, its pid is dead or belongs to a newer process (the
 start time differs from the recorded one); on any host, its heartbeat is older
-than the lease. Attempts started by hand (no pid recorded) are never judged.
+than the lease. An attempt run as a Ray task has no pid of its own: it is held
+by its supervisor (``owner_pid``), whose heartbeat it shares. Attempts started
+by hand (no pid recorded) are never judged.
 """
 
 from __future__ import annotations
@@ -17,22 +19,35 @@ from runners.attempts import attempt_dir, last_beat
 DEFAULT_LEASE_S = 60.0
 
 
-def wrapper_alive(started: dict[str, Any]) -> bool:
+def process_alive(pid: int, since: float | None) -> bool:
+    """``pid`` runs and is the process that started at ``since`` (not a newer one that reused the pid)."""
     import psutil
 
     try:
-        process = psutil.Process(started["pid"])
-        return process.is_running() and abs(process.create_time() - (started.get("pid_started") or 0)) < 1.0 \
+        process = psutil.Process(pid)
+        return process.is_running() and abs(process.create_time() - (since or 0)) < 1.0 \
             and process.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
 
+def holder(started: dict[str, Any]) -> tuple[str, int, float | None] | None:
+    """The process an attempt lives in: its wrapper, or the supervisor holding its Ray task; None if by hand."""
+    if started.get("pid"):
+        return f"its wrapper (pid {started['pid']})", started["pid"], started.get("pid_started")
+    if started.get("owner_pid"):
+        return (f"its supervisor (pid {started['owner_pid']}), which held its Ray task,", started["owner_pid"],
+                started.get("owner_started"))
+    return None
+
+
 def why_gone(workspace: Workspace, plan_id: str, started: dict[str, Any], lease: float) -> str | None:
-    if not started.get("pid"):
+    held = holder(started)
+    if held is None:
         return None
-    if started.get("host") == socket.gethostname() and not wrapper_alive(started):
-        return f"its wrapper (pid {started['pid']}) is gone"
+    who, pid, since = held
+    if started.get("host") == socket.gethostname() and not process_alive(pid, since):
+        return f"{who} is gone"
     beat = last_beat(attempt_dir(workspace.ledger.path, plan_id, started["attempt"]))
     since = beat or started["recorded_at"]
     age = (clock.now() - clock.parse_time(since)).total_seconds()

@@ -16,7 +16,8 @@ def ask_on_terminal(question: str, choices: list[str]) -> str:
 
 def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
-             model: str | None = None, base_url: str | None = None) -> RunResult:
+             model: str | None = None, base_url: str | None = None, executor: str | None = None,
+             ray_address: str | None = None) -> RunResult:
     config = workspace.config()
     options = RunOptions(
         command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
@@ -26,6 +27,8 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
         review=review or ("prompt" if interactive else "wait"),
         until_batch=until_batch,
         backoff=backoff,
+        executor=executor or config.executor or "local",
+        ray_address=ray_address,
     )
     ask = ask_on_terminal if interactive else None
     return Supervisor(workspace, options, Progress(), ask).run()

@@ -5,15 +5,16 @@ folds the ledger again. Each attempt runs in a wrapper process of its own
 session (``runners.attempt``) that records the start and the outcome itself,
 so killing the supervisor loses nothing; the same command picks up from the
 ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
+Where attempts run is the executor's business: forked wrappers here
+(``LocalExecutor``) or Ray tasks on a cluster (``runners.ray_executor``).
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ledger.errors import BadInput, Refused
 from machine.actions import Act, fail, finish, retry, review
@@ -22,11 +23,12 @@ from machine.state import PlanState
 from machine.workspace import Workspace
 from ledger.packet import batch_packet, packet_text
 from runners.progress import Progress
-from runners.attempt import ForkedAttempt
+from runners.attempt import LocalExecutor
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
 
 SUPERVISOR = "kx run"
 REVIEW_MODES = ("prompt", "wait", "auto")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class RunOptions:
     backoff: float = 1.0
     poll: float = 0.02
     reconcile_every: float = 2.0
+    executor: str = "local"
+    ray_address: str | None = None
 
 
 @dataclass
@@ -52,12 +56,29 @@ class RunResult:
 Ask = Callable[[str, list[str]], str]
 
 
+class Attempt(Protocol):
+    def poll(self) -> int | None: ...
+
+
+class Executor(Protocol):
+    """Where attempts run: ``runners.attempt.LocalExecutor`` (forked wrappers), ``runners.ray_executor``."""
+
+    def spawn(self, plan_id: str, part: str) -> Attempt: ...
+
+    def service(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Supervisor:
     def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None):
         if options.review not in REVIEW_MODES:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
+        if options.executor not in EXECUTORS:
+            raise BadInput(f"--executor must be one of {', '.join(EXECUTORS)}")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
-        self.children: dict[str, ForkedAttempt] = {}
+        self.children: dict[str, Attempt] = {}
+        self.executor: Executor
         self.failed_seen: dict[str, float] = {}
         self.interrupted = 0
         self.waiting_for: int | None = None
@@ -67,11 +88,22 @@ class Supervisor:
     # --- the loop --------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        self.executor = self._executor()
         previous = signal.signal(signal.SIGINT, self._interrupt)
         try:
             return self._loop()
         finally:
             signal.signal(signal.SIGINT, previous)
+            self.executor.close()
+
+    def _executor(self) -> Executor:
+        if self.options.executor == "ray":
+            from runners.ray_executor import RayExecutor
+
+            return RayExecutor(self.ws, self.options.command, self.lease, self.options.ray_address)
+        if self.options.ray_address:
+            raise BadInput("--ray-address goes with --executor ray")
+        return LocalExecutor(self.ws, self.options.command, self.lease)
 
     def _interrupt(self, _signum, _frame) -> None:
         self.interrupted += 1
@@ -146,17 +178,10 @@ class Supervisor:
         starting = [p for p in self.children if state.parts[p].state != "running"]
         free = limit - len(state.running()) - len(starting)
         for part in [p for p in startable(state) if p not in self.children][: max(0, free)]:
-            self.children[part] = self._spawn(state, part)
-
-    def _spawn(self, state: PlanState, part: str) -> ForkedAttempt:
-        folder = self.ws.ledger.path.resolve().parent / "attempts" / state.id
-        folder.mkdir(parents=True, exist_ok=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return ForkedAttempt(self.ws.ledger.path.resolve(), state.id, part, self.options.command, self.lease,
-                             folder / "wrappers.log")
+            self.children[part] = self.executor.spawn(state.id, part)
 
     def _reap(self) -> None:
+        self.executor.service()
         for part, child in list(self.children.items()):
             code = child.poll()
             if code is not None:
