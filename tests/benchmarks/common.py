@@ -21,7 +21,17 @@ def kx_command() -> list[str]:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    """The environment kx runs in: no ``KX_*`` settings, and bytecode cached as an installed package has it
+    (pip compiles a package's modules; an editable checkout under ``PYTHONDONTWRITEBYTECODE`` would be
+    compiled again by every ``kx`` call)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KX_") and k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_kx() -> None:
+    import compileall
+
+    for package in ("ledger", "machine", "runners", "cli"):
+        compileall.compile_dir(REPO / package, quiet=1)
 
 
 @contextmanager
