@@ -12,15 +12,13 @@ from ledger.render import render
 from ledger.store import Recorded
 from machine.lint import Finding, lint_text
 from machine.parser import PlanError
-from machine.text import PlanTextError, decode, read_file
 from machine.state import PlanState
+from machine.text import PlanTextError, decode, read_file
 from machine.workspace import Workspace
 
 
 def list_plans(workspace: Workspace) -> dict[str, Any]:
-    plans = []
-    for plan_id in workspace.plan_ids():
-        plans.append(plan_summary(PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id))))
+    plans = [plan_summary(workspace.state(plan_id=plan_id)) for plan_id in workspace.plan_ids()]
     return {"schema": SCHEMA, "plans": plans}
 
 
@@ -28,8 +26,10 @@ def status(workspace: Workspace) -> dict[str, Any]:
     """The plan's state, after recording as lost the attempts whose runner died."""
     from runners.reconcile import reconcile
 
-    reconcile(workspace)
-    return status_view(workspace.state())
+    state = workspace.state()
+    if reconcile(workspace, state):
+        state = workspace.state()
+    return status_view(state)
 
 
 def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:

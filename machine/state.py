@@ -70,7 +70,7 @@ class BatchState:
         return self.reviews[-1] if self.reviews else None
 
 
-Loader = Callable[[int], tuple[str, dict[str, Any]]]  # structure position → (source, structure)
+Loader = Callable[[int], tuple[str, Plan]]  # structure position → (source, plan)
 
 
 @dataclass
@@ -107,8 +107,7 @@ class PlanState:
             if self._loader is None or not self.structure_position:
                 self._structure = ("", Plan())
             else:
-                source, structure = self._loader(self.structure_position)
-                self._structure = (source, _plan_of(structure))
+                self._structure = self._loader(self.structure_position)
         return self._structure
 
     # --- reading -------------------------------------------------------------
@@ -344,16 +343,6 @@ class PlanState:
         return self.batches[order[index + 1]] if index + 1 < len(order) else None
 
 
-def _plan_of(structure: dict[str, Any]) -> Plan:
-    """The Plan of a stored structure, built once per process (forked wrappers inherit it)."""
-    key = id(structure)
-    cached = _PLANS.get(key)
-    if cached is None or cached[0] is not structure:
-        cached = _PLANS[key] = (structure, Plan.from_dict(structure))
-    return cached[1]
-
-
-_PLANS: dict[int, tuple[dict[str, Any], Plan]] = {}
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}
 
 

@@ -11,6 +11,7 @@ from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger import readmodel
 from ledger.store import Ledger, Recorded
 from machine.rules import Rules
+from machine.plan import Plan
 from machine.state import PlanState
 
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from machine.config import PlanConfig
 
 CONFIG_FILE = "config.toml"
-_STRUCTURES: dict[tuple[str, int], tuple[str, dict]] = {}
+_STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # forked wrappers inherit it
 
 
 class DefaultConfig:
@@ -96,11 +97,12 @@ class Workspace:
         rows = self.ledger.scan(plan_id, until=until, until_time=until_time)
         return PlanState(plan_id, timezone=timezone).fold_rows(rows)
 
-    def _structure(self, position: int) -> tuple[str, dict]:
+    def _structure(self, position: int) -> tuple[str, Plan]:
+        """The plan text and structure an event carries, parsed once per process (such an event never changes)."""
         key = (str(self.ledger.path.resolve()), position)
-        if key not in _STRUCTURES:  # a structure never changes: the event that carries it is immutable
+        if key not in _STRUCTURES:
             data = self.ledger.read(since=position - 1, until=position)[0].data
-            _STRUCTURES[key] = (data["source"], data["structure"])
+            _STRUCTURES[key] = (data["source"], Plan.from_dict(data["structure"]))
         return _STRUCTURES[key]
 
     def record(self, state: PlanState, events: list) -> list[Recorded]:

@@ -13,6 +13,7 @@ import socket
 from typing import Any
 
 from ledger import clock, logs
+from machine.state import PlanState
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, last_beat
 
@@ -56,13 +57,16 @@ def why_gone(workspace: Workspace, plan_id: str, started: dict[str, Any], lease:
     return None
 
 
-def reconcile(workspace: Workspace) -> list[str]:
-    """Record ``RunnerLost`` for every running attempt whose wrapper is gone; the lost attempts."""
+def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]:
+    """Record ``RunnerLost`` for every running attempt whose wrapper is gone; the lost attempts.
+
+    ``state``: the plan's state if the caller already has it (it is read otherwise).
+    """
     from machine.actions import lose
 
     if workspace.ledger.read_only:
         return []
-    state = workspace.state()
+    state = state or workspace.state()
     lease = workspace.config(state.id).lease_seconds or DEFAULT_LEASE_S
     lost = []
     for part in state.running():
