@@ -48,25 +48,17 @@ def ensure_in_transaction(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kx_plans'").fetchone()
-    return bool(row[0])
-
-
 def load(conn: sqlite3.Connection, plan: str) -> tuple[int, int, dict[str, Any], list[dict[str, Any]]] | None:
     """(position, structure position, plan state, part details) as last saved, or None."""
-    if not has_tables(conn):
+    try:
+        row = conn.execute("SELECT position, structure_position, state FROM kx_plans WHERE plan = ?",
+                           (plan,)).fetchone()
+    except sqlite3.OperationalError:  # an old ledger opened read-only: no read model yet
         return None
-    row = conn.execute("SELECT position, structure_position, state FROM kx_plans WHERE plan = ?", (plan,)).fetchone()
     if row is None:
         return None
     parts = [json.loads(detail) for (detail,) in conn.execute("SELECT detail FROM kx_parts WHERE plan = ?", (plan,))]
     return row[0], row[1], json.loads(row[2]), parts
-
-
-def load_position(conn: sqlite3.Connection, plan: str) -> int | None:
-    row = conn.execute("SELECT position FROM kx_plans WHERE plan = ?", (plan,)).fetchone()
-    return row[0] if row else None
 
 
 def save(conn: sqlite3.Connection, plan: str, position: int, structure_position: int, state: dict[str, Any],

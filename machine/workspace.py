@@ -112,8 +112,8 @@ class Workspace:
             rows = self.ledger.append(events)
             for row in rows:
                 state.apply(row)
-            saved = readmodel.load_position(self.ledger.conn, state.id)
-            plan_state, parts = state.snapshot(None if saved is None else state.dirty)
+            # a state folded from scratch has every PART dirty (its PlanImported touched them all)
+            plan_state, parts = state.snapshot(state.dirty)
             readmodel.save(self.ledger.conn, state.id, state.position, state.structure_position, plan_state, parts)
             state.dirty.clear()
         return rows
