@@ -11,14 +11,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-IMPORT = "import"
+from ledger.vocabulary import IMPORT, SCHEMA_VERSION
 
 
 class Event(BaseModel):
     # defer_build: a command builds the validator of the events it records, not of all twelve
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = SCHEMA_VERSION
     plan: str
 
     @property

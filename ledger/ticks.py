@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1  # ledger.events.Event.schema_version
+from ledger.vocabulary import SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)

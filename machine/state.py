@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger.store import Recorded
+from ledger.vocabulary import IMPORT
 from machine.machines import batch_machine, part_machine
 from machine.plan import Plan
 
-IMPORT = "import"  # the actor of history taken from an imported file (ledger.events.IMPORT)
 
 SETTLED = frozenset({"succeeded", "failed"})
 
