@@ -6,12 +6,18 @@ from machine.workspace import Workspace
 from runners.progress import Progress
 
 
-def test_live_lines_per_running_part_and_plain_messages(kx, small_plan):
+def watching(kx, live):
+    """A Progress that has seen the imported plan, its stream and the workspace it reads."""
     kx("plan", "import", "plan.md")
     stream = io.StringIO()
-    progress = Progress(stream, live=True)
+    progress = Progress(stream, live=live)
     workspace = Workspace.open()
     progress.update(workspace.state())
+    return progress, stream, workspace
+
+
+def test_live_lines_per_running_part_and_plain_messages(kx, small_plan):
+    progress, stream, workspace = watching(kx, live=True)
     kx("start", "PART-1")
     kx("tick", "PART-1", "1", "2", "--attempt", "PART-1#1")
     progress.update(workspace.state())
@@ -23,11 +29,7 @@ def test_live_lines_per_running_part_and_plain_messages(kx, small_plan):
 
 
 def test_plain_mode_has_no_escape_codes(kx, small_plan):
-    kx("plan", "import", "plan.md")
-    stream = io.StringIO()
-    progress = Progress(stream, live=False)
-    workspace = Workspace.open()
-    progress.update(workspace.state())
+    progress, stream, workspace = watching(kx, live=False)
     kx("start", "PART-1")
     progress.update(workspace.state())
     assert stream.getvalue() == "PART-1 started as PART-1#1\nbatch 1 running\n"

@@ -173,11 +173,16 @@ def test_supervisor_killed_at_random_moments_then_resumed(kx, project, plan3):
     assert kx("audit", "verify").code == 0
 
 
-def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
+def run_until_first_start(kx, project):
+    """A slow run in the background, and the first RunnerStarted it records."""
     process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
                      wait=False)
     wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
-    started = next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+    return process, next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+
+
+def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
+    process, started = run_until_first_start(kx, project)
     wrapper = started["data"]["pid"]
     import psutil
 
@@ -195,10 +200,7 @@ def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
 
 
 def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
-    process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
-                     wait=False)
-    wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
-    started = next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+    process, started = run_until_first_start(kx, project)
     kill_group(started["data"]["pid"])  # the wrapper's session: wrapper and runner
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err
