@@ -31,28 +31,21 @@ def verify(workspace: Workspace) -> dict[str, Any]:
     findings = integrity(rows)
     plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
     for plan_id in plans:
-        plan_rows = [r for r in rows if r.plan == plan_id]
-        findings += rule_findings(workspace, plan_id, plan_rows)
-        findings += read_model_findings(workspace, plan_id, plan_rows)
+        findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
     return {"schema": SCHEMA, "events": len(rows), "plans": plans, "findings": findings, "ok": not findings}
 
 
-def read_model_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
-    """The read model must equal a fold from scratch up to the position it was saved at."""
-    saved = readmodel.load(workspace.ledger.conn, plan_id)
-    if saved is None:
-        return []
-    position, _, plan_state, parts = saved
-    fresh = PlanState.fold(plan_id, [r for r in rows if r.position <= position],
-                           timezone=workspace.config(plan_id).timezone)
-    fresh_plan, fresh_parts = fresh.snapshot()
-    findings = [f"read model of {plan_id}: {key} differs from the events; run 'kx audit rebuild'"
+def read_model_findings(state: PlanState, saved: tuple) -> list[str]:
+    """The read model must equal the fold (``state``) up to the position it was saved at."""
+    _, _, plan_state, parts = saved
+    fresh_plan, fresh_parts = state.snapshot()
+    findings = [f"read model of {state.id}: {key} differs from the events; run 'kx audit rebuild'"
                 for key in sorted(fresh_plan) if json.dumps(fresh_plan[key], sort_keys=True)
                 != json.dumps(plan_state.get(key), sort_keys=True)]
     stored = {p["id"]: p for p in parts}
     for part in fresh_parts:
         if json.dumps(part, sort_keys=True) != json.dumps(stored.get(part["id"]), sort_keys=True):
-            findings.append(f"read model of {plan_id}: {part['id']} differs from the events; run 'kx audit rebuild'")
+            findings.append(f"read model of {state.id}: {part['id']} differs from the events; run 'kx audit rebuild'")
     return findings
 
 
@@ -61,8 +54,8 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
     rebuilt = {}
     with workspace.ledger.transaction():
         for plan_id in workspace.plan_ids():
-            state = PlanState.fold(plan_id, workspace.ledger.read(plan=plan_id),
-                                   timezone=workspace.config(plan_id).timezone)
+            state = PlanState(plan_id, timezone=workspace.config(plan_id).timezone)
+            state.fold_rows(workspace.ledger.scan(plan_id))
             plan_state, parts = state.snapshot()
             readmodel.clear(workspace.ledger.conn, plan_id)
             readmodel.save(workspace.ledger.conn, plan_id, state.position, state.structure_position, plan_state, parts)
@@ -92,17 +85,24 @@ def integrity(rows: list[Recorded]) -> list[str]:
 
 
 def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
+    """One pass over the plan's history: each event against the rules, and the read model where it was saved."""
     config = workspace.config(plan_id)
     state = PlanState(plan_id, timezone=config.timezone)
     rules = Rules(state, resolve=None, require_all_ticked=config.require_all_ticked)
+    saved = readmodel.load(workspace.ledger.conn, plan_id)
     findings: list[str] = []
     for row in rows:
+        if saved is not None and row.position > saved[0]:
+            findings += read_model_findings(state, saved)
+            saved = None
         if row.get("by") != IMPORT:
             problem = _check(state, rules, row)
             if problem:
                 findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
                                 f" {problem}")
         state.apply(row)
+    if saved is not None:
+        findings += read_model_findings(state, saved)
     return findings + [f"plan {plan_id}: {anomaly}" for anomaly in state.anomalies]
 
 
