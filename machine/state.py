@@ -112,13 +112,6 @@ class PlanState:
 
     # --- reading -------------------------------------------------------------
 
-    @classmethod
-    def fold(cls, plan_id: str, events: Iterable[Recorded], timezone: str | None = None) -> PlanState:
-        state = cls(plan_id, timezone=timezone)
-        for event in events:
-            state.apply(event)
-        return state
-
     def fold_rows(self, rows: Iterable[tuple]) -> PlanState:
         """Fold :meth:`ledger.store.Ledger.scan` rows; ticks, most of a long ledger, take a short path."""
         import json
