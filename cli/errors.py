@@ -29,10 +29,10 @@ def _flag(args: list[str], *names: str) -> bool:
     return any(arg in names for arg in args)
 
 
-def run_guarded(command: click.Group, args: list[str]) -> int:
+def run_guarded(command: click.Group, args: list[str], obj: object = None) -> int:
     as_json, verbose = _flag(args, "--json"), _flag(args, "-v", "--verbose")
     try:
-        command.main(args=args, prog_name="kx", standalone_mode=False)
+        command.main(args=args, prog_name="kx", standalone_mode=False, obj=obj)
         return 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ VERSION = "0.1.0"
 
 
 class Options:
-    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool):
+    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, given=None):
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
+        self.given = given  # the supervisor's workspace, for a runner's call run here (run_for_runner)
 
     def workspace(self, *, create: bool = False):
+        if self.given is not None:
+            return self.given
         from ledger import logs
         from machine.workspace import Workspace
 
@@ -58,8 +63,12 @@ def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool,
     """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger."""
     from ledger import logs
 
-    logs.configure(verbose)
-    ctx.obj = Options(ledger, plan, as_json, verbose)
+    call = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
+    if call is None:
+        logs.configure(verbose)
+    else:
+        call.admit(ctx.invoked_subcommand)
+    ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None)
 
 
 # --- plan -------------------------------------------------------------------
@@ -426,7 +435,7 @@ def _run_options(func):
 def _supervise(options: Options, **run_options: Any) -> None:
     from runners.run import run_plan
 
-    result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), **run_options)
+    result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner, **run_options)
     options.emit(result.summary, result.message)
     sys.exit(result.code)
 
@@ -457,6 +466,31 @@ class _LazyViews:
 
 
 views = _LazyViews()
+
+
+def run_for_runner(call) -> tuple[int, str, str]:
+    """``kx`` as a runner on a Ray node called it, run in this process (the supervisor's): exit code, stdout, stderr.
+
+    ``call`` (a ``runners.ray_executor.NodeCall``) has the ``argv``, the ``workspace`` the command uses whatever
+    --ledger and --plan say, the runner's ``env``, ``admit`` (asked before the command runs) and ``here`` (a path
+    argument, a path on the node, as it is here).
+    """
+    from click.testing import CliRunner
+
+    with CliRunner().isolation(env=call.env) as (out, err, _), _paths_through(call.here):
+        code = run_guarded(cli, call.argv, obj=call)
+    return code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+
+
+@contextmanager
+def _paths_through(here):
+    """Each path argument (a ``click.Path``, whichever command has it) through ``here`` before click reads it."""
+    convert = click.Path.convert
+    click.Path.convert = lambda self, value, param, ctx: convert(self, here(os.fspath(value)), param, ctx)
+    try:
+        yield
+    finally:
+        click.Path.convert = convert
 
 
 def main() -> None:

@@ -4,14 +4,17 @@ The supervisor records the start (``RunnerStarted`` with no pid: the attempt is
 held by this process, ``owner_pid``), writes the brief into the attempt's
 folder as on a local run, and submits ``runners.ray_node.run_task`` with the
 brief, the runner command and the files the runner reads (influential files,
-the target, ``ship`` globs). On the node, ``kx`` is a shim whose calls come
-back here through a ``Mailbox`` actor; they are answered with the same
-functions, rules and attempt checks as the CLI (``machine.actions``). A drop's
-content arrives with its ``kx drop`` and is written under the plan's root here,
-then hashed and recorded by ``actions.drop``; the files the runner wrote come
-back with the task's result. Then the outcome is recorded as for a local
-wrapper; a task that Ray reports failed, cancelled or on a dead node or worker
-becomes ``RunnerLost``, which the supervisor retries.
+the target, ``ship`` globs). On the node, ``kx`` is a shim whose command lines
+come back here through a ``Mailbox`` actor, unparsed; the CLI itself runs them
+in this process (``run_cli``, given by ``cli.main``: this package does not
+import the CLI), on this ledger, with the runner's ``KX_*`` variables
+(``--attempt`` from ``$KX_ATTEMPT``), its path arguments moved from the node's
+root to the plan's root here, and only the commands in ``NODE_COMMANDS``. The
+files a call names (a drop's) arrive with it and are written under the plan's
+root here first, so ``kx drop`` hashes and records them here; the files the
+runner wrote come back with the task's result. Then the outcome is recorded as
+for a local wrapper; a task that Ray reports failed, cancelled or on a dead
+node or worker becomes ``RunnerLost``, which the supervisor retries.
 
 Ray is imported here only, when ``--executor ray`` is asked for.
 """
@@ -20,22 +23,28 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ledger.errors import BadInput, KxError, Refused
+from ledger.clock import FROZEN_ENV
+from ledger.errors import BadInput, Refused
 from ledger.files import write_atomic
-from machine.actions import Act, Context, authorize, drop, fail, finish, lose, start, tick
+from machine.actions import Act, Context, authorize, fail, lose, start
 from machine.config import RayConfig
 from machine.workspace import Workspace
 from runners.attempt import WRAPPER, record_outcome, write_brief
 from runners.attempts import beat, log_tail
-from runners.ray_node import Mailbox, on_node, run_task
+from runners.ray_node import Mailbox, run_task
+from runners.ray_shim import failure
 
 INSTALL = "pip install 'kx[ray]'"
+
+# What a runner on a node may run: its own acts and what it reads. The rest is the supervisor's or a person's.
+NODE_COMMANDS = ("tick", "untick", "drop", "finish", "fail", "brief", "status", "next")
 
 
 def import_ray():
@@ -77,11 +86,12 @@ def reachable(address: str) -> None:
 
 
 class RayExecutor:
-    def __init__(self, workspace: Workspace, command: list[str], lease: float, address: str | None = None):
+    def __init__(self, workspace: Workspace, command: list[str], lease: float, run_cli: RunCli,
+                 address: str | None = None):
         import psutil
 
         self.ray = import_ray()
-        self.ws, self.command, self.lease = workspace, command, lease
+        self.ws, self.command, self.lease, self.run_cli = workspace, command, lease, run_cli
         self.config = workspace.config().ray or RayConfig()
         self.started_ray = self._connect(cluster_address(address, self.config))
         self.owner = {"owner_pid": os.getpid(), "owner_started": psutil.Process().create_time()}
@@ -160,7 +170,7 @@ class RayExecutor:
             if holder is not None:
                 reply = holder.receive(message)
             else:
-                reply = {"code": 3, "error": f"stale attempt: {attempt} is over; this runner should stop"}
+                reply = failure(3, f"stale attempt: {attempt} is over; this runner should stop", message.get("argv", []))
             if key is not None:
                 replies.append((key, reply))
         if replies:
@@ -215,45 +225,24 @@ class RayAttempt:
     # --- requests from the node ----------------------------------------------------
 
     def receive(self, message: dict) -> dict:
-        """A shim request (or output) from the node, answered as the CLI would: payload and text, or error."""
+        """Output from the node, or a runner's ``kx`` call there, answered by the CLI run here."""
         if message["op"] == "log":
             with open(self.folder / "runner.log", "ab") as log:
                 log.write(message["data"])
-            return {"code": 0, "payload": {}}
-        act = Act(attempt=message.get("attempt") or self.attempt, by=message.get("by"))
+            return {"code": 0, "stdout": "", "stderr": ""}
         try:
-            if message["op"] == "brief":
-                from machine.queries import brief, brief_markdown
-
-                view = on_node(brief(self.ws, message["part"], act.attempt), message["root"])
-                return {"code": 0, "payload": view, "text": brief_markdown(view)}
-            outcome = self._act(message, act)
-            return {"code": 0, "payload": outcome.as_dict(), "text": outcome.message}
-        except KxError as error:
-            return {"code": error.code, "error": error.message, "details": error.details}
+            call = NodeCall(self, message)
+            code, out, err = self.executor.run_cli(call)
         except Exception as exc:  # noqa: BLE001 - the runner gets an answer; the supervisor goes on
-            return {"code": 1, "error": f"unexpected failure: {type(exc).__name__}: {exc}"}
+            return failure(1, f"unexpected failure: {type(exc).__name__}: {exc}", message.get("argv", []))
+        return {"code": code, "stdout": call.on_node(out), "stderr": call.on_node(err)}
 
-    def _act(self, message: dict, act: Act):
-        op, part = message["op"], message["part"]
-        if op in ("tick", "untick"):
-            return tick(self.ws, part, message["refs"], act, ticked=op == "tick")
-        if op == "finish":
-            return finish(self.ws, part, act)
-        if op == "fail":
-            return fail(self.ws, part, message["reason"], act)
-        if op == "drop":
-            if message.get("content") is None:  # a shared root: the file is already here
-                return drop(self.ws, part, Path(message["path"]), act)
-            relative = Path(message["path"]).relative_to(message["root"]) \
-                if Path(message["path"]).is_relative_to(message["root"]) else None
-            if relative is None:
-                raise BadInput(f"{message['path']} is outside the plan's root {message['root']}; drops must be"
-                               " written inside it")
-            with self.ws.ledger.transaction():
-                self._authorize(part, act)
-                return drop(self.ws, part, self._place(relative.as_posix(), message["content"]), act)
-        raise BadInput(f"'kx {op}' is not available to a runner on a Ray node")
+    def place_files(self, files: dict[str, bytes]) -> None:
+        """A call's files from the node, written here before it runs; refused once this attempt is over."""
+        with self.ws.ledger.transaction():
+            self._authorize(self.part, Act(attempt=self.attempt))
+            for relative, data in files.items():
+                self._place(relative, data)
 
     def _authorize(self, part: str, act: Act) -> None:
         """Rule 4 (inside the caller's transaction) before a file from the node overwrites one here."""
@@ -311,6 +300,63 @@ class RayAttempt:
         except Refused:
             pass  # someone else settled the attempt meanwhile
         return 1
+
+
+class NodeCall:
+    """A runner's ``kx ARGV`` from its node, for the CLI to run here (``cli.main.run_for_runner``).
+
+    The CLI runs it on this workspace, whatever ``--ledger`` and ``--plan`` say, with ``env`` over this
+    process's ``KX_*`` variables; it asks ``admit`` before the command runs, and ``here`` for each path
+    argument (a path on the node, from the runner's folder there).
+    """
+
+    def __init__(self, attempt: RayAttempt, message: dict):
+        self.attempt, self.workspace, self.argv = attempt, attempt.ws, message["argv"]
+        self.cwd, self.node_root = message["cwd"], message["root"]
+        self.paths: dict[str, str | None] = message["paths"]  # an argument naming something on the node: where
+        self.files: dict[str, bytes] = message["files"]
+        self.env = _call_env(message["env"], attempt.attempt)
+        self._roots_here = _naming({str(attempt.root), attempt.view["root"]} - {self.node_root})
+
+    def admit(self, command: str | None) -> None:
+        """The command, if a runner may run it; the files the call names written here first."""
+        if command not in NODE_COMMANDS:
+            raise BadInput(f"'kx {command}' is not available to a runner on a Ray node (only {', '.join(NODE_COMMANDS)})")
+        if self.files:
+            self.attempt.place_files(self.files)
+
+    def here(self, path: str) -> str:
+        """A path argument as the CLI reads it here: the node located it (``runners.ray_node``) or it names nothing."""
+        if path not in self.paths:
+            return os.path.join(self.cwd, path)  # names nothing on the node: nor does its path there name anything here
+        relative = self.paths[path]
+        if relative is None:
+            raise BadInput(f"{path} is outside the plan's root {self.node_root}; a runner's files must be inside it")
+        return str(self.attempt.root / relative)
+
+    def on_node(self, text: str) -> str:
+        """The CLI's output with the plan's root here named as the runner sees it, its root on the node."""
+        return self._roots_here.sub(lambda _: self.node_root, text) if self._roots_here else text
+
+
+RunCli = Callable[[NodeCall], tuple[int, str, str]]
+
+
+def _naming(paths: set[str]) -> re.Pattern | None:
+    """A pattern for these paths where they stand whole in a text (``/a/root`` in ``/a/root/x``, not ``/a/root2``)."""
+    if not paths:
+        return None
+    return re.compile("|".join(map(re.escape, sorted(paths, key=len, reverse=True))) + r"(?![\w.-])")
+
+
+def _call_env(forwarded: dict[str, str], attempt: str) -> dict[str, str | None]:
+    """The runner's ``KX_*`` variables in place of this process's, ``KX_ATTEMPT`` the task's unless the runner
+    names one; the clock stays this machine's."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("KX_")}
+    env.update({name: value for name, value in forwarded.items() if name.startswith("KX_")})
+    env["KX_ATTEMPT"] = forwarded.get("KX_ATTEMPT") or attempt
+    env.pop(FROZEN_ENV, None)
+    return env
 
 
 def _summary(error: BaseException) -> str:

@@ -6,11 +6,14 @@ with the task (unless the plan's root is shared), ``brief.md``, ``runner.log``,
 ``bin/kx`` (the shim, ``runners.ray_shim``) and ``kx.sock``. It runs the
 runner there with the usual ``KX_*`` environment, ``bin`` first on ``PATH``,
 and relays each shim request to the supervisor through the ``Mailbox`` actor,
-waiting for the answer. The runner's output goes back in chunks; when the
+waiting for the answer: the command line as the runner gave it, with the
+files it names in ``root/`` (their paths there, and their content unless the
+plan's root is shared). The runner's output goes back in chunks; when the
 runner exits, the task returns its exit code, the last output and the files
 the runner wrote or changed under ``root/``.
 
-Imported on Ray's workers: the standard library (and ``runners.protocol``) only at module level.
+Imported on Ray's workers: the standard library (and ``runners.protocol``, ``runners.ray_shim``) only at
+module level.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.protocol import runner_environment
+from runners.ray_shim import SOCKET_ENV, failure
 
 LOG_EVERY = 1.0  # seconds between chunks of the runner's output sent back
 LOG_CHUNK = 1 << 20
@@ -103,10 +107,13 @@ class _Relay(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 class _Request(socketserver.StreamRequestHandler):
     def handle(self) -> None:
+        argv: list[str] = []
         try:
-            reply = self.server.ask(json.loads(self.rfile.readline()))
+            request = json.loads(self.rfile.readline())
+            argv = request["argv"]
+            reply = self.server.ask(request)
         except Exception as exc:  # noqa: BLE001 - the shim gets an answer whatever happens
-            reply = {"code": 1, "error": f"the Ray task could not relay the request: {type(exc).__name__}: {exc}"}
+            reply = failure(1, f"the Ray task could not relay the request: {type(exc).__name__}: {exc}", argv)
         self.wfile.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
 
 
@@ -129,10 +136,7 @@ def run_task(job: dict[str, Any], mailbox: Any) -> dict[str, Any]:
         brief_path.write_text(brief_markdown(view) + "\n", encoding="utf-8")
 
         def ask(request: dict) -> dict:
-            message = _with_content(request, root, shared=bool(job.get("shared_root")))
-            if "error" in message:
-                return message
-            return ray.get(mailbox.ask.remote(attempt, {**message, "root": str(root)}))
+            return ray.get(mailbox.ask.remote(attempt, _located(request, root, shared=bool(job.get("shared_root")))))
 
         relay = _Relay(_socket_path(base), ask)
         threading.Thread(target=relay.serve_forever, daemon=True).start()
@@ -178,14 +182,26 @@ def _changed(root: Path, shipped: dict[str, str]) -> dict[str, bytes]:
     return files
 
 
-def _with_content(request: dict, root: Path, *, shared: bool) -> dict:
-    """A drop carries its file's real path and, unless the root is shared, its content."""
-    if request.get("op") != "drop":
-        return request
-    path = Path(request["path"]).resolve()
-    if not path.is_file():
-        return {"code": 2, "error": f"no such drop file: {request['path']}"}
-    return {**request, "path": str(path), "content": None if shared else path.read_bytes()}
+def _located(request: dict, root: Path, *, shared: bool) -> dict:
+    """The request with the node's root and, for each argument that names something on this node, where it
+    really is: relative to the root (None: outside it) and, unless the root is shared, a regular file's content."""
+    paths: dict[str, str | None] = {}
+    files: dict[str, bytes] = {}
+    for argument in _path_like(request["argv"]):
+        path = os.path.join(request["cwd"], argument)
+        if not os.path.exists(path):
+            continue  # a PART, a box, a reason, an option, or a path that names nothing here
+        real = Path(os.path.realpath(path))
+        relative = paths[argument] = real.relative_to(root).as_posix() if real.is_relative_to(root) else None
+        if relative is not None and real.is_file() and not shared:
+            files[relative] = real.read_bytes()
+    return {**request, "root": str(root), "paths": paths, "files": files}
+
+
+def _path_like(argv: list[str]) -> list[str]:
+    """The arguments that may be paths: each one, and the value of a ``--name=value``."""
+    values = [argument.partition("=")[2] for argument in argv if argument.startswith("--")]
+    return [value for value in [*argv, *values] if value]
 
 
 def _environment(job: dict, view: dict, base: Path, brief_path: Path) -> dict[str, str]:
@@ -196,7 +212,7 @@ def _environment(job: dict, view: dict, base: Path, brief_path: Path) -> dict[st
     shim.chmod(0o755)
     # KX_LEDGER is the ledger on the supervisor's machine; the shim never opens a ledger
     return runner_environment(job["ledger"], view, brief_path, [str(bin_dir), str(Path(sys.executable).parent)],
-                              KX_EXECUTOR="ray", KX_RAY_SOCKET=_socket_path(base))
+                              KX_EXECUTOR="ray", **{SOCKET_ENV: _socket_path(base)})
 
 
 def _socket_path(base: Path) -> str:

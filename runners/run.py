@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import click
 
 from machine.workspace import Workspace
@@ -17,7 +19,7 @@ def ask_on_terminal(question: str, choices: list[str]) -> str:
 def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
              model: str | None = None, base_url: str | None = None, executor: str | None = None,
-             ray_address: str | None = None) -> RunResult:
+             ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None) -> RunResult:
     config = workspace.config()
     options = RunOptions(
         command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
@@ -29,6 +31,7 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
         backoff=backoff,
         executor=executor or config.executor or "local",
         ray_address=ray_address,
+        run_cli=run_cli,
     )
     ask = ask_on_terminal if interactive else None
     return Supervisor(workspace, options, Progress(), ask).run()

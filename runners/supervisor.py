@@ -43,6 +43,7 @@ class RunOptions:
     reconcile_every: float = 2.0
     executor: str = "local"
     ray_address: str | None = None
+    run_cli: Callable[..., tuple[int, str, str]] | None = None  # the CLI, for runners' kx on Ray nodes
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Supervisor:
         if self.options.executor == "ray":
             from runners.ray_executor import RayExecutor
 
-            return RayExecutor(self.ws, self.options.command, self.lease, self.options.ray_address)
+            return RayExecutor(self.ws, self.options.command, self.lease, self.options.run_cli, self.options.ray_address)
         if self.options.ray_address:
             raise BadInput("--ray-address goes with --executor ray")
         return LocalExecutor(self.ws, self.options.command, self.lease)

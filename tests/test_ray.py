@@ -8,6 +8,7 @@ supervisor would connect to a cluster.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import subprocess
@@ -89,9 +90,10 @@ if attempt == "PART-2#1":
 if attempt == "PART-3#1":
     outside = Path.cwd().parent / "outside.md"
     outside.write_text("not in the root")
-    for args in (["drop", "PART-3", str(outside)], ["tick", "PART-3", "1", "--attempt", "PART-3#7"], ["status"]):
+    for args in (["drop", "PART-3", str(outside)], ["tick", "PART-3", "1", "--attempt", "PART-3#7"],
+                 ["review", "1", "--approve"]):
         done = subprocess.run(["kx", *args], capture_output=True, text=True)
-        print(args[0], done.returncode, done.stderr.strip(), flush=True)
+        print(args[0], done.returncode, len(done.stderr.splitlines()), done.stderr.strip(), flush=True)
     Path(".kx").mkdir()
     Path(".kx", "ledger.db").write_text("a runner's file where the ledger is")
 from runners.rehearse import main
@@ -116,9 +118,9 @@ def test_a_dead_task_is_lost_a_failed_runner_failed_and_both_retried(kx, project
         "RunnerStarted", "RunnerFailed", "PartRetried", "RunnerStarted", "RunnerSucceeded"]
     assert next(e for e in failed if e["type"] == "RunnerFailed")["data"]["exit_code"] == 3
     log = (project / ".kx" / "attempts" / "plan" / "PART-3-1" / "runner.log").read_text()
-    assert "drop 2 kx: error: " in log and "outside.md is outside the plan's root" in log
-    assert "tick 3 kx: error: stale attempt: PART-3#7 is over" in log
-    assert "status 2 kx: error: 'kx status' is not available to a runner on a Ray node" in log
+    assert "drop 2 1 kx: error: " in log and "outside.md is outside the plan's root" in log
+    assert "tick 3 1 kx: error: stale attempt: PART-3#7 is over" in log
+    assert "review 2 1 kx: error: 'kx review' is not available to a runner on a Ray node" in log
     assert not (project / "outside.md").exists()
     assert "kx ray: .kx/ledger.db not written here: .kx/ledger.db is in kx's folder" in log
     assert kx("audit", "verify").code == 0
@@ -137,6 +139,86 @@ def test_a_shared_root_is_used_in_place(kx, project, ray_address):
     log = (project / ".kx" / "attempts" / "plan" / "PART-1-1" / "runner.log").read_text()
     assert f"root {project}\n" in log
     assert kx("--json", "status").json["batches"][0]["state"] == "awaiting_review"
+
+
+CALLS = """\
+import json, os, subprocess, sys
+from pathlib import Path
+
+part = os.environ["KX_PART"]
+
+
+def kx(*args):
+    done = subprocess.run(["kx", *args], capture_output=True, text=True)
+    print(json.dumps({"args": " ".join(args), "code": done.returncode, "out": done.stdout, "err": done.stderr}), flush=True)
+
+
+kx("tick", part, "1", "-h")  # options the shim never knew: the supervisor's CLI answers
+kx("--version")
+kx("--json", "status")
+kx("next")
+kx("--json", "brief", part)
+kx("review", "1", "--approve")
+kx("--json", "review", "1", "--approve")
+Path("1").write_text("a file named like the first box")
+kx("tick", part, "1")  # a box, not that file
+Path("notes").mkdir()
+Path("notes", "early.md").write_text("an early drop")
+os.chdir("notes")
+kx("drop", part, "early.md")  # relative to the runner's folder on the node
+os.chdir("..")
+Path(".kx").mkdir()
+Path(".kx", "x.md").write_text("not for kx's folder")
+kx("drop", part, ".kx/x.md")
+from runners.rehearse import main
+sys.exit(main([]))
+"""
+
+
+def one_part(kx, project):
+    from tests.test_supervisor import three_batch_plan
+
+    (project / "plan.md").write_text(three_batch_plan(per_batch=1))
+    assert kx("plan", "import", "plan.md").code == 0
+
+
+def calls_in(log: str) -> dict[str, dict]:
+    return {call["args"]: call for call in map(json.loads, (line for line in log.splitlines() if line.startswith('{"args"')))}
+
+
+@pytest.mark.ray
+def test_a_runner_on_a_node_has_the_cli_s_own_options_and_commands(kx, project, ray_address):
+    one_part(kx, project)
+    (project / "runner.py").write_text(CALLS)
+    runner = shlex.join([sys.executable, str(project / "runner.py")])
+    code, out, err = kx_on_ray(project, ray_address, "run", "--runner", runner, "--review", "auto", "--until-batch", "1",
+                               "--retries", "0")
+    assert code == 0, err
+    log = (project / ".kx" / "attempts" / "plan" / "PART-1-1" / "runner.log").read_text()
+    calls = calls_in(log)
+    node_root = log.splitlines()[0].rsplit(" root ", 1)[1]
+    assert calls["tick PART-1 1 -h"]["code"] == 0 and calls["tick PART-1 1 -h"]["out"].startswith("Usage: kx tick")
+    assert calls["--version"]["out"] == "kx, version 0.1.0\n"
+    assert json.loads(calls["--json status"]["out"])["running"] == ["PART-1"]
+    assert calls["next"]["code"] == 0
+    brief = json.loads(calls["--json brief PART-1"]["out"])
+    assert brief["attempt"] == "PART-1#1" and brief["root"] == node_root != str(project)
+    assert brief["target_path"] == f"{node_root}/topics/01.md"
+    refused = calls["review 1 --approve"]
+    assert (refused["code"], refused["out"]) == (2, "")
+    assert refused["err"] == ("kx: error: 'kx review' is not available to a runner on a Ray node (only tick, untick,"
+                              " drop, finish, fail, brief, status, next)\n")
+    assert json.loads(calls["--json review 1 --approve"]["out"])["error"]["code"] == 2
+    assert calls["tick PART-1 1"]["code"] == 0, calls["tick PART-1 1"]
+    assert calls["drop PART-1 early.md"]["code"] == 0, calls["drop PART-1 early.md"]
+    events = history(kx, "PART-1")
+    early = next(e for e in events if e["type"] == "DropRecorded")
+    assert (early["data"]["path"], early["data"]["attempt"]) == ("notes/early.md", "PART-1#1")
+    assert (project / "notes" / "early.md").read_text() == "an early drop"
+    assert calls["drop PART-1 .kx/x.md"]["code"] == 2 and "is in kx's folder" in calls["drop PART-1 .kx/x.md"]["err"]
+    assert not (project / ".kx" / "x.md").exists()
+    assert events[-1]["type"] == "RunnerSucceeded"
+    assert kx("audit", "verify").code == 0
 
 
 # --- without Ray ---------------------------------------------------------------------
@@ -179,17 +261,50 @@ def test_task_resources_come_from_the_plan_config(project):
     assert cluster_address("y:2", config) == "y:2" and cluster_address(None, config) == "x:1"
 
 
-def test_the_shim_turns_commands_into_requests(monkeypatch, project):
-    from runners.ray_shim import Usage, request
+def test_the_shim_forwards_the_command_line_as_it_is(monkeypatch, project):
+    from runners.ray_shim import request
 
     monkeypatch.setenv("KX_ATTEMPT", "PART-7#2")
-    assert request(["--json", "tick", "PART-7", "1", "2.3"]) == (
-        {"op": "tick", "part": "PART-7", "refs": ["1", "2.3"], "attempt": "PART-7#2", "by": None}, True)
-    assert request(["drop", "PART-7", "d.md"])[0]["path"] == str(project / "d.md")
-    assert request(["fail", "PART-7", "--reason", "no"])[0]["reason"] == "no"
-    for bad in (["status"], [], ["tick", "PART-7"], ["--nope", "tick"]):
-        with pytest.raises(Usage):
-            request(bad)
+    monkeypatch.setenv("KX_RAY_SOCKET", "/tmp/kx.sock")
+    for argv in (["--json", "tick", "PART-7", "1", "2.3"], ["tick", "PART-7", "-h"], ["plan", "import"], [], ["--nope"]):
+        message = request(argv)
+        assert message == {"op": "kx", "argv": argv, "cwd": str(project), "env": message["env"]}
+        assert message["env"]["KX_ATTEMPT"] == "PART-7#2" and all(name.startswith("KX_") for name in message["env"])
+
+
+def test_a_runner_call_runs_the_cli_here_on_the_supervisor_s_ledger(kx, small_plan, project):
+    """What ``kx run --executor ray`` does with a runner's ``kx`` from a node: the real CLI, in this process."""
+    from cli.main import run_for_runner
+    from machine.workspace import Workspace
+
+    assert kx("plan", "import", str(small_plan)).code == 0
+    assert kx("start", "PART-1").code == 0
+    (project / "d.md").write_text("drop")
+    asked = []
+
+    class Call:  # as runners.ray_executor.NodeCall: the ledger is the one given, whatever --ledger says
+        workspace = Workspace.open(str(project / ".kx" / "ledger.db"))
+        env = {"KX_ATTEMPT": "PART-1#1", "KX_LEDGER": str(project / "nowhere.db")}
+
+        def __init__(self, *argv):
+            self.argv = list(argv)
+
+        def admit(self, command):
+            asked.append(command)
+
+        def here(self, path):
+            asked.append(path)
+            return str(project / path)
+
+    code, out, err = run_for_runner(Call("--ledger", "nowhere.db", "--json", "tick", "PART-1", "1"))
+    assert (code, err) == (0, "") and json.loads(out)["part"] == "PART-1"
+    code, out, err = run_for_runner(Call("drop", "PART-1", "d.md"))
+    assert (code, err) == (0, "") and "PART-1: drop d.md recorded" in out
+    assert asked == ["nowhere.db", "tick", "drop", "d.md"]  # only path arguments are taken for paths on the node
+    assert [e["data"].get("attempt") for e in history(kx, "PART-1")[-2:]] == ["PART-1#1", "PART-1#1"]
+    code, out, err = run_for_runner(Call("tick", "PART-1", "-h"))
+    assert code == 0 and out.startswith("Usage: kx tick") and not err
+    assert "KX_ATTEMPT" not in os.environ
 
 
 def test_a_ray_attempt_whose_supervisor_died_is_lost(kx, small_plan):
