@@ -494,6 +494,10 @@ def _paths_through(here):
 
 
 def main() -> None:
+    from runners.ray_shim import SOCKET_ENV, main as relay
+
+    if os.environ.get(SOCKET_ENV):  # a runner's kx in a Ray attempt: the supervisor runs it, no ledger is opened here
+        sys.exit(relay(sys.argv[1:]))
     sys.exit(run_guarded(cli, sys.argv[1:]))
 
 

@@ -5,7 +5,8 @@ attempt's Ray task: the arguments unparsed, the runner's folder and its
 ``KX_*`` variables. The supervisor runs its own command line with them and
 answers with one JSON line (``code``, ``stdout``, ``stderr``), printed here as
 they are, with that exit code. No ledger is opened here, and no argument is
-parsed: every option of every command is the CLI's.
+parsed: every option of every command is the CLI's. ``cli.main``'s ``main``
+relays through ``main`` here too when it runs inside a Ray attempt.
 The standard library only: each call is a fresh interpreter.
 """
 

@@ -221,6 +221,38 @@ def test_a_runner_on_a_node_has_the_cli_s_own_options_and_commands(kx, project, 
     assert kx("audit", "verify").code == 0
 
 
+REAL_KX = """\
+import os, shutil, sys
+
+os.environ["PATH"] = {folder!r} + os.pathsep + os.environ["PATH"]
+os.environ["KX_LEDGER"] = os.path.join(os.getcwd(), "no", "ledger.db")  # nothing on a node opens a ledger
+print("kx is", shutil.which("kx"), flush=True)
+from runners.rehearse import main
+sys.exit(main([]))
+"""
+
+
+@pytest.mark.ray
+def test_the_real_kx_called_by_its_path_on_a_node_reaches_the_supervisor(kx, project, ray_address, tmp_path_factory):
+    one_part(kx, project)
+    folder = tmp_path_factory.mktemp("bin")
+    script = folder / "kx"  # the console script as pip writes it: cli.main's main
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom cli.main import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    (project / "runner.py").write_text(REAL_KX.format(folder=str(folder)))
+    runner = shlex.join([sys.executable, str(project / "runner.py")])
+    code, out, err = kx_on_ray(project, ray_address, "run", "--runner", runner, "--review", "auto", "--until-batch", "1",
+                               "--retries", "0")
+    assert code == 0, err
+    log = (project / ".kx" / "attempts" / "plan" / "PART-1-1" / "runner.log").read_text()
+    assert f"kx is {script}\n" in log and "kx: error" not in log
+    events = history(kx, "PART-1")
+    assert [e["type"] for e in events if e["type"].startswith("Runner")] == ["RunnerStarted", "RunnerSucceeded"]
+    drop = next(e for e in events if e["type"] == "DropRecorded")
+    assert drop["data"]["attempt"] == "PART-1#1"
+    assert hashlib.sha256((project / drop["data"]["path"]).read_bytes()).hexdigest() == drop["data"]["sha256"]
+
+
 # --- without Ray ---------------------------------------------------------------------
 
 
