@@ -199,6 +199,10 @@ class Ledger:
 
     # --- writing --------------------------------------------------------------
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``: reads inside see what no other writer can change."""
@@ -327,6 +331,14 @@ class Ledger:
             "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
             f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
             f" FROM events WHERE {where} ORDER BY position", params)
+
+    def scan_all(self) -> Iterator[tuple]:
+        """Every event as stored, for the audit: ``(position, plan, stream, version, type, recorded_at, data,
+        hash, part, box, attempt, by)``, ``data`` as the JSON text the hash covers; the last four extracted by
+        SQLite so that ticks need no JSON parsing in Python."""
+        return self.conn.execute(
+            "SELECT position, plan, stream, version, type, recorded_at, data, hash, data ->> '$.part',"
+            " data ->> '$.box', data ->> '$.attempt', data ->> '$.by' FROM events ORDER BY position")
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.errors import Refused, Unknown
+from ledger.errors import Unknown
 from machine.plan import Part, parse_part_number
 from machine.rules import Rules
 from machine.state import PartState, PlanState
@@ -64,6 +64,9 @@ class Context:
         return self.state.parts[structure.id], structure
 
     def append(self, *events: Any) -> list[str]:
+        """Check each event against the rules (:meth:`Rules.check`), then record them all."""
+        for event in events:
+            self.rules.check(event.type, event.data())
         self.workspace.record(self.state, list(events))
         return [e.type for e in events]
 
@@ -81,16 +84,6 @@ def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Con
 
 
 def authorize(ctx: Context, part: PartState, act: Act) -> None:
-    """Rule 4 for runners (their attempt must be the current one); the gate for people."""
-    if act.attempt is None:
-        ctx.rules.gate(part)
-        return
-    owner = act.attempt.split("#", 1)[0]
-    if owner != part.id:
-        raise Refused(f"stale attempt: {act.attempt} belongs to {owner}, not {part.id}", rule="stale")
-    if act.attempt != part.attempt or part.state not in ("running", "lost"):
-        current = f"{part.attempt} is current" if part.attempt else "it has no attempt"
-        raise Refused(
-            f"stale attempt: {act.attempt} is over ({part.id} is {part.state}, {current}); this runner should stop",
-            rule="stale",
-        )
+    """Rule 4 for runners (their attempt must be the current one); the gate for people. Acts that do work
+    before appending (hashing a drop, resolving boxes) ask it first; the append asks again."""
+    ctx.rules.may_act(part, act.attempt)

@@ -18,9 +18,9 @@ from ledger.events import (
 )
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
-from machine.machines import batch_machine, fire, part_machine
+from machine.machines import allows, batch_machine
 from machine.rules import sha256_of
-from machine.state import PlanState, stamp_of
+from machine.state import BatchState, PlanState, stamp_of
 from machine.workspace import Workspace
 
 
@@ -33,7 +33,6 @@ def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         attempt = f"{part.id}#{part.attempts + 1}"
-        fire(part_machine(), part, "start", ctx.rules)
         recorded = ctx.append(RunnerStarted(plan=ctx.state.id, part=part.id, attempt=attempt, by=act.by,
                                             **{k: v for k, v in runner.items() if v is not None}))
         return Outcome(part.id, recorded, f"{part.id} started as {attempt}", {"attempt": attempt})
@@ -74,9 +73,7 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
         part, _ = ctx.part(ref)
         if part.state == "succeeded" and act.attempt in (None, part.attempt):
             return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
-        authorize(ctx, part, act)
         drop_seen = part.drop
-        fire(part_machine(), part, "succeed", ctx.rules)
         completed = stamp_of(clock.now_iso(), workspace.config().timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
         recorded = ctx.append(RunnerSucceeded(plan=ctx.state.id, part=part.id, attempt=act.attempt, by=act.actor,
@@ -90,8 +87,6 @@ def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: in
         raise BadInput("give the failure's reason with --reason TEXT")
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
-        authorize(ctx, part, act)
-        fire(part_machine(), part, "fail", ctx.rules)
         recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
                                            by=act.actor, reason=redact_text(reason), exit_code=exit_code,
                                            log_tail=redact_text(log_tail) if log_tail else None))
@@ -104,7 +99,6 @@ def lose(workspace: Workspace, ref: str, attempt: str, reason: str) -> Outcome:
         part, _ = ctx.part(ref)
         if part.attempt != attempt or part.state != "running":
             return Outcome(part.id, [], f"{attempt} is not running; nothing recorded")
-        fire(part_machine(), part, "lose", ctx.rules)
         recorded = ctx.append(RunnerLost(plan=ctx.state.id, part=part.id, attempt=attempt, reason=reason))
         return Outcome(part.id, recorded, f"{attempt} lost: {reason}")
 
@@ -113,7 +107,6 @@ def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         was = part.state
-        fire(part_machine(), part, "retry", ctx.rules)
         recorded = ctx.append(PartRetried(plan=ctx.state.id, part=part.id, by=act.actor, reason=reason,
                                           attempt=part.attempt))
         return Outcome(part.id, recorded, f"{part.id} was {was}; it is pending again")
@@ -130,18 +123,16 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
         if batch is None or structure is None:
             known = ", ".join(str(b.number) for b in ctx.state.plan.batches)
             raise Unknown(f"no batch {number} in plan {ctx.state.id} (batches: {known})")
-        if batch.state != "awaiting_review":
-            raise Refused(_not_reviewable(ctx.state, number, batch.state), rule="review")
-        members = [f"PART-{n}" for n in structure.parts]
+        if not allows(batch_machine(), batch, "approve"):
+            raise Refused(_not_reviewable(ctx.state, batch), rule="review")
+        members = [p.id for p in ctx.state.members(batch)]
         drops = {d["path"]: d["sha256"] for p in members if (d := ctx.state.parts[p].drop)}
         failed = ctx.rules.failed_parts(batch)
         if approve:
-            fire(batch_machine(), batch, "approve", ctx.rules)
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="approve", by=act.actor, note=note,
-                                  drops=drops, accepted_failed=failed)
+                                  drops=drops, accepted_failed=failed if accept_failed else [])
         else:
             sent_back = _sent_back(ctx, parts, members, failed)
-            fire(batch_machine(), batch, "reject", ctx.rules)
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="reject", by=act.actor, note=note,
                                   parts=sent_back, drops=drops)
         recorded = ctx.append(event)
@@ -162,11 +153,10 @@ def _sent_back(ctx: Context, parts: list[str], members: list[str], failed: list[
     return named or failed
 
 
-def _not_reviewable(state: PlanState, number: int, batch_state: str) -> str:
-    waiting = [p for n in state.plan.batch(number).parts
-               if (p := state.parts[f"PART-{n}"]).state in ("pending", "running", "lost")]
+def _not_reviewable(state: PlanState, batch: BatchState) -> str:
+    if batch.state == "approved":
+        return f"batch {batch.number} is already approved"
+    waiting = [p for p in state.members(batch) if p.state in ("pending", "running", "lost")]
     shown = ", ".join(f"{p.id} {p.state}" for p in waiting[:6])
-    if batch_state in ("approved",):
-        return f"batch {number} is already approved"
-    return (f"batch {number} is {batch_state.replace('_', ' ')}, not awaiting review"
+    return (f"batch {batch.number} is {batch.state.replace('_', ' ')}, not awaiting review"
             + (f" ({shown})" if shown else "") + "; review it once every PART has succeeded or failed")

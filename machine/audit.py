@@ -1,12 +1,13 @@
 """``kx audit verify``: the ledger's integrity and the rules, checked again over all of history.
 
-Integrity: positions increase, every stream's versions run 1, 2, 3... without
-gaps, every event's hash chains to the one before. Rules: each event is checked
-against the state folded from the events before it — never more than the
-limit running, no start behind a locked gate, no success without a recorded
-drop and ticked boxes, no act by an attempt that was not current, no review of
-a batch that was not awaiting review. Events recorded ``by: import`` are
-history taken as it was; ``kx plan lint`` reports their inconsistencies.
+One pass over every event, in ledger order. Integrity: positions increase,
+every stream's versions run 1, 2, 3... without gaps, every event's hash chains
+to the one before. Rules: each event is put to :meth:`Rules.check` — the very
+check an act makes before appending — against the state folded from the events
+before it, then folded; a fact the machines do not allow is a finding too. The
+read model is compared with the fold where it was saved. Events recorded
+``by: import`` are history taken as it was; ``kx plan lint`` reports their
+inconsistencies.
 """
 
 from __future__ import annotations
@@ -16,23 +17,127 @@ from typing import Any
 
 from ledger import readmodel
 from ledger.errors import Refused
-from ledger.events import IMPORT
 from ledger.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
+from ledger.vocabulary import IMPORT
 from machine.rules import Rules
 from machine.state import PlanState
 from machine.workspace import Workspace
 
-ATTEMPT_ACTS = ("CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSucceeded", "RunnerFailed")
+TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
 
 
 def verify(workspace: Workspace) -> dict[str, Any]:
-    rows = workspace.ledger.read()
-    findings = integrity(rows)
     plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
-    for plan_id in plans:
-        findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
-    return {"schema": SCHEMA, "events": len(rows), "plans": plans, "findings": findings, "ok": not findings}
+    audit = Audit(workspace, plans)
+    with workspace.ledger.snapshot():
+        for row in workspace.ledger.scan_all():
+            audit.take(row)
+    findings = audit.finish()
+    return {"schema": SCHEMA, "events": audit.events, "plans": plans, "findings": findings, "ok": not findings}
+
+
+def integrity(ledger) -> list[str]:
+    """The integrity findings alone (positions, versions, hash chain), for a ledger of any plans."""
+    audit = Audit(None, [])
+    with ledger.snapshot():
+        for row in ledger.scan_all():
+            audit.take(row)
+    return audit.finish()
+
+
+class PlanAudit:
+    """One plan's fold, its rules, and the read model to compare with the fold where it was saved."""
+
+    def __init__(self, workspace: Workspace, plan_id: str):
+        config = workspace.config(plan_id)
+        self.state = PlanState(plan_id, timezone=config.timezone)
+        self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
+        self.saved = readmodel.load(workspace.ledger.conn, plan_id)
+        self.findings: list[str] = []
+        self._act_problems: dict[tuple[str, str | None], str | None] = {}
+
+    def compare_if_saved_before(self, position: int) -> None:
+        if self.saved is not None and position > self.saved[0]:
+            self.findings += read_model_findings(self.state, self.saved)
+            self.saved = None
+
+    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None) -> None:
+        if by != IMPORT:
+            problem = self._act_problems.get((part_id, attempt), False)
+            if problem is False:  # ticks change no state the rule reads: ask once until the next other event
+                part = self.state.parts.get(part_id)
+                problem = None if part is None else refusal_of(self.rules.may_act, part, attempt)
+                self._act_problems[(part_id, attempt)] = problem
+            if problem:
+                self.findings.append(f"position {position} ({kind} {part_id}): {problem}")
+        self.state.mark(part_id, box, kind == "CheckboxTicked", position)
+        self.state.position = position
+
+    def event(self, row: Recorded) -> None:
+        problem = refusal_of(self.rules.check, row.type, row.data)
+        if problem:
+            self.findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
+                                 f" {problem}")
+        self.state.apply(row)
+        self._act_problems.clear()
+
+    def finish(self) -> list[str]:
+        if self.saved is not None:
+            self.findings += read_model_findings(self.state, self.saved)
+        return self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
+
+
+class Audit:
+    def __init__(self, workspace: Workspace | None, plans: list[str]):
+        self.plans = {plan_id: PlanAudit(workspace, plan_id) for plan_id in plans}
+        self.findings: list[str] = []
+        self.previous, self.last_position, self.events = GENESIS, 0, 0
+        self.versions: dict[str, int] = {}
+        self.chain_broken = False
+
+    def take(self, row: tuple) -> None:
+        position, plan_id, stream, version, kind, recorded_at, data, digest, part, box, attempt, by = row
+        self.events += 1
+        # integrity: positions increase, versions run without gaps, the hash chains
+        if position <= self.last_position:
+            self.findings.append(f"position {position}: not after {self.last_position}")
+        expected = self.versions.get(stream, 0) + 1
+        if version != expected:
+            self.findings.append(f"position {position}: stream {stream} jumps to version {version},"
+                                 f" expected {expected}")
+        if not self.chain_broken and chain_hash(self.previous, position, stream, version, kind, data,
+                                                recorded_at) != digest:
+            self.findings.append(f"position {position}: hash chain broken (the event or one before it was altered)")
+            self.chain_broken = True
+        self.versions[stream], self.last_position, self.previous = version, position, digest
+        # the rules, against the plan's state before the event
+        plan = self.plans.get(plan_id)
+        if plan is None:
+            return
+        if plan.saved is not None:
+            plan.compare_if_saved_before(position)
+        if kind in TICKS:
+            plan.tick(position, kind, part, box, attempt, by)
+            return
+        try:
+            loaded = json.loads(data)
+        except ValueError:
+            self.findings.append(f"position {position}: {kind} data is not JSON; the event is damaged")
+            return
+        plan.event(Recorded(position, stream, version, kind, loaded, recorded_at, plan_id, digest))
+
+    def finish(self) -> list[str]:
+        return self.findings + [f for plan in self.plans.values() for f in plan.finish()]
+
+
+def refusal_of(check, *args) -> str | None:
+    """What a rule's check refuses, or None."""
+    try:
+        check(*args)
+    except Refused as refusal:
+        return refusal.message
+    return None
 
 
 def read_model_findings(state: PlanState, saved: tuple) -> list[str]:
@@ -61,69 +166,3 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
             readmodel.save(workspace.ledger.conn, plan_id, state.position, state.structure_position, plan_state, parts)
             rebuilt[plan_id] = state.position
     return {"schema": SCHEMA, "rebuilt": rebuilt}
-
-
-def integrity(rows: list[Recorded]) -> list[str]:
-    findings: list[str] = []
-    previous, last_position = GENESIS, 0
-    versions: dict[str, int] = {}
-    chain_broken = False
-    for row in rows:
-        if row.position <= last_position:
-            findings.append(f"position {row.position}: not after {last_position}")
-        expected = versions.get(row.stream, 0) + 1
-        if row.version != expected:
-            findings.append(f"position {row.position}: stream {row.stream} jumps to version {row.version},"
-                            f" expected {expected}")
-        data = json.dumps(row.data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        digest = chain_hash(previous, row.position, row.stream, row.version, row.type, data, row.recorded_at)
-        if digest != row.hash and not chain_broken:
-            findings.append(f"position {row.position}: hash chain broken (the event or one before it was altered)")
-            chain_broken = True
-        versions[row.stream], last_position, previous = row.version, row.position, row.hash
-    return findings
-
-
-def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
-    """One pass over the plan's history: each event against the rules, and the read model where it was saved."""
-    config = workspace.config(plan_id)
-    state = PlanState(plan_id, timezone=config.timezone)
-    rules = Rules(state, resolve=None, require_all_ticked=config.require_all_ticked)
-    saved = readmodel.load(workspace.ledger.conn, plan_id)
-    findings: list[str] = []
-    for row in rows:
-        if saved is not None and row.position > saved[0]:
-            findings += read_model_findings(state, saved)
-            saved = None
-        if row.get("by") != IMPORT:
-            problem = _check(state, rules, row)
-            if problem:
-                findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
-                                f" {problem}")
-        state.apply(row)
-    if saved is not None:
-        findings += read_model_findings(state, saved)
-    return findings + [f"plan {plan_id}: {anomaly}" for anomaly in state.anomalies]
-
-
-def _check(state: PlanState, rules: Rules, row: Recorded) -> str | None:
-    part = state.parts.get(row.get("part")) if row.get("part") else None
-    try:
-        if row.type == "RunnerStarted" and part:
-            if part.state != "pending":
-                return f"started while {part.state}"
-            rules.may_start(part)
-        elif row.type in ATTEMPT_ACTS and part and row.get("attempt"):
-            if row.get("attempt") != part.attempt or part.state not in ("running", "lost"):
-                return f"stale attempt {row.get('attempt')} (current {part.attempt}, {part.state})"
-        elif row.type in ATTEMPT_ACTS and part:
-            rules.gate(part)
-        if row.type == "RunnerSucceeded" and part:
-            rules.may_succeed(part)
-        elif row.type == "BatchReviewed":
-            batch = state.batches.get(row.get("batch"))
-            if batch and batch.state != "awaiting_review":
-                return f"batch reviewed while {batch.state}"
-    except Refused as refusal:
-        return refusal.message
-    return None

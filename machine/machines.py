@@ -1,29 +1,27 @@
 """The PART and batch state machines (CONTRACT section 3), built with ``transitions``.
 
-Each machine is built once with ``model=None``; its events are triggered on
-plain state objects (``MACHINE.events[name].trigger(obj, ...)``), which keeps
-folding thousands of PARTs linear. Rules are conditions: a condition receives
-the ``rules`` object passed with the trigger and raises :class:`Refused` with
-the reason. While folding recorded events no ``rules`` object is passed: a
-recorded event is a fact, checked when it was appended.
+The fold moves every PART and batch by firing these machines' triggers: the
+destinations come from the tables below, never from the fold. Each machine is
+built once with ``model=None``; its triggers fire on plain state objects
+(``machine.events[name].trigger(obj, ...)``), which keeps folding thousands of
+PARTs linear.
+
+Conditions are of two kinds. *Facts* (a batch's PARTs all settled, the batch
+before it approved) are asked of the ``plan`` passed with every trigger and
+decide where a batch goes. *Rules* (the limit, the gate, the evidence) are
+asked of the ``rules`` object passed when an act or ``kx audit verify`` checks
+an event; they raise :class:`Refused` with the reason. While folding recorded
+events no ``rules`` object is passed: a recorded event is a fact, checked when
+it was appended (and again by the audit).
 """
 
 from __future__ import annotations
 
 import copy
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from ledger.errors import Refused
-
-
-class PartRules(Protocol):
-    def may_start(self, part: Any) -> None: ...
-    def may_succeed(self, part: Any) -> None: ...
-
-
-class BatchRules(Protocol):
-    def may_approve(self, batch: Any) -> None: ...
 
 
 def _rule(name: str):
@@ -37,28 +35,38 @@ def _rule(name: str):
     return condition
 
 
+def _fact(name: str):
+    def condition(event: Any) -> bool:
+        return getattr(event.kwargs["plan"], name)(event.model)
+
+    condition.__name__ = name
+    return condition
+
+
 PART_STATES = ["pending", "running", "succeeded", "failed", "lost"]
 PART_TRANSITIONS = [
-        {"trigger": "start", "source": "pending", "dest": "running", "conditions": [_rule("may_start")]},
-        {"trigger": "succeed", "source": ["running", "lost", "pending", "failed"], "dest": "succeeded",
-         "conditions": [_rule("may_succeed")]},
-        {"trigger": "fail", "source": ["running", "lost"], "dest": "failed"},
-        {"trigger": "lose", "source": "running", "dest": "lost"},
-        {"trigger": "retry", "source": ["failed", "lost"], "dest": "pending"},
-        {"trigger": "send_back", "source": ["succeeded", "failed", "lost", "pending"], "dest": "pending"},
-        {"trigger": "import_succeeded", "source": "*", "dest": "succeeded"},
+    {"trigger": "start", "source": "pending", "dest": "running", "conditions": [_rule("may_start")]},
+    {"trigger": "succeed", "source": ["running", "lost", "pending", "failed"], "dest": "succeeded",
+     "conditions": [_rule("may_succeed")]},
+    {"trigger": "fail", "source": ["running", "lost"], "dest": "failed"},
+    {"trigger": "lose", "source": "running", "dest": "lost"},
+    {"trigger": "retry", "source": ["failed", "lost"], "dest": "pending"},
+    {"trigger": "send_back", "source": ["succeeded", "failed", "lost", "pending"], "dest": "pending"},
+    {"trigger": "import_succeeded", "source": "*", "dest": "succeeded"},
 ]
 
 BATCH_STATES = ["locked", "open", "running", "awaiting_review", "approved", "rejected"]
 BATCH_TRANSITIONS = [
-        {"trigger": "unlock", "source": "locked", "dest": "open"},
-        {"trigger": "begin", "source": "open", "dest": "running"},
-        {"trigger": "settle", "source": ["open", "running"], "dest": "awaiting_review"},
-        {"trigger": "unsettle", "source": "awaiting_review", "dest": "running"},
-        {"trigger": "approve", "source": "awaiting_review", "dest": "approved", "conditions": [_rule("may_approve")]},
-        {"trigger": "reject", "source": "awaiting_review", "dest": "rejected"},
-        {"trigger": "reopen", "source": "rejected", "dest": "open"},
-        {"trigger": "import_approved", "source": "*", "dest": "approved"},
+    # "advance" follows the batch's PARTs; the first transition whose facts hold wins
+    {"trigger": "advance", "source": "locked", "dest": "open", "conditions": [_fact("previous_approved")]},
+    {"trigger": "advance", "source": ["open", "running"], "dest": "awaiting_review",
+     "conditions": [_fact("all_settled")]},
+    {"trigger": "advance", "source": "open", "dest": "running", "conditions": [_fact("has_moved")]},
+    {"trigger": "advance", "source": "awaiting_review", "dest": "running", "unless": [_fact("all_settled")]},
+    {"trigger": "approve", "source": "awaiting_review", "dest": "approved", "conditions": [_rule("may_approve")]},
+    {"trigger": "reject", "source": "awaiting_review", "dest": "rejected"},
+    {"trigger": "reopen", "source": "rejected", "dest": "open"},
+    {"trigger": "import_approved", "source": "*", "dest": "approved"},
 ]
 
 
@@ -79,21 +87,30 @@ def batch_machine():
     return _build(BATCH_STATES, BATCH_TRANSITIONS, "locked")
 
 
+def allows(machine: Any, obj: Any, trigger: str) -> bool:
+    """Whether ``trigger`` has a transition from ``obj``'s state (its conditions aside)."""
+    return trigger in machine.get_triggers(obj.state)
+
+
 def fire(machine: Any, obj: Any, trigger: str, rules: Any = None, **kwargs: Any) -> None:
     """Check that ``trigger`` may fire on ``obj`` — its transition and its rules — without changing ``obj``.
 
     The trigger fires on a copy: state changes only when the event it leads to is recorded and folded.
-    An invalid transition becomes exit 3 with the states involved.
+    An invalid transition becomes exit 3 naming the commands that are possible from there.
     """
-    from transitions import MachineError
+    if not allows(machine, obj, trigger):
+        raise Refused(not_possible(machine, obj, trigger), rule="transition")
+    machine.events[trigger].trigger(copy.copy(obj), rules=rules, **kwargs)
 
-    try:
-        machine.events[trigger].trigger(copy.copy(obj), rules=rules, **kwargs)
-    except MachineError:
-        name = getattr(obj, "label", type(obj).__name__)
-        allowed = sorted(t for t in machine.get_triggers(obj.state) if not t.startswith("import_"))
-        raise Refused(
-            f"{name} is {obj.state}: '{trigger.replace('_', ' ')}' is not possible from there"
-            + (f" (possible: {', '.join(t.replace('_', ' ') for t in allowed)})" if allowed else ""),
-            rule="transition",
-        ) from None
+
+# what a person runs to fire each trigger (the others are kx's own housekeeping)
+COMMANDS = {"start": "kx start", "succeed": "kx finish", "fail": "kx fail", "retry": "kx retry",
+            "send_back": "kx review N --reject", "approve": "kx review N --approve",
+            "reject": "kx review N --reject"}
+
+
+def not_possible(machine: Any, obj: Any, trigger: str) -> str:
+    name = getattr(obj, "label", type(obj).__name__)
+    commands = [COMMANDS[t] for t in machine.get_triggers(obj.state) if t in COMMANDS and t != trigger]
+    return (f"{name} is {obj.state.replace('_', ' ')}: '{COMMANDS.get(trigger, trigger)}' is not possible from there"
+            + (f" (possible: {', '.join(dict.fromkeys(commands))})" if commands else ""))

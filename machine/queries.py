@@ -17,17 +17,10 @@ from machine.workspace import Workspace
 PLAN_DETAILS_HIDDEN = ("source", "structure", "plan")
 
 
-def startable(state: PlanState) -> list[str]:
-    """Pending PARTs whose batch is not locked, in plan order, at most as many as there are free slots."""
-    free = max(0, state.limit - len(state.running()))
-    ready = [p.id for p in state.plan.parts
-             if state.parts[p.id].state == "pending" and state.batches[p.batch].state != "locked"]
-    return list(dict.fromkeys(ready))[:free]
-
-
 def next_parts(workspace: Workspace) -> dict[str, Any]:
     state = workspace.state()
-    return {"schema": SCHEMA, "parts": startable(state), "running": len(state.running()), "limit": state.limit}
+    return {"schema": SCHEMA, "parts": workspace.rules(state).startable(), "running": len(state.running()),
+            "limit": state.limit}
 
 
 def brief(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:

@@ -1,19 +1,31 @@
-"""The rules of CONTRACT section 3, as conditions of the machines.
+"""The rules of CONTRACT section 3, each in one place.
 
 Each check raises :class:`Refused` naming the rule and what to do next. They
 read only folded state (and, for evidence, the drop file), so the same checks
-serve a command, inside its ``BEGIN IMMEDIATE`` transaction, and
-``kx audit verify``, replaying history.
+serve an act, inside its ``BEGIN IMMEDIATE`` transaction, the supervisor's and
+``kx next``'s predictions, and ``kx audit verify``, replaying history:
+:meth:`Rules.check` is the one question "may this event be recorded now?"
+that acts ask before appending and the audit asks again of every event.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import Refused
+from ledger.vocabulary import IMPORT
+from machine.machines import batch_machine, fire, part_machine
 from machine.state import BatchState, PartState, PlanState
+
+# events a runner's attempt may record while it is the PART's current one (rule 4); a person, any time
+# the PART's batch is not locked
+ATTEMPT_ACTS = frozenset({"CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSucceeded", "RunnerFailed"})
+# the PART machine's trigger each event fires
+PART_TRIGGERS = {"RunnerStarted": "start", "RunnerSucceeded": "succeed", "RunnerFailed": "fail",
+                 "RunnerLost": "lose", "PartRetried": "retry"}
 
 
 def sha256_of(path: Path) -> str:
@@ -32,12 +44,53 @@ class Rules:
         self.require_all_ticked = require_all_ticked
         self.accept_failed = accept_failed
 
-    # rule 1 and 2 -----------------------------------------------------------------
+    # the one check of every event ----------------------------------------------------
+
+    def check(self, kind: str, data: dict[str, Any]) -> None:
+        """Refuse an event that may not be recorded now; history ``by: import`` is taken as it was."""
+        if data.get("by") == IMPORT:
+            return
+        part = self.state.parts.get(data.get("part")) if data.get("part") else None
+        if part is not None:
+            if kind in ATTEMPT_ACTS:
+                self.may_act(part, data.get("attempt"))
+            if kind in PART_TRIGGERS:
+                fire(part_machine(), part, PART_TRIGGERS[kind], self)
+        elif kind == "BatchReviewed":
+            batch = self.state.batches.get(data.get("batch"))
+            if batch is not None:
+                approve = data.get("decision") == "approve"
+                fire(batch_machine(), batch, "approve" if approve else "reject", self.accepting(data))
+                for sent in data.get("parts", ()):
+                    if sent in self.state.parts:
+                        fire(part_machine(), self.state.parts[sent], "send_back", self)
+
+    # rule 4, and the gate for people ----------------------------------------------------
+
+    def may_act(self, part: PartState, attempt: str | None) -> None:
+        """A runner acts only through the PART's current attempt; a person on any PART whose batch is open."""
+        if attempt is None:
+            self.gate(part)
+            return
+        owner = attempt.split("#", 1)[0]
+        if owner != part.id:
+            raise Refused(f"stale attempt: {attempt} belongs to {owner}, not {part.id}", rule="stale")
+        if attempt != part.attempt or part.state not in ("running", "lost"):
+            current = f"{part.attempt} is current" if part.attempt else "it has no attempt"
+            raise Refused(
+                f"stale attempt: {attempt} is over ({part.id} is {part.state}, {current}); this runner should stop",
+                rule="stale",
+            )
+
+    def is_current(self, part: PartState, attempt: str) -> bool:
+        return holds(self.may_act, part, attempt)
+
+    # rules 1 and 2 -----------------------------------------------------------------
 
     def may_start(self, part: PartState) -> None:
         self.gate(part)
-        running = self.state.running()
-        if len(running) >= self.state.limit:
+        if self.free_slots() <= 0:
+            running = self.state.running()
             names = ", ".join(p.id for p in running)
             raise Refused(
                 f"limit: {len(running)} of {self.state.limit} PARTs are running ({names}); wait until one"
@@ -45,19 +98,32 @@ class Rules:
                 rule="limit",
             )
 
+    def free_slots(self, starting: int = 0, limit: int | None = None) -> int:
+        """Slots under the limit (or a lower one) left when ``starting`` more attempts are on their way."""
+        limit = self.state.limit if limit is None else min(limit, self.state.limit)
+        return max(0, limit - len(self.state.running()) - starting)
+
+    def startable(self, claimed: Collection[str] = (), limit: int | None = None) -> list[str]:
+        """Pending PARTs past the gate, in plan order, at most as many as there are free slots.
+
+        ``claimed``: PARTs already handed to a runner whose start may not be recorded yet (the supervisor's);
+        they are not offered again, and those still pending take a slot each.
+        """
+        parts = self.state.parts
+        ready = [p.id for p in self.state.plan.parts if parts[p.id].state == "pending" and p.id not in claimed
+                 and holds(self.gate, parts[p.id])]
+        starting = sum(parts[p].state == "pending" for p in claimed if p in parts)
+        return list(dict.fromkeys(ready))[: self.free_slots(starting, limit)]
+
     def gate(self, part: PartState) -> None:
         batch = self.state.batch_of(part)
         if batch.state == "locked":
-            before = self.previous_batch(batch.number)
+            before = self.state.previous(batch.number)
             raise Refused(
                 f"gate: {part.id} is in batch {batch.number}, locked until batch {before.number} is approved"
                 f" (it is {before.state.replace('_', ' ')}); review it with 'kx review {before.number} --approve'",
                 rule="gate",
             )
-
-    def previous_batch(self, number: int) -> BatchState:
-        order = [b.number for b in self.state.plan.batches]
-        return self.state.batches[order[order.index(number) - 1]]
 
     # rule 3 -------------------------------------------------------------------------
 
@@ -100,9 +166,27 @@ class Rules:
                 rule="review",
             )
 
+    def accepting(self, review: dict[str, Any]) -> Rules:
+        """These rules, or, for a review that names the failed PARTs it accepts, rules that accept them."""
+        accepted = set(review.get("accepted_failed") or ())
+        if self.accept_failed or not accepted:
+            return self
+        batch = self.state.batches.get(review.get("batch"))
+        covered = batch is not None and set(self.failed_parts(batch)) <= accepted
+        return Rules(self.state, resolve=self.resolve, require_all_ticked=self.require_all_ticked,
+                     accept_failed=covered)
+
     def failed_parts(self, batch: BatchState) -> list[str]:
-        structure = self.state.plan.batch(batch.number)
-        return [f"PART-{n}" for n in structure.parts if self.state.parts[f"PART-{n}"].state == "failed"]
+        return [p.id for p in self.state.members(batch) if p.state == "failed"]
+
+
+def holds(check: Callable[..., None], *args: Any) -> bool:
+    """Whether a rule's check passes (it raises :class:`Refused` when not)."""
+    try:
+        check(*args)
+    except Refused:
+        return False
+    return True
 
 
 def _short(text: str, width: int = 48) -> str:

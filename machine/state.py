@@ -8,8 +8,8 @@ from typing import Any
 
 from ledger.store import Recorded
 from ledger.vocabulary import IMPORT
-from machine.machines import batch_machine, part_machine
-from machine.plan import Plan
+from machine.machines import BATCH_STATES, allows, batch_machine, part_machine
+from machine.plan import Plan, part_id
 
 
 SETTLED = frozenset({"succeeded", "failed"})
@@ -116,24 +116,29 @@ class PlanState:
         """Fold :meth:`ledger.store.Ledger.scan` rows; ticks, most of a long ledger, take a short path."""
         import json
 
-        parts, dirty, loads = self.parts, self.dirty, json.loads
+        loads = json.loads
         for position, stream, version, kind, recorded_at, data, part_id, box in rows:
-            if data is not None:
-                self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
-                continue
-            part = parts.get(part_id)
-            if part is None:
-                self.anomalies.append(f"position {position}: {kind} names unknown {part_id}")
+            if data is None:
+                self.mark(part_id, box, kind == "CheckboxTicked", position)
             else:
-                if kind == "CheckboxTicked":
-                    part.ticked.add(box)
-                else:
-                    part.ticked.discard(box)
-                part.touched.add(box)
-                part.last_position = position
-                dirty.add(part_id)
+                self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
             self.position = position
         return self
+
+    def mark(self, part_id: str, box: int, ticked: bool, position: int) -> None:
+        """A tick or an untick: the one fold of both, whether the event came as a lean row or in full."""
+        part = self.parts.get(part_id)
+        if part is None:
+            self.anomalies.append(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
+                                  f" names unknown {part_id}")
+            return
+        if ticked:
+            part.ticked.add(box)
+        else:
+            part.ticked.discard(box)
+        part.touched.add(box)
+        part.last_position = position
+        self.dirty.add(part_id)
 
     def snapshot(self, parts: Iterable[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The plan's own state and the details of ``parts`` (default: all), as the read model keeps them."""
@@ -210,38 +215,32 @@ class PlanState:
             return
         batch.reviews.append({**event.data, "position": event.position, "recorded_at": event.recorded_at})
         if event.get("by") == IMPORT:
-            self._transition(batch_machine(), batch, "import_approved", "approved")
+            self._fire(batch_machine(), batch, "import_approved")
         elif event.get("decision") == "approve":
-            self._transition(batch_machine(), batch, "approve", "approved")
+            self._fire(batch_machine(), batch, "approve")
         else:
-            self._transition(batch_machine(), batch, "reject", "rejected")
-            for part_id in event.get("parts", []):
-                if part_id in self.parts:
-                    self.dirty.add(part_id)
-                    self._transition(part_machine(), self.parts[part_id], "send_back", "pending")
-            self._transition(batch_machine(), batch, "reopen", "open")
+            self._fire(batch_machine(), batch, "reject")
+            for sent in event.get("parts", []):
+                if sent in self.parts:
+                    self.dirty.add(sent)
+                    self._fire(part_machine(), self.parts[sent], "send_back")
+            self._fire(batch_machine(), batch, "reopen")
         self._sync_batches()
 
     def _on_RunnerStarted(self, event: Recorded) -> None:
         part = self._part_event(event)
-        if part:
+        if part and self._fire(part_machine(), part, "start"):
             part.attempts += 1
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
             part.reason, part.finished_at = None, None
-            self._transition(part_machine(), part, "start", "running")
+            self._advance(self.batches.get(part.batch))
 
     def _on_CheckboxTicked(self, event: Recorded) -> None:
-        part = self._part_event(event)
-        if part:
-            part.ticked.add(event.get("box"))
-            part.touched.add(event.get("box"))
+        self.mark(event.get("part"), event.get("box"), True, event.position)
 
     def _on_CheckboxUnticked(self, event: Recorded) -> None:
-        part = self._part_event(event)
-        if part:
-            part.ticked.discard(event.get("box"))
-            part.touched.add(event.get("box"))
+        self.mark(event.get("part"), event.get("box"), False, event.position)
 
     def _on_DropRecorded(self, event: Recorded) -> None:
         part = self._part_event(event)
@@ -252,10 +251,10 @@ class PlanState:
         part = self._part_event(event)
         if part:
             if event.get("by") == IMPORT:  # the file's own stamp, or none
-                self._transition(part_machine(), part, "import_succeeded", "succeeded")
+                self._fire(part_machine(), part, "import_succeeded")
                 part.completed_at = event.get("completed_at")
             else:
-                self._transition(part_machine(), part, "succeed", "succeeded")
+                self._fire(part_machine(), part, "succeed")
                 part.finished_at = event.recorded_at
                 part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
@@ -264,18 +263,18 @@ class PlanState:
         if part:
             part.failures += 1
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
-            self._transition(part_machine(), part, "fail", "failed")
+            self._fire(part_machine(), part, "fail")
 
     def _on_RunnerLost(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
-            self._transition(part_machine(), part, "lose", "lost")
+            self._fire(part_machine(), part, "lose")
 
     def _on_PartRetried(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
-            self._transition(part_machine(), part, "retry", "pending")
+            self._fire(part_machine(), part, "retry")
 
     def _part_event(self, event: Recorded) -> PartState | None:
         part = self.parts.get(event.get("part"))
@@ -286,54 +285,59 @@ class PlanState:
             self.dirty.add(part.id)
         return part
 
-    def _transition(self, machine: Any, obj: Any, trigger: str, dest: str) -> None:
-        """Apply a recorded fact; one that does not fit the machine is kept as an anomaly."""
-        if trigger in machine.get_triggers(obj.state):
-            machine.events[trigger].trigger(obj)
-        else:
-            self.anomalies.append(f"{obj.label}: {trigger} recorded while {obj.state}")
-            obj.state = dest
-        if isinstance(obj, PartState) and obj.state in ("succeeded", "failed", "pending", "running", "lost"):
-            self._sync_batch(self.batches.get(obj.batch))
+    def _fire(self, machine: Any, obj: Any, trigger: str) -> bool:
+        """Move ``obj`` as the machine says; a recorded fact the machine does not allow is kept as an anomaly
+        (``kx audit verify`` reports it) and changes nothing."""
+        if not allows(machine, obj, trigger):
+            self.anomalies.append(f"{obj.label}: {trigger.replace('_', ' ')} recorded while {obj.state}")
+            return False
+        machine.events[trigger].trigger(obj, plan=self)
+        if isinstance(obj, PartState):
+            self._advance(self.batches.get(obj.batch))
+        return True
 
-    # --- batch states follow their PARTs ---------------------------------------
+    # --- batch states follow their PARTs: the batch machine's "advance" and its facts -----
 
     def _sync_batches(self) -> None:
         for batch in self.plan.batches:
-            self._sync_batch(self.batches[batch.number])
+            self._advance(self.batches[batch.number])
 
-    def _sync_batch(self, batch: BatchState | None) -> None:
+    def _advance(self, batch: BatchState | None) -> None:
         if batch is None:
             return
-        if batch.state == "locked" and self._previous_approved(batch.number):
-            batch_machine().events["unlock"].trigger(batch)
-        parts = [self.parts[f"PART-{n}"] for n in self._part_numbers(batch.number)]
-        settled = all(p.state in SETTLED for p in parts)
-        moved = any(p.state != "pending" or p.attempts for p in parts)
-        if batch.state in ("open", "running") and settled:
-            batch_machine().events["settle"].trigger(batch)
-        elif batch.state == "open" and moved:
-            batch_machine().events["begin"].trigger(batch)
-        elif batch.state == "awaiting_review" and not settled:
-            batch_machine().events["unsettle"].trigger(batch)
+        machine = batch_machine()
+        for _ in BATCH_STATES:  # each advance moves one step; none moves more than a few
+            if not allows(machine, batch, "advance") or not machine.events["advance"].trigger(batch, plan=self):
+                break
         if batch.state == "approved":
-            following = self._following(batch.number)
+            following = self.following(batch.number)
             if following is not None and following.state == "locked":
-                self._sync_batch(following)
+                self._advance(following)
 
-    def _part_numbers(self, batch_number: int) -> tuple[int, ...]:
-        batch = self.plan.batch(batch_number)
-        return batch.parts if batch else ()
+    def members(self, batch: BatchState) -> list[PartState]:
+        structure = self.plan.batch(batch.number)
+        return [self.parts[part_id(n)] for n in (structure.parts if structure else ())]
 
-    def _previous_approved(self, number: int) -> bool:
+    def all_settled(self, batch: BatchState) -> bool:
+        return all(p.state in SETTLED for p in self.members(batch))
+
+    def has_moved(self, batch: BatchState) -> bool:
+        return any(p.state != "pending" or p.attempts for p in self.members(batch))
+
+    def previous(self, number: int) -> BatchState | None:
+        """The batch before batch ``number`` in plan order (None for the first)."""
         order = [b.number for b in self.plan.batches]
         index = order.index(number) if number in order else 0
-        return index == 0 or self.batches[order[index - 1]].state == "approved"
+        return self.batches[order[index - 1]] if index > 0 else None
 
-    def _following(self, number: int) -> BatchState | None:
+    def following(self, number: int) -> BatchState | None:
         order = [b.number for b in self.plan.batches]
         index = order.index(number) if number in order else len(order)
         return self.batches[order[index + 1]] if index + 1 < len(order) else None
+
+    def previous_approved(self, batch: BatchState) -> bool:
+        before = self.previous(batch.number)
+        return before is None or before.state == "approved"
 
 
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}

@@ -100,8 +100,9 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
 def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log: Path,
                    drop_path: str | None = None) -> int:
     """The outcome, unless the runner already reported one or the attempt is no longer current."""
-    current = workspace.state().parts[part]
-    if current.attempt != attempt or current.state not in ("running", "lost"):
+    state = workspace.state()
+    current = state.parts[part]
+    if not workspace.rules(state).is_current(current, attempt):
         return 0 if current.state == "succeeded" and current.attempt == attempt else 1
     act = Act(attempt=attempt)
     tail = log_tail(log) or None

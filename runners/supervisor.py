@@ -18,7 +18,6 @@ from typing import Any, Callable, Protocol
 
 from ledger.errors import BadInput, Refused
 from machine.actions import Act, fail, finish, retry, review
-from machine.queries import startable
 from machine.state import PlanState
 from machine.workspace import Workspace
 from ledger.packet import batch_packet, packet_text
@@ -175,10 +174,7 @@ class Supervisor:
     # --- runners -------------------------------------------------------------------
 
     def _launch(self, state: PlanState) -> None:
-        limit = min(state.limit, self.options.max_parallel or state.limit)
-        starting = [p for p in self.children if state.parts[p].state != "running"]
-        free = limit - len(state.running()) - len(starting)
-        for part in [p for p in startable(state) if p not in self.children][: max(0, free)]:
+        for part in self.ws.rules(state).startable(claimed=self.children, limit=self.options.max_parallel):
             self.children[part] = self.executor.spawn(state.id, part)
 
     def _reap(self) -> None:
@@ -280,7 +276,7 @@ class Supervisor:
                 return None
             review(self.ws, number, approve=True, parts=[], note=None, act=act, accept_failed=accept)
         else:
-            members = [f"PART-{n}" for n in state.plan.batch(number).parts]
+            members = [p.id for p in state.members(state.batches[number])]
             chosen = failed or [self.ask("which PART goes back?", members)]
             review(self.ws, number, approve=False, parts=chosen, note=None, act=act)
         return None

@@ -29,7 +29,7 @@ def make(folder: Path, events: int, parts: int = 1000, boxes: int = 10) -> Path:
     from machine.importer import import_plan
     from machine.workspace import Workspace
 
-    (folder / "plan.md").write_text(plan_text(parts, boxes=boxes))
+    (folder / "plan.md").write_text(plan_text(parts, per_batch=parts, boxes=boxes))  # one open batch: valid ticks
     ledger_path = folder / ".kx" / "ledger.db"
     workspace = Workspace.open(str(ledger_path), create=True)
     import_plan(lambda: workspace, folder / "plan.md", root=folder)

@@ -1,4 +1,5 @@
-"""Rebuilding state from a long ledger (a fold of every event) vs reading the same rows raw."""
+"""Rebuilding state from a long ledger (a fold of every event) and auditing it (the fold with every rule and the
+hash chain), vs reading the same rows raw."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.benchmarks.common import row
 
 
 def measure(ledger_path: Path, events: int) -> list[dict]:
+    from machine.audit import verify
     from machine.state import PlanState
     from machine.workspace import Workspace
 
@@ -17,8 +19,12 @@ def measure(ledger_path: Path, events: int) -> list[dict]:
     started = time.perf_counter()
     state = PlanState("plan").fold_rows(workspace.ledger.scan("plan"))
     fold_seconds = time.perf_counter() - started
-    workspace.ledger.close()
     assert state.position == events
+    started = time.perf_counter()
+    audit = verify(workspace)
+    audit_seconds = time.perf_counter() - started
+    assert audit["ok"] and audit["events"] == events, audit["findings"][:3]
+    workspace.ledger.close()
     conn = sqlite3.connect(ledger_path)
     started = time.perf_counter()
     for _ in conn.execute("SELECT position, stream, version, type, data, recorded_at FROM events"):
@@ -26,4 +32,6 @@ def measure(ledger_path: Path, events: int) -> list[dict]:
     raw_seconds = time.perf_counter() - started
     conn.close()
     return [row(f"rebuild state from {events:,} events (events/s)", events / fold_seconds, events / raw_seconds,
+                "/s", ">= 200,000/s"),
+            row(f"kx audit verify on {events:,} events (events/s)", events / audit_seconds, events / raw_seconds,
                 "/s", ">= 200,000/s")]
