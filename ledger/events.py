@@ -7,10 +7,12 @@ same stream version.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from ledger.ticks import CheckboxTicked, CheckboxUnticked
 from ledger.vocabulary import IMPORT, SCHEMA_VERSION
 
 
@@ -114,15 +116,6 @@ class RunnerStarted(PartEvent):
     owner_started: float | None = Field(default=None, description="that process's start time")
 
 
-class CheckboxTicked(PartEvent):
-    box: int = Field(description="the box's stable id within the PART")
-    text: str
-
-
-class CheckboxUnticked(CheckboxTicked):
-    pass
-
-
 class DropRecorded(PartEvent):
     path: str
     sha256: str
@@ -148,7 +141,7 @@ class PartRetried(PartEvent):
     reason: str | None = None
 
 
-EVENT_TYPES: dict[str, type[Event]] = {
+EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         PlanImported, PlanRevised, PlanConsolidated, BatchReviewed, RunnerStarted, CheckboxTicked,
@@ -157,6 +150,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def load(type_name: str, data: dict[str, Any]) -> Event:
-    """The event model for a stored row."""
-    return EVENT_TYPES[type_name].model_validate(data)
+def load(type_name: str, data: dict[str, Any]) -> Event | CheckboxTicked:
+    """The event model for a stored row, validated by pydantic."""
+    return _adapter(EVENT_TYPES[type_name]).validate_python(data)
+
+
+@cache
+def _adapter(model: type) -> TypeAdapter:
+    return TypeAdapter(model)

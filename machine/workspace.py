@@ -106,9 +106,15 @@ class Workspace:
         return _STRUCTURES[key]
 
     def record(self, state: PlanState, events: list) -> list[Recorded]:
-        """Append ``events``, fold them into ``state`` and save the read model, in one transaction."""
+        """Append ``events``, fold them into ``state`` and save the read model, in one transaction.
+
+        Inside a caller's transaction ``state`` is taken as folded under that lock (acts fold it there);
+        otherwise it first catches up with what other processes appended.
+        """
+        caught_up = self.ledger.in_transaction
         with self.ledger.transaction():
-            state.fold_rows(self.ledger.scan(state.id, since=state.position))
+            if not caught_up:
+                state.fold_rows(self.ledger.scan(state.id, since=state.position))
             rows = self.ledger.append(events)
             for row in rows:
                 state.apply(row)
