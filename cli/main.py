@@ -123,9 +123,9 @@ def plan_lint(options: Options, file: Path | None) -> None:
 @pass_options
 def status(options: Options) -> None:
     """Batches and PARTs with their states, ticks and attempts."""
-    from machine.app import status as plan_status
+    from runners.reconcile import reconciled_status
 
-    result = plan_status(options.workspace())
+    result = reconciled_status(options.workspace())
     options.emit(result, views.status(result, options.terminal()))
 
 

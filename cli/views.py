@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.projections import PAST
+from machine.projections import PAST
 
 
 def import_result(result: Any) -> str:

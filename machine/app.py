@@ -7,8 +7,8 @@ from typing import Any
 
 from ledger import clock
 from ledger.errors import BadInput
-from ledger.projections import SCHEMA, plan_summary, status_view
-from ledger.render import render
+from machine.projections import SCHEMA, plan_summary
+from machine.render import render
 from ledger.store import Recorded
 from machine.lint import Finding, lint_text
 from machine.parser import PlanError
@@ -22,23 +22,13 @@ def list_plans(workspace: Workspace) -> dict[str, Any]:
     return {"schema": SCHEMA, "plans": plans}
 
 
-def status(workspace: Workspace) -> dict[str, Any]:
-    """The plan's state, after recording as lost the attempts whose runner died."""
-    from runners.reconcile import reconcile
-
-    state = workspace.state()
-    if reconcile(workspace, state):
-        state = workspace.state()
-    return status_view(state)
-
-
 def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
     """Write the plan's HTML report (default: ``.kx/report-PLAN.html`` beside the ledger); its path and size."""
     import os
     import re
 
     from ledger.files import write_atomic
-    from ledger.report import build
+    from machine.report import build
 
     with workspace.ledger.snapshot():
         state = workspace.state()

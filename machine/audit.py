@@ -17,7 +17,7 @@ from typing import Any
 
 from ledger import readmodel
 from ledger.errors import Refused
-from ledger.projections import SCHEMA
+from machine.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
 from ledger.vocabulary import IMPORT
 from machine.rules import Rules

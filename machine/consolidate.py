@@ -17,12 +17,12 @@ from ledger import clock
 from ledger.errors import Refused
 from ledger.events import PlanConsolidated
 from ledger.files import write_atomic
-from ledger.projections import PAST
+from machine.projections import PAST
 from machine import git
 from machine.plan_file import render_file
 from machine.state import PlanState
 from machine.workspace import Workspace
-from ledger.packet import part_packet
+from machine.packet import part_packet
 
 
 @dataclass

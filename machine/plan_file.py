@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.errors import BadInput
 from ledger.files import write_atomic
-from ledger.render import render
+from machine.render import render
 from machine.parser import PlanError, parse
 from machine.plan import Plan, match_boxes
 from machine.state import PlanState

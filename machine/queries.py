@@ -6,8 +6,8 @@ from typing import Any
 
 from ledger import clock
 from ledger.events import batch_stream, part_stream, plan_stream
-from ledger.projections import SCHEMA
-from ledger.render import render
+from machine.projections import SCHEMA
+from machine.render import render
 from machine.acting import Context
 from machine.refs import index_of
 from machine.state import PlanState

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from ledger import logs
 from machine.state import PlanState
-from ledger.packet import duration
+from machine.packet import duration
 
 
 class Progress:

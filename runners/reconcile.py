@@ -75,3 +75,13 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
             logs.get().info("attempt lost", attempt=part.attempt, reason=reason)
             lost.append(part.attempt)
     return lost
+
+
+def reconciled_status(workspace: Workspace) -> dict[str, Any]:
+    """``kx status``: the plan's state, after recording as lost the attempts whose runner died."""
+    from machine.projections import status_view
+
+    state = workspace.state()
+    if reconcile(workspace, state):
+        state = workspace.state()
+    return status_view(state)

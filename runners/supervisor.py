@@ -20,7 +20,7 @@ from ledger.errors import BadInput, Refused
 from machine.actions import Act, fail, finish, retry, review
 from machine.state import PlanState
 from machine.workspace import Workspace
-from ledger.packet import batch_packet, packet_text
+from machine.packet import batch_packet, packet_text
 from runners.progress import Progress
 from runners.attempt import LocalExecutor
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
@@ -124,7 +124,7 @@ class Supervisor:
         self.ws.state().plan  # noqa: B018 - the structure, parsed into the process-wide cache
         part_machine(), batch_machine()
         for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
-                      events.CheckboxTicked, events.BatchReviewed, events.PartRetried):
+                      events.BatchReviewed, events.PartRetried):
             model.model_rebuild(force=True)
 
     def _loop(self) -> RunResult:

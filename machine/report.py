@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 
 from ledger import clock, sql_views
-from ledger.projections import PAST, status_view
+from machine.projections import PAST, status_view
 from ledger.store import Ledger
 from machine.state import PlanState
 
