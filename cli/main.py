@@ -13,6 +13,12 @@ import click
 from cli.errors import run_guarded
 
 VERSION = "0.1.0"
+INT64_MAX = 2**63 - 1  # SQLite's largest integer: no position, batch or count kx keeps is beyond it
+
+
+def number(min: int = 0) -> click.IntRange:
+    """The type of every position, batch number and count on the command line: a whole number SQLite can hold."""
+    return click.IntRange(min=min, max=INT64_MAX)
 
 
 class Options:
@@ -121,7 +127,7 @@ def status(options: Options) -> None:
 
 
 @cli.command()
-@click.option("--since", type=click.IntRange(min=0), default=0, help="Only events after this position.")
+@click.option("--since", type=number(), default=0, help="Only events after this position.")
 @click.option("--follow", is_flag=True, help="Keep printing new events as they are appended (Ctrl-C stops).")
 @pass_options
 def events(options: Options, since: int, follow: bool) -> None:
@@ -145,7 +151,7 @@ def events(options: Options, since: int, follow: bool) -> None:
 
 
 @cli.command()
-@click.option("--until", type=click.IntRange(min=0), help="Only events up to this position.")
+@click.option("--until", type=number(), help="Only events up to this position.")
 @click.option("--at", "at", metavar="TIME", help="Only events recorded at or before this ISO-8601 time.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically) instead of stdout.")
 @pass_options
@@ -304,7 +310,7 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
 
 
 @cli.command()
-@click.argument("batch", type=int)
+@click.argument("batch", type=number())
 @click.argument("parts", nargs=-1)
 @click.option("--approve", "decision", flag_value="approve", help="Approve the batch: the next one opens.")
 @click.option("--reject", "decision", flag_value="reject", help="Send PARTS (default: the failed ones) back.")
@@ -404,11 +410,11 @@ def _run_options(func):
     options = [
         click.option("--runner", "runner", metavar="SPEC", help="'rehearse [ARGS]' or any command line, run per PART"
                      " (default: runner in .kx/config.toml)."),
-        click.option("--max-parallel", type=click.IntRange(min=1), help="At most this many at once (never above the plan's limit)."),
-        click.option("--retries", type=click.IntRange(min=0), help="Retries per PART after a failure or loss (default 1)."),
+        click.option("--max-parallel", type=number(min=1), help="At most this many at once (never above the plan's limit)."),
+        click.option("--retries", type=number(), help="Retries per PART after a failure or loss (default 1)."),
         click.option("--review", type=click.Choice(["prompt", "wait", "auto"]), default=None,
                      help="Between batches: ask here (default on a terminal), wait for 'kx review', or approve."),
-        click.option("--until-batch", type=int, metavar="N", help="Stop cleanly at the gate after batch N."),
+        click.option("--until-batch", type=number(), metavar="N", help="Stop cleanly at the gate after batch N."),
         click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Seconds before the first retry (doubling after)."),
         click.option("--model", help="With --runner openai: the model name."),

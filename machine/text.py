@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -20,7 +21,10 @@ def decode(raw: bytes, name: str = "plan") -> str:
     """The file's text, BOM kept, so that ``text.encode()`` gives ``raw`` back."""
     if not raw.strip():
         raise PlanTextError(f"{name} is empty")
-    if b"\x00" in raw:
+    if b"\x00" in raw or raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        wide = _wide_encoding(raw)
+        if wide:
+            raise PlanTextError(f"{name} is encoded in {wide}: {wide} is not supported; save it as UTF-8")
         raise PlanTextError(f"{name} is a binary file (it contains NUL bytes), not a markdown plan")
     try:
         return raw.decode("utf-8")
@@ -28,6 +32,18 @@ def decode(raw: bytes, name: str = "plan") -> str:
         raise PlanTextError(
             f"{name} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """The wide encoding the bytes are text in, "UTF-16" or "UTF-32" (by its BOM, or mostly-ASCII text's NULs)."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    high, low = raw[0::2], raw[1::2]  # ASCII in UTF-16 has a NUL in every other byte, and only there
+    if len(raw) % 2 == 0 and any(a.count(0) * 2 >= len(a) and 0 not in b for a, b in ((high, low), (low, high))):
+        return "UTF-16"
+    return None
 
 
 def split_lines(text: str) -> list[str]:
