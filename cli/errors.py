@@ -11,6 +11,7 @@ import traceback
 import click
 
 from ledger.errors import BadInput, KxError
+from machine.text import printable
 
 
 def _sqlite_error(exc: sqlite3.Error) -> KxError:
@@ -85,7 +86,7 @@ def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = Non
     from ledger import logs
 
     logs.get().error("command failed", code=code, message=message, argv=sys.argv[1:])
-    click.echo(f"kx: error: {message}", err=True)
+    click.echo(f"kx: error: {printable(message)}", err=True)
     if as_json:
         body = {"code": code, "message": message}
         if error.details:

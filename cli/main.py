@@ -43,11 +43,13 @@ class Options:
         color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
 
-    def emit(self, payload: dict[str, Any], text: str | None) -> None:
+    def emit(self, payload: dict[str, Any], text: str | None, *, painted: bool = False) -> None:
+        """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold
+        (``painted``: kx's own colours, the text already cleaned)."""
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
         elif text:
-            click.echo(text)
+            click.echo(text if painted else views.printable(text))
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -123,7 +125,8 @@ def status(options: Options) -> None:
     from machine.app import status as plan_status
 
     result = plan_status(options.workspace())
-    options.emit(result, views.status(result, options.terminal()))
+    terminal = options.terminal()
+    options.emit(result, views.status(result, terminal), painted=terminal is not None)
 
 
 @cli.command()
@@ -142,7 +145,8 @@ def events(options: Options, since: int, follow: bool) -> None:
     while True:
         for row in rows:
             view = event_view(row)
-            click.echo(json.dumps(view, ensure_ascii=False) if options.as_json else views.event_line(view))
+            line = json.dumps(view, ensure_ascii=False) if options.as_json else views.printable(views.event_line(view))
+            click.echo(line)
             since = row.position
         if not follow:
             return
@@ -167,8 +171,10 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
         options.emit({"output": str(output), "bytes": len(data)}, None)
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)
+    elif sys.stdout.isatty():
+        click.echo(views.printable(data.decode("utf-8")), nl=False)
     else:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(data)  # the plan's bytes, exactly
         sys.stdout.flush()
 
 

@@ -11,6 +11,15 @@ from ledger.errors import BadInput
 BOM = "\ufeff"
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _ENDING = re.compile(r"(?:\r\n|\r|\n)\Z")
+# What a terminal would obey rather than show: whole escape sequences first, then any other control character
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c)"  # OSC ... BEL or ST: window title, hyperlink, clipboard
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c)"  # DCS, SOS, PM, APC ... ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
+    r"|\x1b[ -/]*[0-~]",  # any other escape (ESC c resets the terminal)
+    re.DOTALL,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but newline and tab, DEL, C1
 
 
 class PlanTextError(ValueError):
@@ -44,6 +53,13 @@ def _wide_encoding(raw: bytes) -> str | None:
     if len(raw) % 2 == 0 and any(a.count(0) * 2 >= len(a) and 0 not in b for a, b in ((high, low), (low, high))):
         return "UTF-16"
     return None
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal may show it: without escape sequences and control characters (newline, tab kept).
+
+    For what kx prints for a person; the ledger, files and ``--json`` keep the text as written."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def split_lines(text: str) -> list[str]:
