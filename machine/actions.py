@@ -43,7 +43,10 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
         part, _ = ctx.part(ref)
         authorize(ctx, part, act)
         path = inside_root(workspace, ctx.state, file)
-        sha, size = sha256_of(path), path.stat().st_size
+        try:
+            sha, size = sha256_of(path), path.stat().st_size
+        except OSError as exc:  # deleted or replaced while it was read
+            raise BadInput(f"cannot read the drop file {file} ({exc.strerror}); write it again and retry") from None
         stored = workspace.store_path(path)
         latest = part.drop
         if latest and (latest["path"], latest["sha256"], latest.get("attempt")) == (stored, sha, act.attempt):

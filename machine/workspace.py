@@ -48,7 +48,12 @@ class Workspace:
             if not create:
                 raise BadInput("no ledger found here or above; run 'kx plan import PLAN.md' or pass --ledger PATH")
             path = default_ledger()
-        ledger = Ledger.open(path, create=create)
+        if path.exists() and not path.is_file():
+            raise BadInput(f"the ledger {path} is not a file; pass --ledger (or set $KX_LEDGER to) a kx ledger file")
+        try:
+            ledger = Ledger.open(path, create=create)
+        except OSError as exc:  # e.g. its folder cannot be made: a file is in the way
+            raise BadInput(f"cannot use the ledger {path} ({exc.strerror}); pass another --ledger") from None
         if create:
             prepare_folder(path)
         return cls(ledger, plan)
