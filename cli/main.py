@@ -86,9 +86,10 @@ def plan() -> None:
 @pass_options
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
     """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision)."""
+    from ledger.locate import ledger_for
     from machine.importer import import_plan
 
-    result = import_plan(lambda: options.workspace(create=True), file, root=root)
+    result = import_plan(lambda: options.workspace(create=True), file, root=root, ledger=ledger_for(options.ledger))
     options.emit(result.as_dict(), views.import_result(result))
 
 
@@ -107,9 +108,10 @@ def plan_list(options: Options) -> None:
 @pass_options
 def plan_lint(options: Options, file: Path | None) -> None:
     """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors."""
+    from ledger.locate import ledger_for
     from machine.app import lint
 
-    findings = lint(None if file else options.workspace(), file)
+    findings = lint(None if file else options.workspace(), file, ledger=ledger_for(options.ledger) if file else None)
     errors = sum(f.level == "error" for f in findings)
     options.emit({"findings": [f.as_dict() for f in findings], "errors": errors}, views.findings(findings))
     if errors:
