@@ -17,6 +17,7 @@ import pytest
 
 from ledger.errors import BadInput
 from tests.conftest import FROZEN_AT, SMALL_PLAN, event_count
+from tests.test_actions import complete
 
 TARGET = "- [ ] PART 1: Create topics/00-alpha.md"
 READ = "- [ ] Read influences/00-alpha.md"
@@ -185,6 +186,55 @@ def test_a_runner_never_writes_over_the_ledger_or_the_plan(project, monkeypatch)
         assert stopped.value.code == 2 and not path.exists()
     write(brief, str(project / "topics" / "x.md"), "fine")
     assert (project / "topics" / "x.md").read_text() == "fine"
+
+
+def approve_everything(kx, project):
+    for batch, parts in ((1, ("PART-1", "PART-2")), (2, ("PART-3", "PART-4"))):
+        for part in parts:
+            kx("start", part)
+            assert complete(kx, project, part, f"{part}#1").code == 0
+        assert kx("review", str(batch), "--approve", "--by", "rita").code == 0
+
+
+def test_consolidate_refuses_a_knowledge_file_outside_before_writing(kx, project, unchecked):
+    unchecked(SMALL_PLAN.replace("Create topics/00-alpha.md", "Create ../outside.md"))
+    linted = kx("--json", "plan", "lint")  # the ledger's plan, with the ledger's root
+    assert linted.code == 1 and any(f["code"] == "path" and "../outside.md" in f["message"]
+                                    for f in linted.json["findings"])
+    approve_everything(kx, project)
+    (project.parent / "outside.md").write_text("# outside\n")
+    result = kx("consolidate")
+    assert result.code == 2 and "../outside.md" in result.err and result.err.count("\n") == 1, result.err
+    assert not (project / "INDEX.md").exists() and not (project / "completed").exists()
+    assert (project / "plan.md").exists() and not kx("--json", "status").json["consolidated"]
+
+
+def index_symlinked_out(project):
+    (project / "INDEX.md").symlink_to(outside(project) / "INDEX.md")
+
+
+@pytest.mark.parametrize(("options", "named", "prepare"), [
+    (["--index", ".kx/ledger.db"], ".kx/ledger.db", None),
+    (["--index", "plan.md"], "plan.md", None),
+    (["--index", "../INDEX.md"], "INDEX.md", None),
+    ([], "INDEX.md", index_symlinked_out),
+    (["--skill", "../SKILL.md"], "SKILL.md", None),
+    (["--completed-dir", ".kx/done"], ".kx/done", None),
+    (["--completed-dir", ".."], "..", None),
+    (["--completed-dir", "linked"], "linked", symlinked_folder),
+], ids=lambda o: " ".join(o) if isinstance(o, list) else None)
+def test_consolidate_refuses_destinations_outside(kx, small_plan, project, options, named, prepare):
+    kx("plan", "import", "plan.md")
+    approve_everything(kx, project)
+    if prepare:
+        prepare(project)
+    before = event_count(project)
+    result = kx("consolidate", *options)
+    assert result.code == 2 and result.err.count("\n") == 1 and named in result.err, result.err
+    assert list(outside(project).iterdir()) == [] and not (project.parent / "INDEX.md").exists()
+    assert not (project.parent / "SKILL.md").exists() and not (project.parent / "plan.md").exists()
+    assert (project / "plan.md").read_bytes() == small_plan.read_bytes() and not (project / "completed").exists()
+    assert event_count(project) == before and not kx("--json", "status").json["consolidated"]
 
 
 @pytest.mark.parametrize("name", [".kx/x.md", "plan.md"])
