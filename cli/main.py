@@ -94,9 +94,10 @@ def plan() -> None:
 @pass_options
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
     """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision)."""
+    from ledger.locate import ledger_for
     from machine.importer import import_plan
 
-    result = import_plan(lambda: options.workspace(create=True), file, root=root)
+    result = import_plan(lambda: options.workspace(create=True), file, root=root, ledger=ledger_for(options.ledger))
     options.emit(result.as_dict(), views.import_result(result))
 
 
@@ -115,9 +116,10 @@ def plan_list(options: Options) -> None:
 @pass_options
 def plan_lint(options: Options, file: Path | None) -> None:
     """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors."""
+    from ledger.locate import ledger_for
     from machine.app import lint
 
-    findings = lint(None if file else options.workspace(), file)
+    findings = lint(None if file else options.workspace(), file, ledger=ledger_for(options.ledger) if file else None)
     errors = sum(f.level == "error" for f in findings)
     options.emit({"findings": [f.as_dict() for f in findings], "errors": errors}, views.findings(findings))
     if errors:
@@ -394,16 +396,18 @@ def verify(options: Options) -> None:
 @click.option("--skill", type=click.Path(dir_okay=False, path_type=Path), help="Also update this SKILL.md.")
 @click.option("--completed-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
 @click.option("--commit", is_flag=True, help="Commit knowledge files, drops, index, report and moved plan in one commit.")
+@click.option("--allow-missing", is_flag=True,
+              help="Consolidate although knowledge files or drops are gone or changed (the index and report say so).")
 @by_option
 @pass_options
 def consolidate(options: Options, index: Path | None, skill: Path | None, completed_dir: Path | None, commit: bool,
-                by: str | None) -> None:
+                allow_missing: bool, by: str | None) -> None:
     """After the last batch is approved: index the knowledge files, move the plan to completed/."""
     from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
 
     result = run_consolidation(options.workspace(), index=index, skill=skill, completed_dir=completed_dir,
-                               commit=commit, by=by or person())
+                               commit=commit, by=by or person(), allow_missing=allow_missing)
     options.emit(result, views.consolidated(result))
 
 

@@ -19,6 +19,7 @@ from ledger.events import (
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
+from machine.paths import PathGuard
 from machine.rules import sha256_of
 from machine.state import BatchState, PlanState, stamp_of
 from machine.workspace import Workspace
@@ -42,7 +43,7 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         authorize(ctx, part, act)
-        path = inside_root(workspace, ctx.state, file)
+        path = drop_file(workspace, ctx.state, file)
         try:
             sha, size = sha256_of(path), path.stat().st_size
         except OSError as exc:  # deleted or replaced while it was read
@@ -58,14 +59,12 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
                        {"path": stored, "sha256": sha, "size": size})
 
 
-def inside_root(workspace: Workspace, state: PlanState, file: Path) -> Path:
-    """The drop's real path, refused (exit 2) when it leaves the plan's root, even through a symlink."""
-    root = workspace.resolve(state.root).resolve()
+def drop_file(workspace: Workspace, state: PlanState, file: Path) -> Path:
+    """The drop's real path, refused (exit 2) when it leaves the plan's root (even through a symlink),
+    lies in kx's folder or is the plan file."""
     if not file.exists():
         raise BadInput(f"no such drop file: {file}")
-    real = file.resolve()
-    if not real.is_relative_to(root):
-        raise BadInput(f"{file} is outside the plan's root {root}; drops must be written inside it")
+    real = PathGuard.of(workspace, state).check(file.absolute(), name=file)
     if not real.is_file():
         raise BadInput(f"{file} is not a regular file")
     return real

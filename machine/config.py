@@ -53,6 +53,14 @@ class RayConfig(BaseModel):
     shared_root: bool = False
     ship: list[Text] = Field(default_factory=list)
 
+    @field_validator("ship")
+    @classmethod
+    def _inside_the_root(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:  # each file found is checked again when it is sent
+            if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+                raise ValueError(f"{pattern!r} must be a glob relative to the plan's root, without '..'")
+        return patterns
+
 
 class PlanConfig(BaseModel):
     model_config = STRICT

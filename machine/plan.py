@@ -66,6 +66,7 @@ class Part:
     steps: tuple[Step, ...] = ()
     boxes: tuple[Box, ...] = ()
     influenced_by: tuple[int, ...] = ()
+    influenced_line: int | None = None  # where its "Influenced by" list is written
     drop_name: str | None = None
 
     @property
@@ -112,6 +113,7 @@ class Plan:
     batches: tuple[Batch, ...] = ()
     parts: tuple[Part, ...] = ()
     influential_files: dict[int, str] = field(default_factory=dict)
+    influential_lines: dict[int, int] = field(default_factory=dict)  # file number → its line in the list
     worker_instructions: tuple[str, ...] = ()
     tick_glyph: str = "x"
 
@@ -142,6 +144,7 @@ class Plan:
         """JSON-ready, as the PlanImported event stores it."""
         data = asdict(self)
         data["influential_files"] = {str(k): v for k, v in self.influential_files.items()}
+        data["influential_lines"] = {str(k): v for k, v in self.influential_lines.items()}
         return data
 
     @classmethod
@@ -153,6 +156,7 @@ class Plan:
             batches=tuple(Batch(**{**b, "parts": tuple(b.get("parts", ()))}) for b in data.get("batches", ())),
             parts=tuple(Part.from_dict(p) for p in data.get("parts", ())),
             influential_files={int(k): v for k, v in data.get("influential_files", {}).items()},
+            influential_lines={int(k): v for k, v in data.get("influential_lines", {}).items()},
             worker_instructions=tuple(data.get("worker_instructions", ())),
             tick_glyph=data.get("tick_glyph", "x"),
         )

@@ -10,6 +10,7 @@ from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger import readmodel
 from ledger.store import Ledger, Recorded
+from machine.paths import check_plan_id
 from machine.rules import Rules
 from machine.plan import Plan
 from machine.state import PlanState
@@ -43,6 +44,8 @@ class Workspace:
 
     @classmethod
     def open(cls, ledger_path: str | None = None, plan: str | None = None, *, create: bool = False) -> Workspace:
+        if plan is not None:
+            check_plan_id(plan)  # before anything is created: the id names folders under .kx/
         path = find_ledger(ledger_path)
         if path is None:
             if not create:

@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         client.close()
-    write(os.environ.get("KX_TARGET"), result.text)
+    write(brief, os.environ.get("KX_TARGET"), result.text)
     found, missing = evidenced_refs(brief, result.text)
-    record_drop(drop_text(brief, result, found, missing))
+    record_drop(brief, drop_text(brief, result, found, missing))
     refs = found + drop_box_refs(brief)
     if refs:
         check(kx("tick", part, *refs))

@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from machine.parser import number_list
+from machine.parser import number_list, read_path
 
 _SECTION = re.compile(r"^\W*section\s+(\d+)\s*:?\s*(.*)$", re.IGNORECASE)
 _CITE = re.compile(r"^\W*cited?\W*:?\s*files?\s+([\d,\s\-–]+)", re.IGNORECASE)
-_READ = re.compile(r"^read\s+(\S+)", re.IGNORECASE)
 _SEARCH = re.compile(r"^search\s*:\s*\"?(.+?)\"?\s*$", re.IGNORECASE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$", re.MULTILINE)
 
@@ -38,10 +37,10 @@ def has_evidence(box_text: str, answer: str, files: dict[int, str]) -> bool | No
         headings = [_words(h) for h in section_headings(answer)]
         return any(f"section {number}" in h or (title and title in h) for h in headings)
     if cite := _CITE.match(text):
-        wanted = number_list(cite.group(1))
+        wanted = number_list(cite.group(1), listed=files)  # a range: only the files the brief lists
         return all(re.search(rf"\bfile\s+{n}\b", lowered) or (files.get(n) or "\0") in answer for n in wanted)
-    if read := _READ.match(text):
-        path = read.group(1).rstrip("/")
+    if (read := read_path(text)) is not None:
+        path = read.rstrip("/")
         return path.lower() in lowered or path.rsplit("/", 1)[-1].lower() in lowered
     if search := _SEARCH.match(text):
         return _words(search.group(1)) in _words(answer)

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rehearsal failure injected for {attempt}", file=sys.stderr)
             return 1
         if index == len(steps) - 1:
-            write(os.environ.get("KX_TARGET"), knowledge(brief))
-            record_drop(drop_text(brief, started))
+            write(brief, os.environ.get("KX_TARGET"), knowledge(brief))
+            record_drop(brief, drop_text(brief, started))
         check(kx("tick", part, *[b["ref"] for b in boxes if not b["ticked"]] or [boxes[0]["ref"]]))
     print(f"done {attempt}")
     return 0

@@ -6,6 +6,7 @@ from typing import Callable
 
 import click
 
+from machine.paths import check_plan_id
 from machine.workspace import Workspace
 from runners.progress import Progress
 from runners.spec import protect_runner_key, runner_command
@@ -20,6 +21,7 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
              model: str | None = None, base_url: str | None = None, executor: str | None = None,
              ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None) -> RunResult:
+    check_plan_id(workspace.plan_id())  # it names the attempt folders: refused before any attempt starts
     config = workspace.config()
     command = runner_command(runner if runner is not None else config.runner, model=model or config.model,
                              base_url=base_url or config.base_url)
