@@ -93,7 +93,7 @@ def _history_findings(state: PlanState) -> list[Finding]:
     for batch in state.plan.batches:
         if state.batches[batch.number].state != "approved":
             continue
-        open_parts = [f"PART-{n}" for n in batch.parts if state.parts[f"PART-{n}"].state != "succeeded"]
+        open_parts = [p.id for p in state.members(state.batches[batch.number]) if p.state != "succeeded"]
         if open_parts:
             findings.append(Finding("warning", "history", f"batch {batch.number} is approved while"
                                     f" {', '.join(open_parts)} have not succeeded"))

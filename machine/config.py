@@ -32,8 +32,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.errors import BadInput
+from machine.workspace import CONFIG_FILE
 
-FILENAME = "config.toml"
+FILENAME = CONFIG_FILE  # one name, kept where the hot path reads it without pydantic
 MAX_LEASE_S = 86_400  # a wrapper beats every lease/3 seconds; a day without a beat is dead, not slow
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.

@@ -17,6 +17,7 @@ from ledger import clock
 from ledger.errors import BadInput, Refused
 from ledger.events import PlanConsolidated
 from ledger.files import write_atomic
+from machine.plan import part_id
 from machine.projections import PAST
 from machine import git
 from machine.paths import RULE, PathGuard
@@ -210,7 +211,7 @@ def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
 def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
     lines = [f"## {state.plan.title or state.id}", "", f"Knowledge from plan `{state.id}` ({len(knowledge)} files)."]
     for batch in state.plan.batches:
-        members = [f"PART-{n}" for n in batch.parts if f"PART-{n}" in knowledge]
+        members = [part_id(n) for n in batch.parts if part_id(n) in knowledge]
         if members:
             lines += ["", f"### Batch {batch.number}: {batch.title}", ""]
             lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
@@ -270,7 +271,7 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], m
         lines += ["", "| PART | state | knowledge file | size | attempts | failures | duration |",
                   "|---|---|---|---|---|---|---|"]
         for number in batch.parts:
-            packet = part_packet(state, f"PART-{number}")
+            packet = part_packet(state, part_id(number))
             path = knowledge.get(packet["part"])
             size = f"{path.stat().st_size} B" if path and path.exists() else "-"
             took = f"{packet['seconds']:.1f}s" if packet["seconds"] is not None else "-"
@@ -279,7 +280,7 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], m
                          f" | {packet['failures']} | {took} |")
         lines.append("")
         for number in batch.parts:
-            part = state.parts[f"PART-{number}"]
+            part = state.parts[part_id(number)]
             lines.append(f"- **PART-{number}** drop: {_summary(workspace, part.drop)}")
         lines.append("")
     return "\n".join(lines)
