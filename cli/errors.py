@@ -6,7 +6,6 @@ import errno
 import json
 import sqlite3
 import sys
-import traceback
 
 import click
 
@@ -81,6 +80,8 @@ def _hint(exc: click.ClickException) -> str:
 def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = None) -> int:
     code = error.code if code is None else code
     if verbose and sys.exc_info()[0] is not None:
+        import traceback  # only with -v
+
         traceback.print_exc()
     message = " ".join(error.message.split())
     from ledger import logs

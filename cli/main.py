@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cli.errors import run_guarded
+from machine.text import printable
 
 VERSION = "0.1.0"
 INT64_MAX = 2**63 - 1  # SQLite's largest integer: no position, batch or count kx keeps is beyond it
@@ -54,7 +55,7 @@ class Options:
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
         elif text:
-            click.echo(text if painted else views.printable(text))
+            click.echo(text if painted else printable(text))
 
 
 pass_options = click.make_pass_decorator(Options)

@@ -8,7 +8,6 @@ and leave every other byte alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from difflib import SequenceMatcher
 from typing import Any
 
 # Plain frozen dataclasses, not pydantic models: the structure is read on every command
@@ -174,5 +173,7 @@ def parse_part_number(ref: str) -> int | None:
 
 def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
     """Index in ``new`` → the box of ``old`` with the same text, matched in order (difflib)."""
+    from difflib import SequenceMatcher  # revisions only, off kx tick's path
+
     matcher = SequenceMatcher(None, [b.text for b in old], [b.text for b in new], autojunk=False)
     return {block.b + k: old[block.a + k] for block in matcher.get_matching_blocks() for k in range(block.size)}
