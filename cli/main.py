@@ -56,9 +56,10 @@ pass_options = click.make_pass_decorator(Options)
 @click.pass_context
 def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
     """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger."""
-    from ledger import logs
+    from ledger import clock, logs
 
     logs.configure(verbose)
+    clock.now()  # a bad $KX_NOW fails every command alike (exit 2), not only the ones that record
     ctx.obj = Options(ledger, plan, as_json, verbose)
 
 

@@ -243,9 +243,9 @@ class Ledger:
         if not events:
             return []
         with self.transaction():
-            recorded_at = clock.now_iso()
             streams = list(dict.fromkeys(event.stream for event in events))
-            position, previous, versions = self._positions(streams)
+            position, previous, last_at, versions = self._positions(streams)
+            recorded_at = clock.now_iso(not_before=last_at)
             for stream, version in versions.items():
                 if expected and stream in expected and expected[stream] != version:
                     raise ConcurrencyConflict(f"stream {stream} is at version {version}, expected"
@@ -274,22 +274,24 @@ class Ledger:
             values,
         )
 
-    def _positions(self, streams: list[str]) -> tuple[int, str, dict[str, int]]:
-        """The last position and hash, and each stream's version: one query for the usual single stream."""
+    def _positions(self, streams: list[str]) -> tuple[int, str, str | None, dict[str, int]]:
+        """The last position, hash and time, and each stream's version: one query for the usual single stream."""
         if len(streams) == 1:
             row = self.conn.execute(
-                "SELECT position, hash, (SELECT MAX(version) FROM events WHERE stream = ?)"
+                "SELECT position, hash, recorded_at, (SELECT MAX(version) FROM events WHERE stream = ?)"
                 " FROM events ORDER BY position DESC LIMIT 1", streams).fetchone()
-            return (row[0], row[1], {streams[0]: row[2] or 0}) if row else (0, GENESIS, {streams[0]: 0})
-        position, previous = self._head()
+            return (*row[:3], {streams[0]: row[3] or 0}) if row else (0, GENESIS, None, {streams[0]: 0})
+        position, previous, last_at = self._tail()
         found = dict(self.conn.execute(
             f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
             " GROUP BY stream", streams))
-        return position, previous, {stream: found.get(stream) or 0 for stream in streams}
+        return position, previous, last_at, {stream: found.get(stream) or 0 for stream in streams}
 
-    def _head(self) -> tuple[int, str]:
-        row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
+    def _tail(self) -> tuple[int, str, str | None]:
+        """The last event's position, hash and time, as the events hold them (the tail)."""
+        row = self.conn.execute(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
 
     def stream_version(self, stream: str) -> int:
         row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
