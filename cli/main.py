@@ -398,6 +398,24 @@ def rebuild(options: Options) -> None:
                                    for plan, position in result["rebuilt"].items()) or "no plans")
 
 
+@audit.command("repair-guard")
+@click.option("--reanchor", is_flag=True,
+              help="Accept that the newest events are gone: anchor the head at the last event left.")
+@pass_options
+def repair_guard(options: Options, reanchor: bool) -> None:
+    """Restore the ledger's append-only guard (its triggers and head) after someone removed or altered it.
+
+    \b
+    Example:
+      kx audit verify          # append-only guard: trigger events_no_delete is missing; ...
+      kx audit repair-guard    # trigger events_no_delete created
+    """
+    from machine.audit import repair_guard as repair
+
+    result = repair(options.workspace(), reanchor=reanchor)
+    options.emit(result, "\n".join(result["repaired"]) or "the append-only guard is intact; nothing to repair")
+
+
 # --- the supervisor ---------------------------------------------------------------
 
 

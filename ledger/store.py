@@ -4,6 +4,8 @@ Appends happen inside ``BEGIN IMMEDIATE`` (SQLite's write lock, taken up front)
 so that a command can read state, check its rules and append in one atomic
 step even when many processes act at once. Each stream has gap-free versions,
 unique with the stream; each event carries a hash chained to the one before.
+The guard (``ledger/guard.py``) keeps ``events`` append-only and its head
+beside it; every append checks it.
 """
 
 from __future__ import annotations
@@ -14,17 +16,15 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from ledger import clock, logs, readmodel, sql_views
+from ledger import clock, guard, logs, readmodel, sql_views
 from ledger.errors import BadInput, KxError
 
 if TYPE_CHECKING:
     from ledger.events import Event
 
-SCHEMA_VERSION = 1
+LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard and the head
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
@@ -86,7 +86,9 @@ class Ledger:
         self.path = path
         self.conn = conn
         self.read_only = False
+        self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
+        self._guard_whole_at: int | None = None  # the schema cookie at which the guard's triggers were whole
 
     # --- opening --------------------------------------------------------------
 
@@ -131,15 +133,30 @@ class Ledger:
             return
         meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', ?)",
                                       (sql_views.META_KEY,)))
-        version = int(meta.get("schema_version") or 0)
-        if version > SCHEMA_VERSION:
-            raise BadInput(
-                f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
-            )
-        if not self.read_only and "kx_plans" not in tables:
-            readmodel.ensure(self.conn)  # a ledger made before the read model existed
+        self.schema = int(meta.get("schema_version") or 0)
+        if self.schema > LEDGER_SCHEMA_VERSION:
+            raise BadInput(f"{self.path} has ledger schema {self.schema}, newer than this kx knows"
+                           f" ({LEDGER_SCHEMA_VERSION}); upgrade kx")
+        if self.schema < LEDGER_SCHEMA_VERSION and not self.read_only:
+            self._upgrade()
         if not sql_views.is_current(meta.get(sql_views.META_KEY)):
             self._add_views()
+
+    def _upgrade(self) -> None:
+        """An older ledger gets what this schema keeps beside the events: the read model, the whole guard and
+        the head, anchored at the events as they are now."""
+        try:
+            with self.transaction():
+                if int(self.meta("schema_version") or 0) < LEDGER_SCHEMA_VERSION:  # another process may have won
+                    readmodel.ensure_in_transaction(self.conn)
+                    guard.install(self.conn, self._tail()[:2])
+                    self.conn.execute("UPDATE kx_meta SET value = ? WHERE key = 'schema_version'",
+                                      (str(LEDGER_SCHEMA_VERSION),))
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            return  # a ledger this process may not write is read as it is
+        self.schema = LEDGER_SCHEMA_VERSION
 
     def _add_views(self) -> None:
         """An older ledger gets the SQL views; one this process may not write gets them for itself (TEMP)."""
@@ -178,14 +195,10 @@ class Ledger:
             db["events"].create_index(["stream", "version"], unique=True)
             db["events"].create_index(["plan", "position"])
             db["events"].create_index(["type"])
-            for action in ("UPDATE", "DELETE"):
-                self.conn.execute(
-                    f"CREATE TRIGGER events_no_{action.lower()} BEFORE {action} ON events "
-                    f"BEGIN SELECT RAISE(ABORT, 'kx ledger events are append-only: {action} refused'); END"
-                )
+            guard.install(self.conn, (0, GENESIS))
             readmodel.ensure_in_transaction(self.conn)
             db["kx_meta"].insert_all([
-                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "schema_version", "value": str(LEDGER_SCHEMA_VERSION)},
                 {"key": "created_at", "value": clock.now_iso()},
             ])
             self._create_views()
@@ -245,6 +258,7 @@ class Ledger:
         with self.transaction():
             streams = list(dict.fromkeys(event.stream for event in events))
             position, previous, last_at, versions = self._positions(streams)
+            self._check_guard((position, previous))
             recorded_at = clock.now_iso(not_before=last_at)
             for stream, version in versions.items():
                 if expected and stream in expected and expected[stream] != version:
@@ -293,6 +307,23 @@ class Ledger:
             "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
         return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
 
+    def _check_guard(self, tail: guard.Tail) -> None:
+        self._guard_whole_at = guard.check(self.conn, tail, self._guard_whole_at)
+
+    # --- the guard --------------------------------------------------------------
+
+    def guard_findings(self) -> list[str]:
+        """What is wrong with the append-only guard or the head (``kx audit verify``)."""
+        return guard.findings(self.conn, self._tail()[:2], schema=self.schema)
+
+    def head(self) -> guard.Tail | None:
+        return guard.head(self.conn)
+
+    def repair_guard(self, *, reanchor: bool = False) -> list[str]:
+        """Restore missing or altered guard triggers and the head; what was repaired."""
+        with self.transaction():
+            return guard.install(self.conn, self._tail()[:2], reanchor=reanchor)
+
     def stream_version(self, stream: str) -> int:
         row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
         return row[0] or 0
@@ -318,6 +349,13 @@ class Ledger:
             Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
             for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
         ]
+
+    def stored(self) -> Iterator[tuple]:
+        """Every event as stored, data as text: ``(position, stream, version, type, data,
+        recorded_at, plan, hash, schema_version)`` (what ``kx audit verify`` checks the chain on)."""
+        return self.conn.execute(
+            "SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
+            " ORDER BY position")
 
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:

@@ -1,8 +1,10 @@
 """``kx audit verify``: the ledger's integrity and the rules, checked again over all of history.
 
 Integrity: positions increase, every stream's versions run 1, 2, 3... without
-gaps, every event's hash chains to the one before. Rules: each event is checked
-against the state folded from the events before it — never more than the
+gaps, every event's hash chains to the one before, the append-only guard is
+whole and its head is at the last event, and every event's data fits its type
+(one that does not is a finding, left out of the rules). Rules: each event is
+checked against the state folded from the events before it — never more than the
 limit running, no start behind a locked gate, no success without a recorded
 drop and ticked boxes, no act by an attempt that was not current, no review of
 a batch that was not awaiting review. Events recorded ``by: import`` are
@@ -12,11 +14,14 @@ history taken as it was; ``kx plan lint`` reports their inconsistencies.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from pydantic import ValidationError
 
 from ledger import readmodel
 from ledger.errors import Refused
-from ledger.events import IMPORT
+from ledger.events import EVENT_TYPES, IMPORT
 from ledger.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
 from machine.rules import Rules
@@ -27,12 +32,25 @@ ATTEMPT_ACTS = ("CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSuc
 
 
 def verify(workspace: Workspace) -> dict[str, Any]:
-    rows = workspace.ledger.read()
-    findings = integrity(rows)
-    plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
-    for plan_id in plans:
-        findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
-    return {"schema": SCHEMA, "events": len(rows), "plans": plans, "findings": findings, "ok": not findings}
+    ledger = workspace.ledger
+    with ledger.snapshot():  # the events, the head and the read model as of one moment
+        rows, findings = checked(ledger.stored())
+        findings += ledger.guard_findings()
+        plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
+        for plan_id in plans:
+            findings += rule_findings(workspace, plan_id, [r for r in rows if r.plan == plan_id])
+        head = ledger.head()
+    return {"schema": SCHEMA, "events": ledger.count(), "plans": plans, "findings": findings, "ok": not findings,
+            "head": {"position": head[0], "hash": head[1]} if head else None}
+
+
+def repair_guard(workspace: Workspace, *, reanchor: bool = False) -> dict[str, Any]:
+    """Restore the append-only guard; anchoring the head back over deleted events also rebuilds the read model
+    (it may hold state folded from them)."""
+    repaired = workspace.ledger.repair_guard(reanchor=reanchor)
+    if reanchor and repaired:
+        rebuild(workspace)
+    return {"schema": SCHEMA, "repaired": repaired}
 
 
 def read_model_findings(state: PlanState, saved: tuple) -> list[str]:
@@ -63,25 +81,79 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
     return {"schema": SCHEMA, "rebuilt": rebuilt}
 
 
-def integrity(rows: list[Recorded]) -> list[str]:
-    findings: list[str] = []
-    previous, last_position = GENESIS, 0
-    versions: dict[str, int] = {}
-    chain_broken = False
-    for row in rows:
-        if row.position <= last_position:
-            findings.append(f"position {row.position}: not after {last_position}")
-        expected = versions.get(row.stream, 0) + 1
-        if row.version != expected:
-            findings.append(f"position {row.position}: stream {row.stream} jumps to version {row.version},"
-                            f" expected {expected}")
-        data = json.dumps(row.data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        digest = chain_hash(previous, row.position, row.stream, row.version, row.type, data, row.recorded_at)
-        if digest != row.hash and not chain_broken:
-            findings.append(f"position {row.position}: hash chain broken (the event or one before it was altered)")
-            chain_broken = True
-        versions[row.stream], last_position, previous = row.version, row.position, row.hash
-    return findings
+class Chain:
+    """Positions, stream versions and the hash chain, checked row by row on the rows as stored (their text)."""
+
+    def __init__(self) -> None:
+        self.previous, self.last_position, self.broken = GENESIS, 0, False
+        self.versions: dict[str, int] = {}
+
+    def check(self, stored: tuple) -> list[str]:
+        position, stream, version, type_, data, recorded_at, _plan, digest, _written = stored
+        findings = []
+        if position <= self.last_position:
+            findings.append(f"position {position}: not after {self.last_position}")
+        expected = self.versions.get(stream, 0) + 1
+        if version != expected:
+            findings.append(f"position {position}: stream {stream} jumps to version {version}, expected {expected}")
+        if not self.broken and chain_hash(self.previous, position, stream, version, type_, data,
+                                          recorded_at) != digest:
+            findings.append(f"position {position}: hash chain broken (the event or one before it was altered)")
+            self.broken = True
+        self.versions[stream], self.last_position, self.previous = version, position, digest
+        return findings
+
+
+def integrity(stored: Iterable[tuple]) -> list[str]:
+    chain = Chain()
+    return [finding for row in stored for finding in chain.check(row)]
+
+
+def checked(stored: Iterable[tuple]) -> tuple[list[Recorded], list[str]]:
+    """One pass over the rows as stored (``Ledger.stored``): the chain, then each row's data as the rules read
+    it; a row whose data cannot be read is one finding, and left out."""
+    chain, rows, findings = Chain(), [], []
+    for row in stored:
+        findings += chain.check(row)
+        position, stream, version, type_, text, recorded_at, plan, digest, _written = row
+        data, problem = _decode(type_, text)
+        if problem is None:
+            rows.append(Recorded(position, stream, version, type_, data, recorded_at, plan, digest))
+        else:
+            findings.append(f"position {position} ({type_}): {problem}")
+    return rows, findings
+
+
+def _decode(type_: str, text: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, "data is not JSON; the event cannot be read"
+    if not isinstance(data, dict):
+        return {}, "data is not a JSON object; the event cannot be read"
+    return data, _misfit(type_, data)
+
+
+def _misfit(type_: str, data: dict[str, Any]) -> str | None:
+    """What the data lacks or gets wrong for its event type, or None (a type this kx does not know is skipped,
+    as the fold skips it)."""
+    model = EVENT_TYPES.get(type_)
+    if model is None:
+        return None
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if e["type"] != "extra_forbidden"]  # a field added later: harmless
+        missing = [_field(e) for e in errors if e["type"] == "missing"]
+        if missing:
+            return f"data lacks {', '.join(missing)}, which its type needs"
+        if errors:
+            return f"data does not fit its type ({_field(errors[0])}: {errors[0]['msg']})"
+    return None
+
+
+def _field(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"])
 
 
 def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> list[str]:
@@ -100,7 +172,11 @@ def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> l
             if problem:
                 findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
                                 f" {problem}")
-        state.apply(row)
+        try:
+            state.apply(row)
+        except Exception as exc:  # noqa: BLE001 - data that fits its type yet not the plan (a bad structure)
+            findings.append(f"position {row.position} ({row.type}): the fold cannot apply it"
+                            f" ({type(exc).__name__}: {exc})")
     if saved is not None:
         findings += read_model_findings(state, saved)
     return findings + [f"plan {plan_id}: {anomaly}" for anomaly in state.anomalies]
