@@ -5,7 +5,8 @@ so that a command can read state, check its rules and append in one atomic
 step even when many processes act at once. Each stream has gap-free versions,
 unique with the stream; each event carries a hash chained to the one before.
 The guard (``ledger/guard.py``) keeps ``events`` append-only and its head
-beside it; every append checks it.
+beside it; every append checks it. Rows keep the event schema version they
+were written with and are upcast on read (``ledger/upcasting.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger import clock, guard, logs, readmodel, sql_views
+from ledger import clock, guard, logs, readmodel, sql_views, vocabulary
 from ledger.errors import BadInput, KxError
+from ledger.upcasting import upcast, upcast_text
 
 if TYPE_CHECKING:
     from ledger.events import Event
 
-LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard and the head
+LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard, the head and fold versions
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
@@ -103,6 +105,7 @@ class Ledger:
         target = f"file:{path.resolve()}?mode=ro" if read_only else str(path)
         conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
                                uri=read_only)
+        conn.create_function("kx_upcast", 3, upcast_text, deterministic=True)
         ledger = cls(path, conn)
         ledger.read_only = read_only
         try:
@@ -143,8 +146,8 @@ class Ledger:
             self._add_views()
 
     def _upgrade(self) -> None:
-        """An older ledger gets what this schema keeps beside the events: the read model, the whole guard and
-        the head, anchored at the events as they are now."""
+        """An older ledger gets what this schema keeps beside the events: the read model (with fold versions),
+        the whole guard and the head, anchored at the events as they are now."""
         try:
             with self.transaction():
                 if int(self.meta("schema_version") or 0) < LEDGER_SCHEMA_VERSION:  # another process may have won
@@ -342,16 +345,17 @@ class Ledger:
     ) -> list[Recorded]:
         """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
         where, params = _filters(plan, since, until, until_time, stream, types)
-        loads = json.loads
-        sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
+        loads, current = json.loads, vocabulary.EVENT_SCHEMA_VERSION
+        sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
                f" WHERE {where} ORDER BY position")
         return [
-            Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
-            for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
+            Recorded(pos, stream_, version, type_,
+                     loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
+            for pos, stream_, version, type_, data, at, plan_, digest, written in self.conn.execute(sql, params)
         ]
 
     def stored(self) -> Iterator[tuple]:
-        """Every event as stored, data as text: ``(position, stream, version, type, data,
+        """Every event as stored, data as text, not upcast: ``(position, stream, version, type, data,
         recorded_at, plan, hash, schema_version)`` (what ``kx audit verify`` checks the chain on)."""
         return self.conn.execute(
             "SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
@@ -361,12 +365,14 @@ class Ledger:
              until_time: str | None = None) -> Iterator[tuple]:
         """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
         box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
-        parses their JSON (they are most of a long ledger)."""
+        parses their JSON (they are most of a long ledger); a row older than this kx's event schema comes with
+        its data upcast (``kx_upcast``), ticks included, so that the fold reads that instead."""
         where, params = _filters(plan, since, until, until_time)
         return self.conn.execute(
-            "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
-            f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
-            f" FROM events WHERE {where} ORDER BY position", params)
+            "SELECT position, stream, version, type, recorded_at, CASE WHEN schema_version < ?"
+            f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} THEN NULL ELSE data END,"
+            " json_extract(data, '$.part'), json_extract(data, '$.box')"
+            f" FROM events WHERE {where} ORDER BY position", [vocabulary.EVENT_SCHEMA_VERSION, *params])
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

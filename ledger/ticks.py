@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.vocabulary import SCHEMA_VERSION
+from ledger.vocabulary import EVENT_SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class TickEvent:
     text: str
     attempt: str | None = None
     by: str | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = EVENT_SCHEMA_VERSION
 
     @property
     def stream(self) -> str:

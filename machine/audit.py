@@ -24,8 +24,9 @@ from ledger.errors import Refused
 from ledger.events import EVENT_TYPES, IMPORT
 from ledger.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
+from ledger.upcasting import upcast
 from machine.rules import Rules
-from machine.state import PlanState
+from machine.state import PlanState, fold_version
 from machine.workspace import Workspace
 
 ATTEMPT_ACTS = ("CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSucceeded", "RunnerFailed")
@@ -75,8 +76,8 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
             state = PlanState(plan_id, timezone=workspace.config(plan_id).timezone)
             state.fold_rows(workspace.ledger.scan(plan_id))
             plan_state, parts = state.snapshot()
-            readmodel.clear(workspace.ledger.conn, plan_id)
-            readmodel.save(workspace.ledger.conn, plan_id, state.position, state.structure_position, plan_state, parts)
+            readmodel.save(workspace.ledger.conn, plan_id, fold_version(), state.position, state.structure_position,
+                           plan_state, parts, complete=True)
             rebuilt[plan_id] = state.position
     return {"schema": SCHEMA, "rebuilt": rebuilt}
 
@@ -110,13 +111,13 @@ def integrity(stored: Iterable[tuple]) -> list[str]:
 
 
 def checked(stored: Iterable[tuple]) -> tuple[list[Recorded], list[str]]:
-    """One pass over the rows as stored (``Ledger.stored``): the chain, then each row's data as the rules read
-    it; a row whose data cannot be read is one finding, and left out."""
+    """One pass over the rows as stored (``Ledger.stored``): the chain, then each row's data as the rules read it
+    (upcast); a row whose data cannot be read is one finding, and left out."""
     chain, rows, findings = Chain(), [], []
     for row in stored:
         findings += chain.check(row)
-        position, stream, version, type_, text, recorded_at, plan, digest, _written = row
-        data, problem = _decode(type_, text)
+        position, stream, version, type_, text, recorded_at, plan, digest, written = row
+        data, problem = _decode(type_, written, text)
         if problem is None:
             rows.append(Recorded(position, stream, version, type_, data, recorded_at, plan, digest))
         else:
@@ -124,13 +125,17 @@ def checked(stored: Iterable[tuple]) -> tuple[list[Recorded], list[str]]:
     return rows, findings
 
 
-def _decode(type_: str, text: str) -> tuple[dict[str, Any], str | None]:
+def _decode(type_: str, written: int, text: str) -> tuple[dict[str, Any], str | None]:
     try:
         data = json.loads(text)
     except ValueError:
         return {}, "data is not JSON; the event cannot be read"
     if not isinstance(data, dict):
         return {}, "data is not a JSON object; the event cannot be read"
+    try:
+        data = upcast(type_, written, data)
+    except Exception as exc:  # noqa: BLE001 - a step meeting data it was not written for
+        return {}, f"data cannot be upcast from schema {written} ({type(exc).__name__}: {exc})"
     return data, _misfit(type_, data)
 
 
@@ -161,7 +166,7 @@ def rule_findings(workspace: Workspace, plan_id: str, rows: list[Recorded]) -> l
     config = workspace.config(plan_id)
     state = PlanState(plan_id, timezone=config.timezone)
     rules = Rules(state, resolve=None, require_all_ticked=config.require_all_ticked)
-    saved = readmodel.load(workspace.ledger.conn, plan_id)
+    saved = readmodel.load(workspace.ledger.conn, plan_id, fold_version())
     findings: list[str] = []
     for row in rows:
         if saved is not None and row.position > saved[0]:
