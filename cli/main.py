@@ -70,13 +70,14 @@ pass_options = click.make_pass_decorator(Options)
 @click.pass_context
 def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
     """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger."""
-    from ledger import logs
+    from ledger import clock, logs
 
     call = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
     if call is None:
         logs.configure(verbose)
     else:
         call.admit(ctx.invoked_subcommand)
+    clock.now()  # a bad $KX_NOW fails every command alike (exit 2), not only the ones that record
     ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None)
 
 
@@ -421,6 +422,24 @@ def rebuild(options: Options) -> None:
     result = rebuild_read_model(options.workspace())
     options.emit(result, "\n".join(f"{plan}: read model rebuilt up to position {position}"
                                    for plan, position in result["rebuilt"].items()) or "no plans")
+
+
+@audit.command("repair-guard")
+@click.option("--reanchor", is_flag=True,
+              help="Accept that the newest events are gone: anchor the head at the last event left.")
+@pass_options
+def repair_guard(options: Options, reanchor: bool) -> None:
+    """Restore the ledger's append-only guard (its triggers and head) after someone removed or altered it.
+
+    \b
+    Example:
+      kx audit verify          # append-only guard: trigger events_no_delete is missing; ...
+      kx audit repair-guard    # trigger events_no_delete created
+    """
+    from machine.audit import repair_guard as repair
+
+    result = repair(options.workspace(), reanchor=reanchor)
+    options.emit(result, "\n".join(result["repaired"]) or "the append-only guard is intact; nothing to repair")
 
 
 # --- the supervisor ---------------------------------------------------------------

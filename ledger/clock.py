@@ -10,14 +10,20 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
+from ledger.errors import BadInput
+
 FROZEN_ENV = "KX_NOW"
 
 
 def now() -> datetime:
-    """The current time, timezone-aware UTC."""
+    """The current time, timezone-aware UTC; a ``$KX_NOW`` that is not a time is bad input."""
     frozen = os.environ.get(FROZEN_ENV)
     if frozen:
-        return parse_time(frozen)
+        try:
+            return parse_time(frozen)
+        except ValueError:
+            raise BadInput(f"{FROZEN_ENV}={frozen!r} is not an ISO-8601 time (e.g. 2025-11-20T10:00:00Z);"
+                           " fix or unset it") from None
     return datetime.now(timezone.utc)
 
 
@@ -34,5 +40,18 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def now_iso() -> str:
-    return iso(now())
+def now_iso(*, not_before: str | None = None) -> str:
+    """Now in the ledger's form, or ``not_before`` (a stamp in that form) if now is earlier: a clock set back
+    never stamps an event before the one it follows. The form is fixed-width, so stamps compare as text."""
+    stamp = iso(now())
+    if not_before is not None and len(not_before) == len(stamp) and not_before > stamp:
+        return not_before
+    return stamp
+
+
+def log_stamp() -> str:
+    """A log line's time: :func:`now_iso`, or the system's time when ``$KX_NOW`` is bad (a log never fails)."""
+    try:
+        return now_iso()
+    except BadInput:
+        return iso(datetime.now(timezone.utc))

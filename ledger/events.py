@@ -13,14 +13,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from ledger.ticks import CheckboxTicked, CheckboxUnticked
-from ledger.vocabulary import IMPORT, SCHEMA_VERSION
+from ledger.vocabulary import EVENT_SCHEMA_VERSION, IMPORT
 
 
 class Event(BaseModel):
     # defer_build: a command builds the validator of the events it records, not of all twelve
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    schema_version: ClassVar[int] = SCHEMA_VERSION
+    schema_version: ClassVar[int] = EVENT_SCHEMA_VERSION
     plan: str
 
     @property

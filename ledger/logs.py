@@ -28,7 +28,7 @@ def log_to(path: Path | None) -> None:
 def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     from ledger import clock
 
-    event.setdefault("ts", clock.now_iso())
+    event.setdefault("ts", clock.log_stamp())
     return event
 
 

@@ -4,6 +4,9 @@ Appends happen inside ``BEGIN IMMEDIATE`` (SQLite's write lock, taken up front)
 so that a command can read state, check its rules and append in one atomic
 step even when many processes act at once. Each stream has gap-free versions,
 unique with the stream; each event carries a hash chained to the one before.
+The guard (``ledger/guard.py``) keeps ``events`` append-only and its head
+beside it; every append checks it. Rows keep the event schema version they
+were written with and are upcast on read (``ledger/upcasting.py``).
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from ledger import clock, logs, readmodel, sql_views
+from ledger import clock, guard, logs, readmodel, sql_views, vocabulary
 from ledger.errors import BadInput, KxError
+from ledger.upcasting import upcast, upcast_text
 
 if TYPE_CHECKING:
     from ledger.events import Event
 
-SCHEMA_VERSION = 1
+LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard, the head and fold versions
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
@@ -86,7 +88,9 @@ class Ledger:
         self.path = path
         self.conn = conn
         self.read_only = False
+        self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
+        self._guard_whole_at: int | None = None  # the schema cookie at which the guard's triggers were whole
 
     # --- opening --------------------------------------------------------------
 
@@ -101,6 +105,7 @@ class Ledger:
         target = f"file:{path.resolve()}?mode=ro" if read_only else str(path)
         conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
                                uri=read_only)
+        conn.create_function("kx_upcast", 3, upcast_text, deterministic=True)
         ledger = cls(path, conn)
         ledger.read_only = read_only
         try:
@@ -131,15 +136,30 @@ class Ledger:
             return
         meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', ?)",
                                       (sql_views.META_KEY,)))
-        version = int(meta.get("schema_version") or 0)
-        if version > SCHEMA_VERSION:
-            raise BadInput(
-                f"{self.path} has ledger schema {version}, newer than this kx knows ({SCHEMA_VERSION}); upgrade kx"
-            )
-        if not self.read_only and "kx_plans" not in tables:
-            readmodel.ensure(self.conn)  # a ledger made before the read model existed
+        self.schema = int(meta.get("schema_version") or 0)
+        if self.schema > LEDGER_SCHEMA_VERSION:
+            raise BadInput(f"{self.path} has ledger schema {self.schema}, newer than this kx knows"
+                           f" ({LEDGER_SCHEMA_VERSION}); upgrade kx")
+        if self.schema < LEDGER_SCHEMA_VERSION and not self.read_only:
+            self._upgrade()
         if not sql_views.is_current(meta.get(sql_views.META_KEY)):
             self._add_views()
+
+    def _upgrade(self) -> None:
+        """An older ledger gets what this schema keeps beside the events: the read model (with fold versions),
+        the whole guard and the head, anchored at the events as they are now."""
+        try:
+            with self.transaction():
+                if int(self.meta("schema_version") or 0) < LEDGER_SCHEMA_VERSION:  # another process may have won
+                    readmodel.ensure_in_transaction(self.conn)
+                    guard.install(self.conn, self._tail()[:2])
+                    self.conn.execute("UPDATE kx_meta SET value = ? WHERE key = 'schema_version'",
+                                      (str(LEDGER_SCHEMA_VERSION),))
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            return  # a ledger this process may not write is read as it is
+        self.schema = LEDGER_SCHEMA_VERSION
 
     def _add_views(self) -> None:
         """An older ledger gets the SQL views; one this process may not write gets them for itself (TEMP)."""
@@ -178,14 +198,10 @@ class Ledger:
             db["events"].create_index(["stream", "version"], unique=True)
             db["events"].create_index(["plan", "position"])
             db["events"].create_index(["type"])
-            for action in ("UPDATE", "DELETE"):
-                self.conn.execute(
-                    f"CREATE TRIGGER events_no_{action.lower()} BEFORE {action} ON events "
-                    f"BEGIN SELECT RAISE(ABORT, 'kx ledger events are append-only: {action} refused'); END"
-                )
+            guard.install(self.conn, (0, GENESIS))
             readmodel.ensure_in_transaction(self.conn)
             db["kx_meta"].insert_all([
-                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "schema_version", "value": str(LEDGER_SCHEMA_VERSION)},
                 {"key": "created_at", "value": clock.now_iso()},
             ])
             self._create_views()
@@ -247,9 +263,10 @@ class Ledger:
         if not events:
             return []
         with self.transaction():
-            recorded_at = clock.now_iso()
             streams = list(dict.fromkeys(event.stream for event in events))
-            position, previous, versions = self._positions(streams)
+            position, previous, last_at, versions = self._positions(streams)
+            self._check_guard((position, previous))
+            recorded_at = clock.now_iso(not_before=last_at)
             for stream, version in versions.items():
                 if expected and stream in expected and expected[stream] != version:
                     raise ConcurrencyConflict(f"stream {stream} is at version {version}, expected"
@@ -278,22 +295,41 @@ class Ledger:
             values,
         )
 
-    def _positions(self, streams: list[str]) -> tuple[int, str, dict[str, int]]:
-        """The last position and hash, and each stream's version: one query for the usual single stream."""
+    def _positions(self, streams: list[str]) -> tuple[int, str, str | None, dict[str, int]]:
+        """The last position, hash and time, and each stream's version: one query for the usual single stream."""
         if len(streams) == 1:
             row = self.conn.execute(
-                "SELECT position, hash, (SELECT MAX(version) FROM events WHERE stream = ?)"
+                "SELECT position, hash, recorded_at, (SELECT MAX(version) FROM events WHERE stream = ?)"
                 " FROM events ORDER BY position DESC LIMIT 1", streams).fetchone()
-            return (row[0], row[1], {streams[0]: row[2] or 0}) if row else (0, GENESIS, {streams[0]: 0})
-        position, previous = self._head()
+            return (*row[:3], {streams[0]: row[3] or 0}) if row else (0, GENESIS, None, {streams[0]: 0})
+        position, previous, last_at = self._tail()
         found = dict(self.conn.execute(
             f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
             " GROUP BY stream", streams))
-        return position, previous, {stream: found.get(stream) or 0 for stream in streams}
+        return position, previous, last_at, {stream: found.get(stream) or 0 for stream in streams}
 
-    def _head(self) -> tuple[int, str]:
-        row = self.conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
+    def _tail(self) -> tuple[int, str, str | None]:
+        """The last event's position, hash and time, as the events hold them (the tail)."""
+        row = self.conn.execute(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
+
+    def _check_guard(self, tail: guard.Tail) -> None:
+        self._guard_whole_at = guard.check(self.conn, tail, self._guard_whole_at)
+
+    # --- the guard --------------------------------------------------------------
+
+    def guard_findings(self) -> list[str]:
+        """What is wrong with the append-only guard or the head (``kx audit verify``)."""
+        return guard.findings(self.conn, self._tail()[:2], schema=self.schema)
+
+    def head(self) -> guard.Tail | None:
+        return guard.head(self.conn)
+
+    def repair_guard(self, *, reanchor: bool = False) -> list[str]:
+        """Restore missing or altered guard triggers and the head; what was repaired."""
+        with self.transaction():
+            return guard.install(self.conn, self._tail()[:2], reanchor=reanchor)
 
     def stream_version(self, stream: str) -> int:
         row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
@@ -313,32 +349,34 @@ class Ledger:
     ) -> list[Recorded]:
         """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
         where, params = _filters(plan, since, until, until_time, stream, types)
-        loads = json.loads
-        sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash FROM events"
+        loads, current = json.loads, vocabulary.EVENT_SCHEMA_VERSION
+        sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
                f" WHERE {where} ORDER BY position")
         return [
-            Recorded(pos, stream_, version, type_, loads(data), at, plan_, digest)
-            for pos, stream_, version, type_, data, at, plan_, digest in self.conn.execute(sql, params)
+            Recorded(pos, stream_, version, type_,
+                     loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
+            for pos, stream_, version, type_, data, at, plan_, digest, written in self.conn.execute(sql, params)
         ]
+
+    def stored(self) -> Iterator[tuple]:
+        """Every event as stored, data as text, not upcast: ``(position, stream, version, type, data,
+        recorded_at, plan, hash, schema_version)`` (what ``kx audit verify`` checks the chain on)."""
+        return self.conn.execute(
+            "SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
+            " ORDER BY position")
 
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:
         """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
         box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
-        parses their JSON (they are most of a long ledger)."""
+        parses their JSON (they are most of a long ledger); a row older than this kx's event schema comes with
+        its data upcast (``kx_upcast``), ticks included, so that the fold reads that instead."""
         where, params = _filters(plan, since, until, until_time)
         return self.conn.execute(
-            "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
-            f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
-            f" FROM events WHERE {where} ORDER BY position", params)
-
-    def scan_all(self) -> Iterator[tuple]:
-        """Every event as stored, for the audit: ``(position, plan, stream, version, type, recorded_at, data,
-        hash, part, box, attempt, by)``, ``data`` as the JSON text the hash covers; the last four extracted by
-        SQLite so that ticks need no JSON parsing in Python."""
-        return self.conn.execute(
-            "SELECT position, plan, stream, version, type, recorded_at, data, hash, data ->> '$.part',"
-            " data ->> '$.box', data ->> '$.attempt', data ->> '$.by' FROM events ORDER BY position")
+            "SELECT position, stream, version, type, recorded_at, CASE WHEN schema_version < ?"
+            f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} THEN NULL ELSE data END,"
+            " json_extract(data, '$.part'), json_extract(data, '$.box')"
+            f" FROM events WHERE {where} ORDER BY position", [vocabulary.EVENT_SCHEMA_VERSION, *params])
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

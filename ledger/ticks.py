@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ledger.vocabulary import SCHEMA_VERSION
+from ledger.vocabulary import EVENT_SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckboxTicked:
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-    schema_version: ClassVar[int] = SCHEMA_VERSION
+    schema_version: ClassVar[int] = EVENT_SCHEMA_VERSION
 
     plan: str
     part: str

@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 IMPORT = "import"  # the actor of history taken as it was from an imported plan file
-SCHEMA_VERSION = 1  # the version of the events' data that this kx writes
+EVENT_SCHEMA_VERSION = 1  # the version of the events' data this kx writes (older rows are upcast on read)

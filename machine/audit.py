@@ -2,7 +2,9 @@
 
 One pass over every event, in ledger order. Integrity: positions increase,
 every stream's versions run 1, 2, 3... without gaps, every event's hash chains
-to the one before. Rules: each event is put to :meth:`Rules.check` — the very
+to the one before, the append-only guard is whole and its head is at the last
+event, and every event's data fits its type (one that does not is a finding,
+left out of the rules). Rules: each event is put to :meth:`Rules.check` — the very
 check an act makes before appending — against the state folded from the events
 before it, then folded; a fact the machines do not allow is a finding too. The
 read model is compared with the fold where it was saved. Events recorded
@@ -15,35 +17,52 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
+
 from ledger import readmodel
 from ledger.errors import Refused
-from machine.projections import SCHEMA
+from ledger.events import EVENT_TYPES, load
 from ledger.store import GENESIS, Recorded, chain_hash
+from ledger.upcasting import upcast
+from ledger import vocabulary
 from ledger.vocabulary import IMPORT
+from machine.projections import SCHEMA
 from machine.rules import Rules
-from machine.state import PlanState
+from machine.state import PlanState, fold_version
 from machine.workspace import Workspace
 
 TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
 
 
 def verify(workspace: Workspace) -> dict[str, Any]:
+    ledger = workspace.ledger
     plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
     audit = Audit(workspace, plans)
-    with workspace.ledger.snapshot():
-        for row in workspace.ledger.scan_all():
+    with ledger.snapshot():  # the events, the head and the read model as of one moment
+        for row in ledger.stored():
             audit.take(row)
-    findings = audit.finish()
-    return {"schema": SCHEMA, "events": audit.events, "plans": plans, "findings": findings, "ok": not findings}
+        findings = audit.finish(ledger.guard_findings())
+        head = ledger.head()
+    return {"schema": SCHEMA, "events": audit.events, "plans": plans, "findings": findings, "ok": not findings,
+            "head": {"position": head[0], "hash": head[1]} if head else None}
+
+
+def repair_guard(workspace: Workspace, *, reanchor: bool = False) -> dict[str, Any]:
+    """Restore the append-only guard; anchoring the head back over deleted events also rebuilds the read model
+    (it may hold state folded from them)."""
+    repaired = workspace.ledger.repair_guard(reanchor=reanchor)
+    if reanchor and repaired:
+        rebuild(workspace)
+    return {"schema": SCHEMA, "repaired": repaired}
 
 
 def integrity(ledger) -> list[str]:
-    """The integrity findings alone (positions, versions, hash chain), for a ledger of any plans."""
+    """The integrity findings alone (positions, versions, hash chain, the guard), for a ledger of any plans."""
     audit = Audit(None, [])
     with ledger.snapshot():
-        for row in ledger.scan_all():
+        for row in ledger.stored():
             audit.take(row)
-    return audit.finish()
+        return audit.finish(ledger.guard_findings())
 
 
 class PlanAudit:
@@ -53,7 +72,7 @@ class PlanAudit:
         config = workspace.config(plan_id)
         self.state = PlanState(plan_id, timezone=config.timezone)
         self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
-        self.saved = readmodel.load(workspace.ledger.conn, plan_id)
+        self.saved = readmodel.load(workspace.ledger.conn, plan_id, fold_version())
         self.findings: list[str] = []
         self._act_problems: dict[tuple[str, str | None], str | None] = {}
 
@@ -79,7 +98,11 @@ class PlanAudit:
         if problem:
             self.findings.append(f"position {row.position} ({row.type} {row.get('part') or row.get('batch')}):"
                                  f" {problem}")
-        self.state.apply(row)
+        try:
+            self.state.apply(row)
+        except Exception as exc:  # noqa: BLE001 - data that fits its type yet not the plan (a bad structure)
+            self.findings.append(f"position {row.position} ({row.type}): the fold cannot apply it"
+                                 f" ({type(exc).__name__}: {exc})")
         self._act_problems.clear()
 
     def finish(self) -> list[str]:
@@ -97,16 +120,16 @@ class Audit:
         self.chain_broken = False
 
     def take(self, row: tuple) -> None:
-        position, plan_id, stream, version, kind, recorded_at, data, digest, part, box, attempt, by = row
+        position, stream, version, kind, text, recorded_at, plan_id, digest, written = row
         self.events += 1
-        # integrity: positions increase, versions run without gaps, the hash chains
+        # integrity: positions increase, versions run without gaps, the hash chains over the stored text
         if position <= self.last_position:
             self.findings.append(f"position {position}: not after {self.last_position}")
         expected = self.versions.get(stream, 0) + 1
         if version != expected:
             self.findings.append(f"position {position}: stream {stream} jumps to version {version},"
                                  f" expected {expected}")
-        if not self.chain_broken and chain_hash(self.previous, position, stream, version, kind, data,
+        if not self.chain_broken and chain_hash(self.previous, position, stream, version, kind, text,
                                                 recorded_at) != digest:
             self.findings.append(f"position {position}: hash chain broken (the event or one before it was altered)")
             self.chain_broken = True
@@ -117,18 +140,65 @@ class Audit:
             return
         if plan.saved is not None:
             plan.compare_if_saved_before(position)
-        if kind in TICKS:
-            plan.tick(position, kind, part, box, attempt, by)
+        data, problem = decode(kind, written, text, validate=kind not in TICKS)
+        if problem is None and kind in TICKS:
+            problem = tick_misfit(data)  # ticks, most of a long ledger, are checked without pydantic
+            if problem is None:
+                plan.tick(position, kind, data["part"], data["box"], data.get("attempt"), data.get("by"))
+                return
+        if problem is not None:
+            self.findings.append(f"position {position} ({kind}): {problem}")
             return
-        try:
-            loaded = json.loads(data)
-        except ValueError:
-            self.findings.append(f"position {position}: {kind} data is not JSON; the event is damaged")
-            return
-        plan.event(Recorded(position, stream, version, kind, loaded, recorded_at, plan_id, digest))
+        plan.event(Recorded(position, stream, version, kind, data, recorded_at, plan_id, digest))
 
-    def finish(self) -> list[str]:
-        return self.findings + [f for plan in self.plans.values() for f in plan.finish()]
+    def finish(self, guard_findings: list[str]) -> list[str]:
+        """The integrity findings, the guard's, then each plan's rules and read model."""
+        return self.findings + guard_findings + [f for plan in self.plans.values() for f in plan.finish()]
+
+
+def decode(kind: str, written: int, text: str, *, validate: bool = True) -> tuple[dict[str, Any], str | None]:
+    """An event's data as the rules read it (upcast), or what makes it unreadable (``validate``: or unfit for
+    its type)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, "data is not JSON; the event cannot be read"
+    if not isinstance(data, dict):
+        return {}, "data is not a JSON object; the event cannot be read"
+    if written != vocabulary.EVENT_SCHEMA_VERSION:
+        try:
+            data = upcast(kind, written, data)
+        except Exception as exc:  # noqa: BLE001 - a step meeting data it was not written for
+            return {}, f"data cannot be upcast from schema {written} ({type(exc).__name__}: {exc})"
+    return data, misfit(kind, data) if validate else None
+
+
+def tick_misfit(data: dict[str, Any]) -> str | None:
+    """What a tick's data lacks for the fold (its model is checked in full when loaded elsewhere)."""
+    if type(data.get("part")) is not str or type(data.get("box")) is not int:
+        return "data lacks part or box, which its type needs"
+    return None
+
+
+def misfit(kind: str, data: dict[str, Any]) -> str | None:
+    """What the data lacks or gets wrong for its event type, or None (a type this kx does not know is skipped,
+    as the fold skips it)."""
+    if kind not in EVENT_TYPES:
+        return None
+    try:
+        load(kind, data)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if e["type"] != "extra_forbidden"]  # a field added later: harmless
+        missing = [_field(e) for e in errors if e["type"] == "missing"]
+        if missing:
+            return f"data lacks {', '.join(missing)}, which its type needs"
+        if errors:
+            return f"data does not fit its type ({_field(errors[0])}: {errors[0]['msg']})"
+    return None
+
+
+def _field(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"])
 
 
 def refusal_of(check, *args) -> str | None:
@@ -162,7 +232,7 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
             state = PlanState(plan_id, timezone=workspace.config(plan_id).timezone)
             state.fold_rows(workspace.ledger.scan(plan_id))
             plan_state, parts = state.snapshot()
-            readmodel.clear(workspace.ledger.conn, plan_id)
-            readmodel.save(workspace.ledger.conn, plan_id, state.position, state.structure_position, plan_state, parts)
+            readmodel.save(workspace.ledger.conn, plan_id, fold_version(), state.position, state.structure_position,
+                           plan_state, parts, complete=True)
             rebuilt[plan_id] = state.position
     return {"schema": SCHEMA, "rebuilt": rebuilt}

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ledger import vocabulary
 from ledger.store import Recorded
 from ledger.vocabulary import IMPORT
 from machine.machines import BATCH_STATES, allows, batch_machine, part_machine
@@ -13,6 +14,12 @@ from machine.plan import Plan, part_id
 
 
 SETTLED = frozenset({"succeeded", "failed"})
+FOLD_REVISION = 2  # bump when the fold below, or the state it saves (snapshot), changes
+
+
+def fold_version() -> str:
+    """What the read model's rows are stamped with: this fold, over events upcast to this event schema."""
+    return f"{FOLD_REVISION}.{vocabulary.EVENT_SCHEMA_VERSION}"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from ledger.store import Ledger, Recorded
 from machine.paths import check_plan_id
 from machine.rules import Rules
 from machine.plan import Plan
-from machine.state import PlanState
+from machine.state import PlanState, fold_version
 
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Workspace:
         plan_id = plan_id or self.plan_id()
         timezone = self.config(plan_id).timezone
         if until is None and until_time is None:
-            saved = readmodel.load(self.ledger.conn, plan_id)
+            saved = readmodel.load(self.ledger.conn, plan_id, fold_version())
             if saved is not None:
                 state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
                 return state.fold_rows(self.ledger.scan(plan_id, since=state.position))
@@ -126,9 +126,12 @@ class Workspace:
             rows = self.ledger.append(events)
             for row in rows:
                 state.apply(row)
-            # a state folded from scratch has every PART dirty (its PlanImported touched them all)
+            # a state folded from scratch has every PART dirty (its PlanImported touched them all): its rows
+            # replace the plan's, whichever fold wrote them
+            complete = state.dirty.issuperset(state.parts)
             plan_state, parts = state.snapshot(state.dirty)
-            readmodel.save(self.ledger.conn, state.id, state.position, state.structure_position, plan_state, parts)
+            readmodel.save(self.ledger.conn, state.id, fold_version(), state.position, state.structure_position,
+                           plan_state, parts, complete=complete)
             state.dirty.clear()
         return rows
 

@@ -8,7 +8,7 @@ import pytest
 from ledger import clock
 from ledger.errors import BadInput
 from ledger.events import CheckboxTicked, RunnerStarted
-from ledger.store import GENESIS, ConcurrencyConflict, Ledger, chain_hash
+from ledger.store import GENESIS, LEDGER_SCHEMA_VERSION, ConcurrencyConflict, Ledger, chain_hash
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_hashes_chain(ledger):
 
 def test_wal_and_schema(ledger):
     assert ledger.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert ledger.meta("schema_version") == "1"
+    assert ledger.meta("schema_version") == str(LEDGER_SCHEMA_VERSION)
 
 
 def test_not_a_ledger(tmp_path):
