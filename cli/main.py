@@ -313,6 +313,27 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
 
 
 @cli.command()
+@click.argument("parts", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why the PARTs are done again (recorded).")
+@by_option
+@pass_options
+def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None) -> None:
+    """Send succeeded (imported ones too), failed or lost PARTS back to pending, their ticks and drop cleared.
+
+    Their next attempt earns every tick and its drop again. A batch already approved needs review again, and
+    the batches after it that are not approved lock until it is.
+
+    \b
+    Example:
+      kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
+    """
+    from machine.actions import reopen as reopen_parts
+
+    result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by))
+    options.emit(result, result["message"])
+
+
+@cli.command()
 @click.argument("batch", type=int)
 @click.argument("parts", nargs=-1)
 @click.option("--approve", "decision", flag_value="approve", help="Approve the batch: the next one opens.")

@@ -21,7 +21,7 @@ from machine.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
 from ledger.vocabulary import IMPORT
 from machine.rules import Rules
-from machine.state import PlanState
+from machine.state import PlanState, is_current
 from machine.workspace import Workspace
 
 TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
@@ -53,7 +53,8 @@ class PlanAudit:
         config = workspace.config(plan_id)
         self.state = PlanState(plan_id, timezone=config.timezone)
         self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
-        self.saved = readmodel.load(workspace.ledger.conn, plan_id)
+        saved = readmodel.load(workspace.ledger.conn, plan_id)
+        self.saved = saved if is_current(saved) else None  # an older kx's read model: folded afresh, not compared
         self.findings: list[str] = []
         self._act_problems: dict[tuple[str, str | None], str | None] = {}
 

@@ -12,7 +12,7 @@ from ledger import readmodel
 from ledger.store import Ledger, Recorded
 from machine.rules import Rules
 from machine.plan import Plan
-from machine.state import PlanState
+from machine.state import PlanState, is_current
 
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Workspace:
         timezone = self.config(plan_id).timezone
         if until is None and until_time is None:
             saved = readmodel.load(self.ledger.conn, plan_id)
-            if saved is not None:
+            if is_current(saved):
                 state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
                 return state.fold_rows(self.ledger.scan(plan_id, since=state.position))
         rows = self.ledger.scan(plan_id, until=until, until_time=until_time)
