@@ -403,16 +403,21 @@ def verify(options: Options) -> None:
 @click.option("--skill", type=click.Path(dir_okay=False, path_type=Path), help="Also update this SKILL.md.")
 @click.option("--completed-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
 @click.option("--commit", is_flag=True, help="Commit knowledge files, drops, index, report and moved plan in one commit.")
+@click.option("--allow-missing", is_flag=True,
+              help="Consolidate although drops or knowledge files changed or are gone (the index and report say so).")
 @by_option
 @pass_options
 def consolidate(options: Options, index: Path | None, skill: Path | None, completed_dir: Path | None, commit: bool,
-                by: str | None) -> None:
-    """After the last batch is approved: index the knowledge files, move the plan to completed/."""
+                allow_missing: bool, by: str | None) -> None:
+    """After the last batch is approved: index the knowledge files, move the plan to completed/.
+
+    Refused (exit 3) while a drop or knowledge file changed or is gone since it was recorded, unless --allow-missing.
+    """
     from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
 
     result = run_consolidation(options.workspace(), index=index, skill=skill, completed_dir=completed_dir,
-                               commit=commit, by=by or person())
+                               commit=commit, by=by or person(), allow_missing=allow_missing)
     options.emit(result, views.consolidated(result))
 
 

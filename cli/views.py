@@ -208,7 +208,9 @@ def consolidated(result: dict[str, Any]) -> str:
     paths = result.get("paths", {})
     if result["action"] == "unchanged":
         return f"{result['plan']} is already consolidated" + (f" (commit {result['commit'][:12]})" if result.get("commit") else "")
-    lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files",
+    missing = f" ({len(result['missing'])} files changed or missing, allowed by --allow-missing)" \
+        if result.get("missing") else ""
+    lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files{missing}",
              f"index: {paths['index']}", f"report: {paths['report']}", f"plan: {paths['plan']}"]
     if paths.get("skill"):
         lines.append(f"skill: {paths['skill']}")

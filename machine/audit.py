@@ -5,7 +5,9 @@ every stream's versions run 1, 2, 3... without gaps, every event's hash chains
 to the one before. Rules: each event is put to :meth:`Rules.check` — the very
 check an act makes before appending — against the state folded from the events
 before it, then folded; a fact the machines do not allow is a finding too. The
-read model is compared with the fold where it was saved. Events recorded
+read model is compared with the fold where it was saved. At the end, the files
+the evidence rests on (each PART's drop and recorded target) are hashed again,
+once each: a file changed or gone since it was recorded is a finding. Events recorded
 ``by: import`` are history taken as it was; ``kx plan lint`` reports their
 inconsistencies.
 """
@@ -20,6 +22,7 @@ from ledger.errors import Refused
 from machine.projections import SCHEMA
 from ledger.store import GENESIS, Recorded, chain_hash
 from ledger.vocabulary import IMPORT
+from machine.rehash import changes, recorded_files
 from machine.rules import Rules
 from machine.state import PlanState, is_current
 from machine.workspace import Workspace
@@ -51,6 +54,7 @@ class PlanAudit:
 
     def __init__(self, workspace: Workspace, plan_id: str):
         config = workspace.config(plan_id)
+        self.resolve = workspace.resolve
         self.state = PlanState(plan_id, timezone=config.timezone)
         self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
         saved = readmodel.load(workspace.ledger.conn, plan_id)
@@ -86,7 +90,9 @@ class PlanAudit:
     def finish(self) -> list[str]:
         if self.saved is not None:
             self.findings += read_model_findings(self.state, self.saved)
-        return self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
+        files = changes(recorded_files(self.state), self.resolve)  # once, at the end: each file read once
+        return (self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
+                + [f"plan {self.state.id}: {change}" for change in files])
 
 
 class Audit:

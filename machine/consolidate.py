@@ -1,6 +1,9 @@
 """``kx consolidate``: the plan's last step (index, skill, report, move, commit), driven by the ledger.
 
-Allowed once every batch is approved. INDEX.md and SKILL.md get one marked
+Allowed once every batch is approved, and refused while a file the evidence
+rests on (a drop, a recorded target, a succeeded PART's knowledge file) is
+changed or gone, unless ``--allow-missing``, which the index block and the
+report then say. INDEX.md and SKILL.md get one marked
 block per plan, rewritten in place: text outside the block is kept byte for
 byte, and a second run writes the same bytes. ``PlanConsolidated`` records the
 paths and the commit; a second ``kx consolidate`` is a no-op.
@@ -23,6 +26,7 @@ from machine.plan_file import render_file
 from machine.state import PlanState
 from machine.workspace import Workspace
 from machine.packet import part_packet
+from machine.rehash import changes, recorded_files
 
 
 @dataclass
@@ -35,12 +39,17 @@ class Targets:
 
 
 def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
-                commit: bool, by: str) -> dict[str, Any]:
+                commit: bool, by: str, allow_missing: bool = False) -> dict[str, Any]:
     with workspace.ledger.transaction():
         state = workspace.state()
         if state.consolidated is not None:
             return {"plan": state.id, "action": "unchanged", **state.consolidated}
         refuse_unless_approved(state)
+        missing = missing_files(workspace, state)
+        if missing and not allow_missing:
+            raise Refused(f"consolidation refused: {len(missing)} files changed or missing: {'; '.join(missing)};"
+                          " restore them (or redo the PART with 'kx reopen'), or pass --allow-missing",
+                          rule="consolidate")
         root = workspace.resolve(state.root)
         plan_file = workspace.resolve(state.path)
         completed = (completed_dir or root / "completed").resolve()
@@ -53,13 +62,13 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
         if commit:
             git.refuse_unrelated_staged(top)
         knowledge = knowledge_files(workspace, state)
-        update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent))
+        update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
         if targets.skill:
             update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
         render_file(workspace)  # the plan that moves shows every tick and stamp
         if plan_file.exists() and plan_file.resolve() != targets.plan:
             git.move(top, plan_file, targets.plan) if top else _rename(plan_file, targets.plan)
-        write_atomic(targets.report, report(workspace, state, knowledge).encode("utf-8"))
+        write_atomic(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
         commit_id = None
         if commit:
             drops = [workspace.resolve(d["path"]) for p in state.parts.values() if (d := p.drop)]
@@ -69,9 +78,10 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
         stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
         if targets.skill:
             stored["skill"] = workspace.store_path(targets.skill)
-        workspace.record(workspace.state(), [PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by)])
+        workspace.record(workspace.state(), [PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by,
+                                                              allowed_missing=missing or None)])
         return {"plan": state.id, "action": "consolidated", "paths": stored, "commit": commit_id,
-                "knowledge_files": len(knowledge)}
+                "knowledge_files": len(existing(knowledge)), "missing": missing}
 
 
 def _rename(source: Path, destination: Path) -> None:
@@ -95,6 +105,19 @@ def knowledge_files(workspace: Workspace, state: PlanState) -> dict[str, Path]:
     return files
 
 
+def existing(knowledge: dict[str, Path]) -> dict[str, Path]:
+    return {part: path for part, path in knowledge.items() if path.is_file()}
+
+
+def missing_files(workspace: Workspace, state: PlanState) -> list[str]:
+    """Drops and targets changed or gone since recorded, and succeeded PARTs' knowledge files that do not exist."""
+    changed = changes(recorded_files(state), workspace.resolve)
+    seen = {workspace.resolve(c.file.path).resolve() for c in changed}
+    absent = [f"{part} knowledge file {workspace.store_path(path)} does not exist"
+              for part, path in knowledge_files(workspace, state).items() if not path.is_file() and path not in seen]
+    return [str(c) for c in changed] + absent
+
+
 def _link(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
@@ -109,8 +132,8 @@ def _first_heading(path: Path) -> str | None:
     return None
 
 
-def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", ""]
+def index_block(state: PlanState, knowledge: dict[str, Path], base: Path, allowed: list[str] = ()) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", "", *_allowed_missing(allowed)]
     for part, path in knowledge.items():
         title = state.plan.part(part).title
         missing = "" if path.exists() else " (missing)"
@@ -119,7 +142,8 @@ def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
 
 
 def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", "", f"Knowledge from plan `{state.id}` ({len(knowledge)} files)."]
+    lines = [f"## {state.plan.title or state.id}", "",
+             f"Knowledge from plan `{state.id}` ({len(existing(knowledge))} files)."]
     for batch in state.plan.batches:
         members = [f"PART-{n}" for n in batch.parts if f"PART-{n}" in knowledge]
         if members:
@@ -127,6 +151,14 @@ def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
             lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
                       for p in members]
     return lines
+
+
+def _allowed_missing(allowed: list[str]) -> list[str]:
+    """What --allow-missing let through, said where the index and the report are read."""
+    if not allowed:
+        return []
+    return [f"> Consolidated with --allow-missing: {len(allowed)} files changed or missing:", ">",
+            *(f"> - {item}" for item in allowed), ""]
 
 
 def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
@@ -162,15 +194,22 @@ def _totals(state: PlanState) -> dict[str, int]:
     attempts = sum(p.attempts for p in parts)
     return {"parts": len(parts), "succeeded": sum(p.state == "succeeded" for p in parts),
             "failed": sum(p.state == "failed" for p in parts), "attempts": attempts,
-            "failures": sum(p.failures for p in parts), "batches": len(state.plan.batches)}
+            "failures": sum(p.failures for p in parts), "lost": sum(p.losses for p in parts),
+            "retried": sum(p.retries for p in parts), "batches": len(state.plan.batches)}
 
 
-def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> str:
+def _attempt_counts(totals: dict[str, int]) -> str:
+    return (f"{totals['attempts']} attempts: {totals['lost']} lost, {totals['failures']} failed,"
+            f" {totals['retried']} retried")
+
+
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], allowed: list[str] = ()) -> str:
     totals = _totals(state)
     lines = [f"# Consolidation: {state.plan.title or state.id}", "",
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
-             f" {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.", ""]
+             f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
+             "", *_allowed_missing(allowed)]
     for batch in state.plan.batches:
         lines += [f"## Batch {batch.number}: {batch.title}", ""]
         for review in state.batches[batch.number].reviews:
@@ -198,15 +237,14 @@ def commit_message(state: PlanState, targets: Targets, knowledge: dict[str, Path
     totals = _totals(state)
     lines = [f"Consolidate {state.plan.title or state.id}", "",
              f"Plan {state.id}: {totals['parts']} PARTs in {totals['batches']} batches, {totals['succeeded']}"
-             f" succeeded, {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.",
-             ""]
+             f" succeeded, {totals['failed']} failed; {_attempt_counts(totals)}.", ""]
     for batch in state.plan.batches:
         review = state.batches[batch.number].last_review or {}
         lines.append(f"Batch {batch.number} ({batch.title}): {PAST.get(review.get('decision'), '?')}"
                      f" by {review.get('by', '?')}"
                      + (f" — {review['note']}" if review.get("note") else ""))
     lines += ["", "Knowledge files:"]
-    lines += [f"- {workspace.store_path(path)}" for path in knowledge.values()]
+    lines += [f"- {workspace.store_path(path)}" for path in existing(knowledge).values()]
     lines += ["", f"Index: {workspace.store_path(targets.index)}; report: {workspace.store_path(targets.report)};"
               f" plan moved to {workspace.store_path(targets.plan)}."]
     return "\n".join(lines)

@@ -24,13 +24,16 @@ def repo(project):
     return project
 
 
+KNOWLEDGE = {"PART-1": "00-alpha", "PART-2": "01-beta", "PART-3": "02-gamma", "PART-4": "03-delta"}
+
+
 def run_small_plan(kx, project):
     for batch, parts in ((1, ("PART-1", "PART-2")), (2, ("PART-3", "PART-4"))):
         for part in parts:
             kx("start", part)
             assert complete(kx, project, part, f"{part}#1").code == 0
             (project / "topics").mkdir(exist_ok=True)
-            (project / "topics" / f"{int(part[5:]) - 1:02d}-x.md").write_text(f"# {part}\n")
+            (project / "topics" / f"{KNOWLEDGE[part]}.md").write_text(f"# {part}\n")
         assert kx("review", str(batch), "--approve", "--by", "rita", "--note", f"batch {batch} fine").code == 0
 
 
