@@ -329,6 +329,27 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
 
 
 @cli.command()
+@click.argument("parts", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why the PARTs are done again (recorded).")
+@by_option
+@pass_options
+def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None) -> None:
+    """Send succeeded (imported ones too), failed or lost PARTS back to pending, their ticks and drop cleared.
+
+    Their next attempt earns every tick and its drop again. A batch already approved needs review again, and
+    the batches after it that are not approved lock until it is.
+
+    \b
+    Example:
+      kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
+    """
+    from machine.actions import reopen as reopen_parts
+
+    result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by))
+    options.emit(result, result["message"])
+
+
+@cli.command()
 @click.argument("batch", type=number())
 @click.argument("parts", nargs=-1)
 @click.option("--approve", "decision", flag_value="approve", help="Approve the batch: the next one opens.")
@@ -399,12 +420,15 @@ def verify(options: Options) -> None:
 @click.option("--completed-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
 @click.option("--commit", is_flag=True, help="Commit knowledge files, drops, index, report and moved plan in one commit.")
 @click.option("--allow-missing", is_flag=True,
-              help="Consolidate although knowledge files or drops are gone or changed (the index and report say so).")
+              help="Consolidate although drops or knowledge files changed or are gone (the index and report say so).")
 @by_option
 @pass_options
 def consolidate(options: Options, index: Path | None, skill: Path | None, completed_dir: Path | None, commit: bool,
                 allow_missing: bool, by: str | None) -> None:
-    """After the last batch is approved: index the knowledge files, move the plan to completed/."""
+    """After the last batch is approved: index the knowledge files, move the plan to completed/.
+
+    Refused (exit 3) while a drop or knowledge file changed or is gone since it was recorded, unless --allow-missing.
+    """
     from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
 

@@ -45,7 +45,8 @@ def findings(items: list[Any]) -> str:
     if not items:
         return "no findings"
     return "\n".join(
-        f"{f.level}: {'line ' + str(f.line) + ': ' if f.line else ''}{f.message}" for f in items
+        f"{f.level}: {'line ' + str(f.line) + ': ' if f.line else ''}{f.message}"
+        + (f"; to redo it: {f.fix}" if f.fix else "") for f in items
     )
 
 
@@ -77,7 +78,10 @@ def _status_header(view: dict[str, Any]) -> list[str]:
 
 def _review_note(batch: dict[str, Any]) -> str:
     review = batch.get("review")
-    return f" — {PAST[review['decision']]} by {review['by']}" if review else ""
+    if not review:
+        return ""
+    since = ", reopened since" if review["decision"] == "approve" and batch["state"] != "approved" else ""
+    return f" — {PAST[review['decision']]} by {review['by']}{since}"
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,11 @@ def details(event: dict[str, Any]) -> str:
         return f"{data['reason']}{code}{who}"
     if kind == "BatchReviewed":
         sent = f", sent back {', '.join(data['parts'])}" if data.get("parts") else ""
+        cleared = "".join(f"; {part} {_cleared(what)}" for part, what in (data.get("cleared") or {}).items())
         note = f": {data['note']}" if data.get("note") else ""
-        return f"batch {data['batch']} {PAST[data['decision']]}{who}{sent}{note}"
+        return f"batch {data['batch']} {PAST[data['decision']]}{who}{sent}{cleared}{note}"
+    if kind == "PartReopened":
+        return f"was {data['was']}, {_cleared(data['cleared'])}{who}: {data['reason']}"
     if kind in ("PlanImported", "PlanRevised"):
         return f"{data['path']} (sha256 {data['sha256'][:12]})"
     if kind == "RunnerStarted":
@@ -192,6 +199,11 @@ def details(event: dict[str, Any]) -> str:
     if kind == "PartRetried":
         return (data.get("reason") or "") + who
     return json.dumps({k: v for k, v in data.items() if k not in ("part", "attempt")}, ensure_ascii=False)
+
+
+def _cleared(what: dict[str, Any]) -> str:
+    drop = f" and drop {what['drop']}" if what.get("drop") else ""
+    return f"cleared {len(what.get('boxes', ()))} ticks{drop}"
 
 
 def history(view: dict[str, Any]) -> str:
@@ -209,7 +221,9 @@ def consolidated(result: dict[str, Any]) -> str:
     paths = result.get("paths", {})
     if result["action"] == "unchanged":
         return f"{result['plan']} is already consolidated" + (f" (commit {result['commit'][:12]})" if result.get("commit") else "")
-    lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files",
+    missing = f" ({len(result['missing'])} files changed or missing, allowed by --allow-missing)" \
+        if result.get("missing") else ""
+    lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files{missing}",
              f"index: {paths['index']}", f"report: {paths['report']}", f"plan: {paths['plan']}"]
     if paths.get("skill"):
         lines.append(f"skill: {paths['skill']}")

@@ -17,7 +17,7 @@ from ledger.vocabulary import EVENT_SCHEMA_VERSION, IMPORT
 
 
 class Event(BaseModel):
-    # defer_build: a command builds the validator of the events it records, not of all twelve
+    # defer_build: a command builds the validator of the events it records, not of all of them
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     schema_version: ClassVar[int] = EVENT_SCHEMA_VERSION
@@ -69,6 +69,8 @@ class PlanConsolidated(Event):
     paths: dict[str, str] = Field(default_factory=dict)
     commit: str | None = None
     by: str
+    allowed_missing: list[str] | None = Field(default=None, description="files changed or gone that --allow-missing"
+                                              " let through")
 
 
 # --- batch streams -----------------------------------------------------------
@@ -89,6 +91,8 @@ class BatchReviewed(BatchEvent):
     parts: list[str] = Field(default_factory=list, description="PARTs sent back to pending by a rejection")
     drops: dict[str, str] = Field(default_factory=dict, description="drop path → sha256 of the drops reviewed")
     accepted_failed: list[str] = Field(default_factory=list)
+    cleared: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="PART → the evidence the rejection cleared: {boxes: [ids], drop: path}")
 
 
 # --- PART streams ------------------------------------------------------------
@@ -141,11 +145,20 @@ class PartRetried(PartEvent):
     reason: str | None = None
 
 
+class PartReopened(PartEvent):
+    """A person sends a settled PART (succeeded, failed or lost) back to pending, its evidence cleared."""
+
+    by: str
+    reason: str
+    was: str = Field(description="the state the PART left")
+    cleared: dict[str, Any] = Field(description="the evidence cleared: {boxes: [ids], drop: path}")
+
+
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         PlanImported, PlanRevised, PlanConsolidated, BatchReviewed, RunnerStarted, CheckboxTicked,
-        CheckboxUnticked, DropRecorded, RunnerSucceeded, RunnerFailed, RunnerLost, PartRetried,
+        CheckboxUnticked, DropRecorded, RunnerSucceeded, RunnerFailed, RunnerLost, PartRetried, PartReopened,
     )
 }
 

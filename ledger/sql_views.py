@@ -7,7 +7,8 @@ path pays one lookup it already makes). A connection that may not write gets
 them as ``TEMP`` views instead.
 
 - ``plan_parts``: every PART of each plan's latest import (batch, title, target, box count)
-- ``part_states``: each PART's current state, ticks, attempts, failures and drop
+- ``part_states``: each PART's current state, ticks, attempts, failures and drop (the evidence a rejection or a
+  reopening cleared, and drops from before the latest start or retry, no longer count)
 - ``attempts``: one row per ``RunnerStarted``: start, end, seconds, outcome, lost
 - ``running_timeline``: every start and end in ledger order with the running count and the limit
 - ``batch_reviews``: every ``BatchReviewed``: decision, reviewer, note
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = "1"
+VERSION = "2"
 META_KEY = "views_version"
 
 _LATEST_PLAN = """
@@ -45,16 +46,28 @@ moves AS (
            CASE type WHEN 'RunnerStarted' THEN 'running' WHEN 'RunnerSucceeded' THEN 'succeeded'
                      WHEN 'RunnerFailed' THEN 'failed' WHEN 'RunnerLost' THEN 'lost' ELSE 'pending' END AS state
     FROM events
-    WHERE type IN ('RunnerStarted', 'RunnerSucceeded', 'RunnerFailed', 'RunnerLost', 'PartRetried')
+    WHERE type IN ('RunnerStarted', 'RunnerSucceeded', 'RunnerFailed', 'RunnerLost', 'PartRetried', 'PartReopened')
     UNION ALL
     SELECT e.plan, sent.value, e.position, e.recorded_at, 'pending'
     FROM events AS e, json_each(e.data, '$.parts') AS sent
     WHERE e.type = 'BatchReviewed' AND json_extract(e.data, '$.decision') = 'reject'
 ),
 latest AS (SELECT plan, part, state, recorded_at, max(position) FROM moves GROUP BY plan, part),
+cleared AS (
+    SELECT e.plan, c.key AS part, c.value AS what, e.position
+    FROM events AS e, json_each(e.data, '$.cleared') AS c WHERE e.type = 'BatchReviewed'
+    UNION ALL
+    SELECT plan, json_extract(data, '$.part'), json_extract(data, '$.cleared'), position
+    FROM events WHERE type = 'PartReopened'
+),
 marks AS (
-    SELECT plan, json_extract(data, '$.part') AS part, json_extract(data, '$.box') AS box, type, max(position)
-    FROM events WHERE type IN ('CheckboxTicked', 'CheckboxUnticked') GROUP BY 1, 2, 3
+    SELECT plan, part, box, type, max(position) FROM (
+        SELECT plan, json_extract(data, '$.part') AS part, json_extract(data, '$.box') AS box, type, position
+        FROM events WHERE type IN ('CheckboxTicked', 'CheckboxUnticked')
+        UNION ALL
+        SELECT c.plan, c.part, b.value, 'CheckboxUnticked', c.position
+        FROM cleared AS c, json_each(c.what, '$.boxes') AS b)
+    GROUP BY 1, 2, 3
 ),
 ticked AS (
     SELECT pp.plan, pp.part, count(*) AS ticked
@@ -71,11 +84,21 @@ failures AS (
     SELECT plan, json_extract(data, '$.part') AS part, count(*) AS failures
     FROM events WHERE type = 'RunnerFailed' GROUP BY 1, 2
 ),
+evidence_from AS (
+    SELECT plan, part, max(position) AS position FROM (
+        SELECT plan, json_extract(data, '$.part') AS part, position FROM events
+        WHERE type IN ('RunnerStarted', 'PartRetried')
+        UNION ALL
+        SELECT plan, part, position FROM cleared)
+    GROUP BY 1, 2
+),
 drops AS (
     SELECT d.plan, json_extract(d.data, '$.part') AS part, json_extract(d.data, '$.path') AS path,
            json_extract(d.data, '$.size') AS size, json_extract(d.data, '$.sha256') AS sha256, max(d.position)
-    FROM events AS d LEFT JOIN runs AS r ON r.plan = d.plan AND r.part = json_extract(d.data, '$.part')
-    WHERE d.type = 'DropRecorded'
+    FROM events AS d
+    LEFT JOIN runs AS r ON r.plan = d.plan AND r.part = json_extract(d.data, '$.part')
+    LEFT JOIN evidence_from AS f ON f.plan = d.plan AND f.part = json_extract(d.data, '$.part')
+    WHERE d.type = 'DropRecorded' AND d.position > coalesce(f.position, 0)
       AND (json_extract(d.data, '$.attempt') IS NULL OR json_extract(d.data, '$.attempt') = r.attempt)
     GROUP BY 1, 2
 )

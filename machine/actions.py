@@ -1,4 +1,4 @@
-"""The acts that change a plan: start, drop, finish, fail, retry, lose, review (ticks: machine.ticks).
+"""The acts that change a plan: start, drop, finish, fail, retry, lose, reopen, review (ticks: machine.ticks).
 
 Every act folds the plan's events, checks its rules and appends its events
 inside one ``BEGIN IMMEDIATE`` transaction, so that no other process can act
@@ -14,14 +14,14 @@ from ledger import clock
 from ledger.errors import BadInput, Refused, Unknown
 from ledger.secrets import redact_argv, redact_text
 from ledger.events import (
-    BatchReviewed, DropRecorded, PartRetried, RunnerFailed, RunnerLost, RunnerStarted, RunnerSucceeded,
+    BatchReviewed, DropRecorded, PartReopened, PartRetried, RunnerFailed, RunnerLost, RunnerStarted, RunnerSucceeded,
 )
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
 from machine.paths import PathGuard
 from machine.rules import sha256_of
-from machine.state import BatchState, PlanState, stamp_of
+from machine.state import BatchState, PartState, PlanState, stamp_of
 from machine.workspace import Workspace
 
 
@@ -114,6 +114,42 @@ def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -
         return Outcome(part.id, recorded, f"{part.id} was {was}; it is pending again")
 
 
+def reopen(workspace: Workspace, refs: list[str], reason: str, act: Act) -> dict[str, Any]:
+    """Send settled PARTs (succeeded, imported ones too, failed or lost) back to pending, their evidence cleared.
+
+    All or none: one PART that may not reopen refuses the lot. An approved batch of theirs needs review again,
+    and the batches after it that are not approved lock until it is.
+    """
+    if not reason.strip():
+        raise BadInput("say why with --reason TEXT")
+    if not refs:
+        raise BadInput("name the PARTs to reopen, e.g. 'kx reopen PART-3 --reason \"no evidence\"'")
+    with acting(workspace) as ctx:
+        parts = list({part.id: part for part in (ctx.part(ref)[0] for ref in refs)}.values())
+        events = [PartReopened(plan=ctx.state.id, part=part.id, attempt=part.attempt, by=act.actor,
+                               reason=redact_text(reason), was=part.state, cleared=evidence_of(part))
+                  for part in parts]
+        recorded = ctx.append(*events)
+        return reopened(ctx.state, parts, recorded)
+
+
+def evidence_of(part: PartState) -> dict[str, Any]:
+    """What clearing ``part``'s evidence forgets: its ticked boxes and its drop (a path), as the event records it."""
+    drop_seen = part.drop
+    return {"boxes": sorted(part.ticked), **({"drop": drop_seen["path"]} if drop_seen else {})}
+
+
+def reopened(state: PlanState, parts: list[PartState], recorded: list[str]) -> dict[str, Any]:
+    batches = sorted({part.batch for part in parts})
+    numbers = [b.number for b in state.plan.batches]
+    later = [n for n in numbers if batches and n > batches[0] and state.batches[n].state == "locked"]
+    names = ", ".join(part.id for part in parts)
+    message = f"{names} pending again, ticks and drops cleared; " + "; ".join(
+        f"batch {n} is {state.batches[n].state.replace('_', ' ')}" for n in dict.fromkeys(batches + later))
+    return {"parts": [part.id for part in parts], "recorded": recorded, "message": message,
+            "batches": [{"number": n, "state": state.batches[n].state} for n in numbers]}
+
+
 # --- reviews ---------------------------------------------------------------------
 
 
@@ -136,7 +172,8 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
         else:
             sent_back = _sent_back(ctx, parts, members, failed)
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="reject", by=act.actor, note=note,
-                                  parts=sent_back, drops=drops)
+                                  parts=sent_back, drops=drops,
+                                  cleared={p: evidence_of(ctx.state.parts[p]) for p in sent_back})
         recorded = ctx.append(event)
         verb = "approved" if approve else f"rejected; {', '.join(event.parts)} pending again"
         return Outcome(f"batch {number}", recorded, f"batch {number} {verb}", {"batch": number,

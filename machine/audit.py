@@ -7,7 +7,9 @@ event, and every event's data fits its type (one that does not is a finding,
 left out of the rules). Rules: each event is put to :meth:`Rules.check` — the very
 check an act makes before appending — against the state folded from the events
 before it, then folded; a fact the machines do not allow is a finding too. The
-read model is compared with the fold where it was saved. Events recorded
+read model is compared with the fold where it was saved. At the end, the files
+the evidence rests on (each PART's drop and recorded target) are hashed again,
+once each: a file changed or gone since it was recorded is a finding. Events recorded
 ``by: import`` are history taken as it was; ``kx plan lint`` reports their
 inconsistencies.
 """
@@ -27,6 +29,7 @@ from ledger.upcasting import upcast
 from ledger import vocabulary
 from ledger.vocabulary import IMPORT
 from machine.projections import SCHEMA
+from machine.rehash import changes, recorded_files
 from machine.rules import Rules
 from machine.state import PlanState, fold_version
 from machine.workspace import Workspace
@@ -70,6 +73,7 @@ class PlanAudit:
 
     def __init__(self, workspace: Workspace, plan_id: str):
         config = workspace.config(plan_id)
+        self.resolve = workspace.resolve
         self.state = PlanState(plan_id, timezone=config.timezone)
         self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
         self.saved = readmodel.load(workspace.ledger.conn, plan_id, fold_version())
@@ -108,7 +112,9 @@ class PlanAudit:
     def finish(self) -> list[str]:
         if self.saved is not None:
             self.findings += read_model_findings(self.state, self.saved)
-        return self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
+        files = changes(recorded_files(self.state), self.resolve)  # once, at the end: each file read once
+        return (self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
+                + [f"plan {self.state.id}: {change}" for change in files])
 
 
 class Audit:

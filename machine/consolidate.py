@@ -1,6 +1,9 @@
 """``kx consolidate``: the plan's last step (index, skill, report, move, commit), driven by the ledger.
 
-Allowed once every batch is approved. INDEX.md and SKILL.md get one marked
+Allowed once every batch is approved, and refused while a file the evidence
+rests on (a drop, a recorded target, a succeeded PART's knowledge file) is
+changed or gone, unless ``--allow-missing``, which the index block and the
+report then say. INDEX.md and SKILL.md get one marked
 block per plan, rewritten in place: text outside the block is kept byte for
 byte, and a second run writes the same bytes. ``PlanConsolidated`` records the
 paths and the commit; a second ``kx consolidate`` is a no-op.
@@ -22,10 +25,10 @@ from machine.projections import PAST
 from machine import git
 from machine.paths import RULE, PathGuard
 from machine.plan_file import render_file
-from machine.rules import sha256_of
 from machine.state import PlanState
 from machine.workspace import Workspace
 from machine.packet import part_packet
+from machine.rehash import changes, recorded_files
 
 
 @dataclass
@@ -54,7 +57,7 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     guard = PathGuard.of(workspace, state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
     knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
-    missing = missing_files(workspace, state, knowledge, drops)
+    missing = missing_files(workspace, state, knowledge)
     if missing and not allow_missing:
         raise Refused("consolidation needs every knowledge file and drop as recorded: " + "; ".join(missing)
                       + "; restore them, or consolidate with --allow-missing", rule="consolidate", details=missing)
@@ -70,7 +73,7 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
             git.stage(top, [*files, targets.index, targets.report, targets.plan,
                             *([targets.skill] if targets.skill else [])])
             commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
-    return record(workspace, state, targets, commit_id, by, len(knowledge))
+    return record(workspace, state, targets, commit_id, by, len(existing(knowledge)), missing)
 
 
 def destinations(workspace: Workspace, state: PlanState, guard: PathGuard, index: Path | None,
@@ -110,18 +113,14 @@ def drop_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict
             for part in state.parts.values() if (drop := part.drop)}
 
 
-def missing_files(workspace: Workspace, state: PlanState, knowledge: dict[str, Path],
-                  drops: dict[str, Path]) -> list[str]:
-    """The knowledge files gone, and the drops gone or changed since they were recorded."""
-    missing = [f"{part}: {workspace.store_path(path)} is missing" for part, path in knowledge.items()
-               if not path.is_file()]
-    for part, path in drops.items():
-        recorded = state.parts[part].drop
-        if not path.is_file():
-            missing.append(f"{part}: drop {recorded['path']} is gone")
-        elif sha256_of(path) != recorded["sha256"]:
-            missing.append(f"{part}: drop {recorded['path']} changed since it was recorded")
-    return missing
+def missing_files(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> list[str]:
+    """Drops and targets changed or gone since they were recorded (hashed again), and succeeded PARTs'
+    knowledge files that do not exist."""
+    changed = changes(recorded_files(state), workspace.resolve)
+    seen = {workspace.resolve(c.file.path).resolve() for c in changed}
+    absent = [f"{part}: {workspace.store_path(path)} is missing"
+              for part, path in knowledge.items() if not path.is_file() and path not in seen]
+    return [str(c) for c in changed] + absent
 
 
 def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, files: list[Path]) -> None:
@@ -142,7 +141,7 @@ def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, fi
 def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowledge: dict[str, Path],
                 top: Path | None, missing: list[str]) -> None:
     """Index, skill, plan and report; each step leaves what an earlier run already did as it is."""
-    update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent))
+    update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
     if targets.skill:
         update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
     already_moved = targets.plan != targets.source and targets.plan.exists() and not targets.source.exists()
@@ -154,7 +153,7 @@ def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowle
 
 
 def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
-           knowledge: int) -> dict[str, Any]:
+           knowledge: int, missing: list[str]) -> dict[str, Any]:
     """``PlanConsolidated``, last, in a short transaction of its own: unless another run recorded it meanwhile."""
     stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
     if targets.skill:
@@ -164,9 +163,10 @@ def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: s
         if state.consolidated is not None:
             return {"plan": state.id, "action": "unchanged", **state.consolidated}
         refuse_unless_approved(state)
-        workspace.record(state, [PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by)])
+        workspace.record(state, [PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by,
+                                                  allowed_missing=missing or None)])
     return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
-            "knowledge_files": knowledge}
+            "knowledge_files": knowledge, "missing": missing}
 
 
 def commit_trailer(state: PlanState) -> str:
@@ -185,6 +185,10 @@ def refuse_unless_approved(state: PlanState) -> None:
         raise Refused("consolidation waits until every batch is approved: " + "; ".join(left), rule="consolidate")
 
 
+def existing(knowledge: dict[str, Path]) -> dict[str, Path]:
+    return {part: path for part, path in knowledge.items() if path.is_file()}
+
+
 def _link(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
@@ -199,8 +203,8 @@ def _first_heading(path: Path) -> str | None:
     return None
 
 
-def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", ""]
+def index_block(state: PlanState, knowledge: dict[str, Path], base: Path, allowed: list[str] = ()) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", "", *_allowed_missing(allowed)]
     for part, path in knowledge.items():
         title = state.plan.part(part).title
         missing = "" if path.exists() else " (missing)"
@@ -209,7 +213,8 @@ def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
 
 
 def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", "", f"Knowledge from plan `{state.id}` ({len(knowledge)} files)."]
+    lines = [f"## {state.plan.title or state.id}", "",
+             f"Knowledge from plan `{state.id}` ({len(existing(knowledge))} files)."]
     for batch in state.plan.batches:
         members = [part_id(n) for n in batch.parts if part_id(n) in knowledge]
         if members:
@@ -217,6 +222,14 @@ def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
             lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
                       for p in members]
     return lines
+
+
+def _allowed_missing(allowed: list[str]) -> list[str]:
+    """What --allow-missing let through, said where the index and the report are read."""
+    if not allowed:
+        return []
+    return [f"> Consolidated with --allow-missing: {len(allowed)} files changed or missing:", ">",
+            *(f"> - {item}" for item in allowed), ""]
 
 
 def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
@@ -252,7 +265,13 @@ def _totals(state: PlanState) -> dict[str, int]:
     attempts = sum(p.attempts for p in parts)
     return {"parts": len(parts), "succeeded": sum(p.state == "succeeded" for p in parts),
             "failed": sum(p.state == "failed" for p in parts), "attempts": attempts,
-            "failures": sum(p.failures for p in parts), "batches": len(state.plan.batches)}
+            "failures": sum(p.failures for p in parts), "lost": sum(p.losses for p in parts),
+            "retried": sum(p.retries for p in parts), "batches": len(state.plan.batches)}
+
+
+def _attempt_counts(totals: dict[str, int]) -> str:
+    return (f"{totals['attempts']} attempts: {totals['lost']} lost, {totals['failures']} failed,"
+            f" {totals['retried']} retried")
 
 
 def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str]) -> str:
@@ -260,9 +279,8 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], m
     lines = [f"# Consolidation: {state.plan.title or state.id}", "",
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
-             f" {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.", ""]
-    if missing:
-        lines += ["Consolidated with --allow-missing, without:", "", *[f"- {m}" for m in missing], ""]
+             f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
+             "", *_allowed_missing(missing)]
     for batch in state.plan.batches:
         lines += [f"## Batch {batch.number}: {batch.title}", ""]
         for review in state.batches[batch.number].reviews:
@@ -290,15 +308,14 @@ def commit_message(state: PlanState, targets: Targets, knowledge: dict[str, Path
     totals = _totals(state)
     lines = [f"Consolidate {state.plan.title or state.id}", "",
              f"Plan {state.id}: {totals['parts']} PARTs in {totals['batches']} batches, {totals['succeeded']}"
-             f" succeeded, {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.",
-             ""]
+             f" succeeded, {totals['failed']} failed; {_attempt_counts(totals)}.", ""]
     for batch in state.plan.batches:
         review = state.batches[batch.number].last_review or {}
         lines.append(f"Batch {batch.number} ({batch.title}): {PAST.get(review.get('decision'), '?')}"
                      f" by {review.get('by', '?')}"
                      + (f" — {review['note']}" if review.get("note") else ""))
     lines += ["", "Knowledge files:"]
-    lines += [f"- {workspace.store_path(path)}" for path in knowledge.values()]
+    lines += [f"- {workspace.store_path(path)}" for path in existing(knowledge).values()]
     lines += ["", f"Index: {workspace.store_path(targets.index)}; report: {workspace.store_path(targets.report)};"
               f" plan moved to {workspace.store_path(targets.plan)}."]
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """``kx plan lint``: what a plan claims against what it contains.
 
 Errors (exit 1): duplicate PART or batch numbers, PARTs ticked Completed while
-boxes of theirs are unticked (a claim without evidence), paths that leave the
-plan's root or point at kx's own files (the ones ``kx plan import`` refuses).
-Everything else is a warning.
+boxes of theirs are unticked (a claim without evidence; the fix suggested is
+``kx reopen``), paths that leave the plan's root or point at kx's own files (the
+ones ``kx plan import`` refuses). Everything else is a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Finding:
     code: str
     message: str
     line: int | None = None  # 1-based
+    fix: str | None = None  # the command that would set it right
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -96,9 +97,10 @@ def _claims(plan: Plan):
             yield Finding("warning", "header", f"{part.id} has no '- [ ] PART {part.number}: ...' box", part.line + 1)
             continue
         unticked = [b for b in part.boxes if not b.ticked]
-        if header.ticked and unticked:
+        if header.ticked and unticked:  # a claim without evidence: done again, it earns its ticks and drop
             yield Finding("error", "evidence", f"{part.id} is ticked Completed but {len(unticked)} of"
-                          f" {len(part.boxes)} boxes are unticked", header.line + 1)
+                          f" {len(part.boxes)} boxes are unticked", header.line + 1,
+                          fix=f"kx reopen {part.id} --reason ...")
         if header.stamp and not header.ticked:
             yield Finding("warning", "stamp", f"{part.id} has a Completed stamp but its box is not ticked:"
                           " it does not count as succeeded", header.line + 1)

@@ -6,7 +6,7 @@ built once with ``model=None``; its triggers fire on plain state objects
 (``machine.events[name].trigger(obj, ...)``), which keeps folding thousands of
 PARTs linear.
 
-Conditions are of two kinds. *Facts* (a batch's PARTs all settled, the batch
+Conditions are of two kinds. *Facts* (a batch's PARTs all settled, every batch
 before it approved) are asked of the ``plan`` passed with every trigger and
 decide where a batch goes. *Rules* (the limit, the gate, the evidence) are
 asked of the ``rules`` object passed when an act or ``kx audit verify`` checks
@@ -52,13 +52,16 @@ PART_TRANSITIONS = [
     {"trigger": "lose", "source": "running", "dest": "lost"},
     {"trigger": "retry", "source": ["failed", "lost"], "dest": "pending"},
     {"trigger": "send_back", "source": ["succeeded", "failed", "lost", "pending"], "dest": "pending"},
+    {"trigger": "reopen", "source": ["succeeded", "failed", "lost"], "dest": "pending"},
     {"trigger": "import_succeeded", "source": "*", "dest": "succeeded"},
 ]
 
 BATCH_STATES = ["locked", "open", "running", "awaiting_review", "approved", "rejected"]
 BATCH_TRANSITIONS = [
-    # "advance" follows the batch's PARTs; the first transition whose facts hold wins
-    {"trigger": "advance", "source": "locked", "dest": "open", "conditions": [_fact("previous_approved")]},
+    # "advance" follows the batch's PARTs and the batches before it; the first transition whose facts hold wins
+    {"trigger": "advance", "source": ["open", "running", "awaiting_review"], "dest": "locked",
+     "unless": [_fact("earlier_approved")]},
+    {"trigger": "advance", "source": "locked", "dest": "open", "conditions": [_fact("earlier_approved")]},
     {"trigger": "advance", "source": ["open", "running"], "dest": "awaiting_review",
      "conditions": [_fact("all_settled")]},
     {"trigger": "advance", "source": "open", "dest": "running", "conditions": [_fact("has_moved")]},
@@ -66,6 +69,9 @@ BATCH_TRANSITIONS = [
     {"trigger": "approve", "source": "awaiting_review", "dest": "approved", "conditions": [_rule("may_approve")]},
     {"trigger": "reject", "source": "awaiting_review", "dest": "rejected"},
     {"trigger": "reopen", "source": "rejected", "dest": "open"},
+    # a PART of the batch reopened: an approved batch needs review again; elsewhere "advance" follows the PARTs
+    {"trigger": "part_reopened", "source": "approved", "dest": "open"},
+    {"trigger": "part_reopened", "source": ["locked", "open", "running", "awaiting_review"], "dest": None},
     {"trigger": "import_approved", "source": "*", "dest": "approved"},
 ]
 
@@ -106,7 +112,7 @@ def fire(machine: Any, obj: Any, trigger: str, rules: Any = None, **kwargs: Any)
 # what a person runs to fire each trigger (the others are kx's own housekeeping)
 COMMANDS = {"start": "kx start", "succeed": "kx finish", "fail": "kx fail", "retry": "kx retry",
             "send_back": "kx review N --reject", "approve": "kx review N --approve",
-            "reject": "kx review N --reject"}
+            "reject": "kx review N --reject", "reopen": "kx reopen"}
 
 
 def not_possible(machine: Any, obj: Any, trigger: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ledger import clock
 from machine.plan import part_id
+from machine.rehash import WHAT, changes, recorded_files
 from machine.state import PlanState
 
 
@@ -34,14 +37,22 @@ def part_packet(state: PlanState, part_id: str) -> dict[str, Any]:
     }
 
 
-def batch_packet(state: PlanState, number: int) -> dict[str, Any]:
+def batch_packet(state: PlanState, number: int, resolve: Callable[[str], Path] | None = None) -> dict[str, Any]:
+    """The batch's packet; with ``resolve`` (stored path → file), each PART's drop and target hashed again."""
     batch = state.plan.batch(number)
-    return {"batch": number, "title": batch.title, "state": state.batches[number].state,
-            "parts": [part_packet(state, part_id(n)) for n in dict.fromkeys(batch.parts)]}
+    members = [part_id(n) for n in dict.fromkeys(batch.parts)]
+    changed = changes(recorded_files(state, members), resolve) if resolve else []
+    parts = [part_packet(state, member) for member in members]
+    for part in parts:
+        part["files"] = [c.as_dict() for c in changed if c.part == part["part"]]
+    return {"batch": number, "title": batch.title, "state": state.batches[number].state, "parts": parts,
+            "changed": [str(c) for c in changed]}
 
 
 def packet_text(packet: dict[str, Any]) -> str:
     lines = [f"Review of batch {packet['batch']}: {packet['title']}"]
+    if packet.get("changed"):
+        lines.append(f"  ! {len(packet['changed'])} recorded files changed or gone since they were recorded")
     for part in packet["parts"]:
         drop = f"{part['drop']['path']} ({part['drop']['size']} bytes)" if part["drop"] else "no drop"
         took = f"{part['seconds']:.1f}s" if part["seconds"] is not None else "-"
@@ -50,6 +61,8 @@ def packet_text(packet: dict[str, Any]) -> str:
                      f"  {took:>7}  {drop}")
         if part["failures"]:
             lines.append(f"           {part['failures']} failure(s); last: {part['reason']}")
+        for file in part.get("files", ()):
+            lines.append(f"           {file['kind']} {file['path']} {WHAT[file['problem']]}")
         if part["unticked"]:
             shown = "; ".join(part["unticked"][:3]) + (" ..." if len(part["unticked"]) > 3 else "")
             lines.append(f"           unticked: {shown}")

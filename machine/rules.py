@@ -25,7 +25,7 @@ from machine.state import BatchState, PartState, PlanState
 ATTEMPT_ACTS = frozenset({"CheckboxTicked", "CheckboxUnticked", "DropRecorded", "RunnerSucceeded", "RunnerFailed"})
 # the PART machine's trigger each event fires
 PART_TRIGGERS = {"RunnerStarted": "start", "RunnerSucceeded": "succeed", "RunnerFailed": "fail",
-                 "RunnerLost": "lose", "PartRetried": "retry"}
+                 "RunnerLost": "lose", "PartRetried": "retry", "PartReopened": "reopen"}
 
 
 def sha256_of(path: Path) -> str:
@@ -118,10 +118,14 @@ class Rules:
     def gate(self, part: PartState) -> None:
         batch = self.state.batch_of(part)
         if batch.state == "locked":
-            before = self.state.previous(batch.number)
+            before = self.state.first_unapproved_before(batch.number)
+            if before is None:
+                raise Refused(f"gate: {part.id} is in batch {batch.number}, which is locked", rule="gate")
+            then = (f"review it with 'kx review {before.number} --approve'" if before.state == "awaiting_review"
+                    else f"once its PARTs are done, review it with 'kx review {before.number} --approve'")
             raise Refused(
                 f"gate: {part.id} is in batch {batch.number}, locked until batch {before.number} is approved"
-                f" (it is {before.state.replace('_', ' ')}); review it with 'kx review {before.number} --approve'",
+                f" (it is {before.state.replace('_', ' ')}); {then}",
                 rule="gate",
             )
 

@@ -14,7 +14,7 @@ from machine.plan import Plan, part_id
 
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 2  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 3  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -34,9 +34,13 @@ class PartState:
     attempt: str | None = None
     started: dict[str, Any] | None = None
     drops: list[dict[str, Any]] = field(default_factory=list)
+    evidence_from: int = 0  # a drop recorded at or before this position is not the current attempt's evidence
+    target: dict[str, Any] | None = None  # the knowledge file (path, sha256) the success recorded, if it did
     completed_at: str | None = None
     finished_at: str | None = None  # when the current attempt ended (succeeded, failed or lost)
     failures: int = 0
+    losses: int = 0
+    retries: int = 0
     reason: str | None = None
     last_position: int = 0
 
@@ -46,9 +50,20 @@ class PartState:
 
     @property
     def drop(self) -> dict[str, Any] | None:
-        """The latest drop of the current attempt (or of anyone, without attempts)."""
-        mine = [d for d in self.drops if d.get("attempt") in (None, self.attempt)]
+        """The latest drop that counts: the current attempt's, or a person's recorded after the attempt started.
+
+        A drop from before the latest start, retry, rejection or reopening does not count (evidence belongs to
+        attempts)."""
+        mine = [d for d in self.drops
+                if d["position"] > self.evidence_from and d.get("attempt") in (None, self.attempt)]
         return mine[-1] if mine else None
+
+    def clear(self, cleared: dict[str, Any], position: int) -> None:
+        """Forget the evidence an event says it cleared: those ticks, and every drop, target and stamp so far."""
+        boxes = set(cleared.get("boxes", ()))
+        self.ticked -= boxes
+        self.touched |= boxes  # the ledger now says "unticked": render writes it
+        self.evidence_from, self.target, self.completed_at = position, None, None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -150,8 +165,9 @@ class PlanState:
     def snapshot(self, parts: Iterable[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The plan's own state and the details of ``parts`` (default: all), as the read model keeps them."""
         plan_state = {
-            "path": self.path, "root": self.root, "sha256": self.sha256, "box_ids": self.box_ids,
-            "revisions": self.revisions, "consolidated": self.consolidated, "anomalies": self.anomalies,
+            "path": self.path, "root": self.root, "sha256": self.sha256,
+            "box_ids": self.box_ids, "revisions": self.revisions, "consolidated": self.consolidated,
+            "anomalies": self.anomalies,
             "batches": {str(n): {"state": b.state, "reviews": b.reviews} for n, b in self.batches.items()},
         }
         details = []
@@ -231,6 +247,9 @@ class PlanState:
                 if sent in self.parts:
                     self.dirty.add(sent)
                     self._fire(part_machine(), self.parts[sent], "send_back")
+            for sent, cleared in (event.get("cleared") or {}).items():
+                if sent in self.parts:
+                    self.parts[sent].clear(cleared, event.position)
             self._fire(batch_machine(), batch, "reopen")
         self._sync_batches()
 
@@ -241,6 +260,7 @@ class PlanState:
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
             part.reason, part.finished_at = None, None
+            part.evidence_from = event.position
             self._advance(self.batches.get(part.batch))
 
     def _on_CheckboxTicked(self, event: Recorded) -> None:
@@ -262,7 +282,7 @@ class PlanState:
                 part.completed_at = event.get("completed_at")
             else:
                 self._fire(part_machine(), part, "succeed")
-                part.finished_at = event.recorded_at
+                part.finished_at, part.target = event.recorded_at, event.get("target")
                 part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
     def _on_RunnerFailed(self, event: Recorded) -> None:
@@ -276,12 +296,22 @@ class PlanState:
         part = self._part_event(event)
         if part:
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
-            self._fire(part_machine(), part, "lose")
+            if self._fire(part_machine(), part, "lose"):
+                part.losses += 1
 
     def _on_PartRetried(self, event: Recorded) -> None:
         part = self._part_event(event)
+        if part and self._fire(part_machine(), part, "retry"):
+            part.retries += 1
+            part.evidence_from = event.position
+
+    def _on_PartReopened(self, event: Recorded) -> None:
+        part = self._part_event(event)
         if part:
-            self._fire(part_machine(), part, "retry")
+            self._fire(part_machine(), part, "reopen")
+            part.clear(event.get("cleared") or {}, event.position)
+            self._fire(batch_machine(), self.batches[part.batch], "part_reopened")
+            self._sync_batches()  # the batches after it lock until it is approved again
 
     def _part_event(self, event: Recorded) -> PartState | None:
         part = self.parts.get(event.get("part"))
@@ -331,20 +361,22 @@ class PlanState:
     def has_moved(self, batch: BatchState) -> bool:
         return any(p.state != "pending" or p.attempts for p in self.members(batch))
 
-    def previous(self, number: int) -> BatchState | None:
-        """The batch before batch ``number`` in plan order (None for the first)."""
-        order = [b.number for b in self.plan.batches]
-        index = order.index(number) if number in order else 0
-        return self.batches[order[index - 1]] if index > 0 else None
-
     def following(self, number: int) -> BatchState | None:
         order = [b.number for b in self.plan.batches]
         index = order.index(number) if number in order else len(order)
         return self.batches[order[index + 1]] if index + 1 < len(order) else None
 
-    def previous_approved(self, batch: BatchState) -> bool:
-        before = self.previous(batch.number)
-        return before is None or before.state == "approved"
+    def first_unapproved_before(self, number: int) -> BatchState | None:
+        """The first batch before batch ``number`` in plan order that is not approved (None when all are)."""
+        for structure in self.plan.batches:
+            if structure.number == number:
+                return None
+            if self.batches[structure.number].state != "approved":
+                return self.batches[structure.number]
+        return None
+
+    def earlier_approved(self, batch: BatchState) -> bool:
+        return self.first_unapproved_before(batch.number) is None
 
 
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}

@@ -242,7 +242,7 @@ class Supervisor:
         if mode == "wait":
             if self.waiting_for != number:
                 self.waiting_for = number
-                self.progress.say(packet_text(batch_packet(state, number)))
+                self.progress.say(packet_text(batch_packet(state, number, self.ws.resolve)))
                 self.progress.say(f"batch {number} awaits review: run 'kx review {number} --approve' (or --reject"
                                   " PART...) in another terminal")
             time.sleep(self.options.poll)
@@ -260,7 +260,7 @@ class Supervisor:
         return None
 
     def _prompt_review(self, state: PlanState, number: int) -> RunResult | None:
-        self.progress.say(packet_text(batch_packet(state, number)))
+        self.progress.say(packet_text(batch_packet(state, number, self.ws.resolve)))
         failed = self.ws.rules(state).failed_parts(state.batches[number])
         choices = ["approve", "reject", "retry", "quit"] if failed else ["approve", "reject", "quit"]
         answer = self.ask(f"batch {number}: {' / '.join(choices)}?", choices)

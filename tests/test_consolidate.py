@@ -24,6 +24,9 @@ def repo(project):
     return project
 
 
+KNOWLEDGE = {"PART-1": "00-alpha", "PART-2": "01-beta", "PART-3": "02-gamma", "PART-4": "03-delta"}
+
+
 def run_small_plan(kx, project):
     for batch, parts in ((1, ("PART-1", "PART-2")), (2, ("PART-3", "PART-4"))):
         for part in parts:
