@@ -76,6 +76,9 @@ class Supervisor:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
         if options.executor not in EXECUTORS:
             raise BadInput(f"--executor must be one of {', '.join(EXECUTORS)}")
+        if workspace.ledger.read_only:
+            raise BadInput(f"the ledger {workspace.ledger.path} is read-only (its file has no write permission) and"
+                           " a run records every start and outcome; make it writable (chmod u+w) first")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
         self.children: dict[str, Attempt] = {}
         self.executor: Executor
