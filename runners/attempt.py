@@ -1,4 +1,4 @@
-"""The wrapper around one attempt: ``python -m runners.attempt --part PART-7 -- COMMAND...``.
+"""The wrapper around one attempt, forked by ``kx run``'s fork server, or ``python -m runners.attempt ... -- COMMAND``.
 
 It runs in its own session, so it outlives a supervisor that is killed or
 interrupted. It records the start (the limit and gate are checked then), writes
@@ -25,6 +25,7 @@ from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail
+from runners.forkserver import ForkServer
 from runners.protocol import runner_environment
 
 WRAPPER = "kx run"
@@ -124,8 +125,47 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     return 1
 
 
+def warm_up() -> None:
+    """Load, once in the fork server, what every wrapper needs; the wrappers forked from it inherit it."""
+    import psutil  # noqa: F401 - the wrapper records its process start time
+
+    from ledger import events
+    from machine import queries  # noqa: F401 - the brief
+    from machine.machines import batch_machine, part_machine
+
+    part_machine(), batch_machine()
+    for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
+                  events.CheckboxTicked):
+        model.model_rebuild(force=True)
+
+
+def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float, errors: str) -> int:
+    """A wrapper's life in the child the fork server forked: its own session, its output to ``errors``."""
+    os.setsid()
+    fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
+    except KxError as exc:
+        print(f"kx attempt: {exc.message}", file=sys.stderr)
+        return exc.code
+    except BaseException:  # noqa: BLE001 - report it in the wrappers' log
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
 class LocalExecutor:
-    """``kx run --executor local``: each attempt in a wrapper forked from the supervisor, on this machine.
+    """``kx run --executor local``: each attempt in a wrapper on this machine, forked by ``runners.forkserver``.
 
     An executor gives the supervisor attempts that answer ``poll()`` (the exit code, or None while running):
     0 succeeded, 1 failed or lost, 3 start refused. ``service()`` runs once per turn of the supervisor's loop;
@@ -134,55 +174,30 @@ class LocalExecutor:
 
     def __init__(self, workspace: Workspace, command: list[str], lease: float):
         self.ws, self.command, self.lease = workspace, command, lease
+        self.server = ForkServer()
 
     def spawn(self, plan_id: str, part: str) -> ForkedAttempt:
         folder = self.ws.ledger.path.resolve().parent / "attempts" / plan_id
         folder.mkdir(parents=True, exist_ok=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return ForkedAttempt(self.ws.ledger.path.resolve(), plan_id, part, self.command, self.lease,
-                             folder / "wrappers.log")
+        number = self.server.start(ledger=str(self.ws.ledger.path.resolve()), plan=plan_id, part=part,
+                                   command=self.command, lease=self.lease, errors=str(folder / "wrappers.log"))
+        return ForkedAttempt(self.server, number)
 
     def service(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self.server.close()
 
 
 class ForkedAttempt:
-    """An attempt's wrapper forked from the supervisor: no interpreter start-up, its own session."""
+    """An attempt's wrapper, as its fork server reports it."""
 
-    def __init__(self, ledger_path: Path, plan_id: str, part: str, command: list[str], lease: float, errors: Path):
-        self.pid = os.fork()
-        if self.pid == 0:  # the child never returns from here
-            code = 1
-            try:
-                os.setsid()
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                code = run_attempt(Workspace.open(str(ledger_path), plan_id), part, command, lease)
-            except KxError as exc:
-                print(f"kx attempt: {exc.message}", file=sys.stderr)
-                code = exc.code
-            except BaseException:  # noqa: BLE001 - report, then leave without the parent's cleanup
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        self.code: int | None = None
+    def __init__(self, server: ForkServer, number: int):
+        self.server, self.number = server, number
 
     def poll(self) -> int | None:
-        if self.code is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.code = os.waitstatus_to_exitcode(status)
-        return self.code
+        return self.server.exit_code(self.number)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,9 @@ folds the ledger again. Each attempt runs in a wrapper process of its own
 session (``runners.attempt``) that records the start and the outcome itself,
 so killing the supervisor loses nothing; the same command picks up from the
 ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
-Where attempts run is the executor's business: forked wrappers here
-(``LocalExecutor``) or Ray tasks on a cluster (``runners.ray_executor``).
+Where attempts run is the executor's business: wrappers on this machine,
+forked by a fork server that never opens the ledger (``LocalExecutor``), or
+Ray tasks on a cluster (``runners.ray_executor``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Attempt(Protocol):
 
 
 class Executor(Protocol):
-    """Where attempts run: ``runners.attempt.LocalExecutor`` (forked wrappers), ``runners.ray_executor``."""
+    """Where attempts run: ``runners.attempt.LocalExecutor`` (wrappers on this machine), ``runners.ray_executor``."""
 
     def spawn(self, plan_id: str, part: str) -> Attempt: ...
 
@@ -116,22 +117,7 @@ class Supervisor:
         else:
             raise KeyboardInterrupt
 
-    def _warm_up(self) -> None:
-        """Load here, once, what every forked wrapper needs; the children inherit it instead of redoing it."""
-        import psutil  # noqa: F401 - the wrapper records its process start time
-
-        from ledger import events
-        from machine import queries  # noqa: F401 - the brief
-        from machine.machines import batch_machine, part_machine
-
-        self.ws.state().plan  # noqa: B018 - the structure, parsed into the process-wide cache
-        part_machine(), batch_machine()
-        for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
-                      events.CheckboxTicked, events.BatchReviewed, events.PartRetried):
-            model.model_rebuild(force=True)
-
     def _loop(self) -> RunResult:
-        self._warm_up()
         lost = reconcile(self.ws)
         if lost:
             self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")
