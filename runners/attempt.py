@@ -1,11 +1,13 @@
 """The wrapper around one attempt, forked by ``kx run``'s fork server, or ``python -m runners.attempt ... -- COMMAND``.
 
 It runs in its own session, so it outlives a supervisor that is killed or
-interrupted. It records the start (the limit and gate are checked then), writes
-the brief, runs the runner with its output to the attempt's log, keeps a
-heartbeat, and records the outcome itself: ``RunnerSucceeded`` when the runner
-exits 0 and the evidence holds, else ``RunnerFailed`` with the exit code and
-the log's last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
+interrupted. It records the start (the limit and gate are checked then), stops
+the runners of the PART's earlier attempts that still run on this machine,
+writes the brief, runs the runner (the leader of its own process group, noted
+in ``runner.json``) with its output to the attempt's log, keeps a heartbeat,
+and records the outcome itself: ``RunnerSucceeded`` when the runner exits 0
+and the evidence holds, else ``RunnerFailed`` with the exit code and the log's
+last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from ledger.errors import KxError, Refused
 from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
-from runners.attempts import attempt_dir, beat, log_tail
+from runners.attempts import attempt_dir, beat, log_tail, record_runner
 from runners.forkserver import ForkServer
 from runners.protocol import runner_environment
+from runners.reconcile import stop_runner
 
 WRAPPER = "kx run"
 
@@ -60,9 +63,17 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3
     attempt = started.data["attempt"]
+    stop_earlier_runners(workspace, part, attempt)
     folder, view = write_brief(workspace, part, attempt)
     code = _run_runner(command, runner_env(workspace, view, folder / "brief.md"), Path(view["root"]), folder, lease)
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+
+
+def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
+    """The PART's earlier attempts are superseded: their runners must not write beside this one's."""
+    number = int(attempt.rsplit("#", 1)[1])
+    for earlier in range(1, number):
+        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), f"{part}#{earlier}"))
 
 
 def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, dict]:
@@ -82,14 +93,18 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
     with open(folder / "runner.log", "ab") as log:
         try:
             process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
             log.write(f"kx: cannot start runner {command[0]!r}: {exc.strerror}\n".encode())
             heartbeat.done.set()
             return 127
+        record_runner(folder, process.pid)
 
         def forward(signum, _frame):
-            process.send_signal(signum)
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, forward)

@@ -1,7 +1,9 @@
-"""``kx run`` killed from outside, with real processes: no outcome is lost.
+"""``kx run`` killed from outside, with real processes: no outcome is lost, no runner of a lost attempt lives on.
 
 Each wrapper records its own outcome, so a supervisor SIGKILLed at any moment
-loses nothing.
+loses nothing; a wrapper killed under its runner leaves a lost attempt whose
+runner kx stops (SIGTERM, then SIGKILL after a grace period) before a retry
+can run beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from contextlib import closing
@@ -19,6 +22,7 @@ from contextlib import closing
 import psutil
 import pytest
 
+from runners.reconcile import process_alive
 from tests.test_supervisor import kx_run, real_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_time]
@@ -91,6 +95,14 @@ def of_type(project, *kinds: str) -> list[dict]:
     return [data for kind, data in ledger_events(project) if kind in kinds]
 
 
+def runner_of(project, attempt: str) -> tuple[int, float]:
+    """The runner process of ``attempt`` (pid, start time), once its wrapper has started it."""
+    folder = project / ".kx" / "attempts" / "plan" / attempt.replace("#", "-")
+    wait_until(lambda: (folder / "runner.json").exists(), timeout=30)
+    known = json.loads((folder / "runner.json").read_text())
+    return known["pid"], known["started"]
+
+
 def run_completes(project, runner: str, command: str = "resume") -> None:
     code, _, err = kx_run(project, command, "--runner", runner, "--review", "auto", "--backoff", "0.1", timeout=60)
     assert code == 0, err
@@ -127,3 +139,93 @@ def test_every_wrapper_records_its_outcome_after_the_supervisor_is_killed(projec
     run_completes(project, runner)
     assert not of_type(project, "RunnerLost", "RunnerFailed")
     assert {d["part"] for d in of_type(project, "RunnerSucceeded")} == {"PART-1", "PART-2", "PART-3"}
+
+
+def kill_wrappers_under_running_runners(project, parts: int) -> dict[str, tuple[int, float]]:
+    """SIGKILL every wrapper (not its runner) once all ``parts`` runners run; the orphaned runners."""
+    wait_until(lambda: len(of_type(project, "RunnerStarted")) == parts, timeout=30)
+    started = of_type(project, "RunnerStarted")
+    runners = {d["attempt"]: runner_of(project, d["attempt"]) for d in started}
+    for d in started:
+        os.kill(d["pid"], signal.SIGKILL)
+    assert all(process_alive(*known) for known in runners.values())
+    return runners
+
+
+def assert_lost_then_retried(project, runners: dict[str, tuple[int, float]]) -> None:
+    """Each killed attempt is lost, its runner stopped before it reported anything more, its retry succeeded."""
+    assert not any(process_alive(*known) for known in runners.values())
+    events = ledger_events(project)
+    for attempt in runners:
+        lost_at = next(i for i, (kind, d) in enumerate(events) if kind == "RunnerLost" and d["attempt"] == attempt)
+        assert not [kind for kind, d in events[lost_at + 1:] if d.get("by") == attempt]  # its runner's acts
+    retried = {d["attempt"] for d in of_type(project, "RunnerSucceeded")}
+    assert retried == {attempt.replace("#1", "#2") for attempt in runners}
+
+
+def test_a_wrapper_killed_alone_is_lost_and_its_runner_stopped(project, tag):
+    runner = make_plan(project, 1, first=60)
+    supervisor = kx_run(project, "run", "--runner", runner, "--review", "auto", "--backoff", "0.1", wait=False)
+    runners = kill_wrappers_under_running_runners(project, 1)
+    out, err = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, err
+    assert_lost_then_retried(project, runners)
+    assert kx_cli(project, "audit", "verify").returncode == 0
+
+
+def test_supervisor_and_wrappers_killed_then_resumed(project, tag):
+    runner = make_plan(project, 2, first=60)
+    supervisor = kx_run(project, "run", "--runner", runner, "--review", "auto", wait=False)
+    wait_until(lambda: len(of_type(project, "RunnerStarted")) == 2, timeout=30)
+    supervisor.send_signal(signal.SIGKILL)
+    supervisor.wait()
+    runners = kill_wrappers_under_running_runners(project, 2)
+    run_completes(project, runner)
+    assert_lost_then_retried(project, runners)
+
+
+def in_process_plan(kx, project) -> None:
+    """A one-PART plan, imported by this test's process (for tests without a supervisor to kill)."""
+    (project / "plan.md").write_text(one_batch_plan(1))
+    assert kx("plan", "import", "plan.md").code == 0
+
+
+def start_wrapper(project, part: str, script: str) -> subprocess.Popen:
+    """An attempt's wrapper started by hand, as ``kx run`` starts it, with a runner running ``script``."""
+    (project / f"{part}.sh").write_text(script)
+    command = [sys.executable, "-m", "runners.attempt", "--ledger", str(project / ".kx" / "ledger.db"),
+               "--plan", "plan", "--part", part, "--", "bash", str(project / f"{part}.sh")]
+    return subprocess.Popen(command, cwd=project, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("runner", ["sleep 60", "trap '' TERM; sleep 60"], ids=["plain", "ignoring SIGTERM"])
+def test_the_runner_of_a_lost_attempt_is_stopped_within_the_grace_period(kx, project, tag, monkeypatch, runner):
+    monkeypatch.setattr("runners.reconcile.STOP_GRACE_S", 1.0)
+    in_process_plan(kx, project)
+    wrapper = start_wrapper(project, "PART-1", runner)
+    known = runner_of(project, "PART-1#1")
+    wrapper.kill()
+    wrapper.wait()
+    assert process_alive(*known)
+    started = time.monotonic()
+    status = kx("--json", "status").json  # reconciles: records the attempt lost and stops its runner
+    took = time.monotonic() - started
+    assert status["batches"][0]["parts"][0]["state"] == "lost"
+    assert not process_alive(*known)
+    assert took < 1.0 if runner == "sleep 60" else 1.0 <= took < 3.0
+
+
+def test_the_runner_of_a_superseded_attempt_is_stopped_before_its_retry_runs(kx, project, tag):
+    in_process_plan(kx, project)
+    old = start_wrapper(project, "PART-1", "sleep 60")
+    known = runner_of(project, "PART-1#1")
+    assert kx("fail", "PART-1", "--reason", "stuck", "--by", "erin").code == 0
+    assert kx("retry", "PART-1").code == 0
+    assert process_alive(*known)  # its wrapper lives on: the attempt is not lost, only superseded
+    new = start_wrapper(project, "PART-1", RUNNER.format(first=0, retry=0))
+    assert new.wait(timeout=30) == 0
+    assert not process_alive(*known)
+    assert old.wait(timeout=10) == 1  # its runner was stopped; the attempt is no longer its to settle
+    assert [d["attempt"] for d in of_type(project, "RunnerSucceeded")] == ["PART-1#2"]
+    assert kx("audit", "verify").code == 0
