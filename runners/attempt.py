@@ -145,7 +145,7 @@ def warm_up() -> None:
     import psutil  # noqa: F401 - the wrapper records its process start time
 
     from ledger import events
-    from machine import queries  # noqa: F401 - the brief
+    from machine import config, queries  # noqa: F401 - the plan's config and the brief
     from machine.machines import batch_machine, part_machine
 
     part_machine(), batch_machine()
@@ -187,9 +187,9 @@ class LocalExecutor:
     ``close()`` when it stops.
     """
 
-    def __init__(self, workspace: Workspace, command: list[str], lease: float):
+    def __init__(self, workspace: Workspace, command: list[str], lease: float, server: ForkServer | None = None):
         self.ws, self.command, self.lease = workspace, command, lease
-        self.server = ForkServer()
+        self.server = server or ForkServer()
 
     def spawn(self, plan_id: str, part: str) -> ForkedAttempt:
         folder = self.ws.ledger.path.resolve().parent / "attempts" / plan_id

@@ -39,7 +39,7 @@ from typing import Any
 from ledger.errors import KxError
 
 # The server imports kx from where the supervisor did, whatever its working directory and PYTHONPATH.
-BOOT = "import sys; sys.path[:0] = sys.argv[1:]; from runners.forkserver import serve; serve()"
+BOOT = "import sys; sys.path[:0] = sys.argv[1:]; from runners.forkserver import main; main()"
 UNKNOWN_EXIT = 1  # a wrapper whose exit the server could not report: the ledger tells what became of it
 
 
@@ -74,6 +74,8 @@ class ForkServer:
 
     def close(self) -> None:
         """Let the server go (it leaves at the end of its input); the wrappers it forked run on."""
+        if not self.last_id:
+            self.process.terminate()  # never used: no need to wait for it to finish loading kx
         try:
             self.process.stdin.close()
         except BrokenPipeError:
@@ -107,6 +109,11 @@ class ForkServer:
 
 
 # --- the server ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    serve()
+    os._exit(0)  # nothing to tear down: leaving at once frees the supervisor that waits for it
 
 
 def serve() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from machine.workspace import Workspace
+from runners.forkserver import ForkServer
 from runners.progress import Progress
 from runners.spec import runner_command
-from runners.supervisor import RunOptions, RunResult, Supervisor
+
+if TYPE_CHECKING:
+    from runners.supervisor import RunResult
 
 
 def ask_on_terminal(question: str, choices: list[str]) -> str:
@@ -18,17 +23,28 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
              model: str | None = None, base_url: str | None = None, executor: str | None = None,
              ray_address: str | None = None) -> RunResult:
-    config = workspace.config()
-    options = RunOptions(
-        command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
-                               base_url=base_url or config.base_url),
-        max_parallel=max_parallel,
-        retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
-        review=review or ("prompt" if interactive else "wait"),
-        until_batch=until_batch,
-        backoff=backoff,
-        executor=executor or config.executor or "local",
-        ray_address=ray_address,
-    )
-    ask = ask_on_terminal if interactive else None
-    return Supervisor(workspace, options, Progress(), ask).run()
+    # A local run's wrappers come from a fork server, a fresh interpreter that loads kx as this process does:
+    # started before this process loads the supervisor, the two load side by side.
+    server = ForkServer() if executor in (None, "local") else None
+    try:
+        from runners.supervisor import RunOptions, Supervisor
+
+        config = workspace.config()
+        options = RunOptions(
+            command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
+                                   base_url=base_url or config.base_url),
+            max_parallel=max_parallel,
+            retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
+            review=review or ("prompt" if interactive else "wait"),
+            until_batch=until_batch,
+            backoff=backoff,
+            executor=executor or config.executor or "local",
+            ray_address=ray_address,
+        )
+        supervisor = Supervisor(workspace, options, Progress(), ask_on_terminal if interactive else None,
+                                fork_server=server)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    return supervisor.run()

@@ -25,6 +25,7 @@ from machine.workspace import Workspace
 from ledger.packet import batch_packet, packet_text
 from runners.progress import Progress
 from runners.attempt import LocalExecutor
+from runners.forkserver import ForkServer
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
 
 SUPERVISOR = "kx run"
@@ -72,15 +73,19 @@ class Executor(Protocol):
 
 
 class Supervisor:
-    def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None):
+    def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None,
+                 fork_server: ForkServer | None = None):
         if options.review not in REVIEW_MODES:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
         if options.executor not in EXECUTORS:
             raise BadInput(f"--executor must be one of {', '.join(EXECUTORS)}")
+        if options.ray_address and options.executor != "ray":
+            raise BadInput("--ray-address goes with --executor ray")
         if workspace.ledger.read_only:
             raise BadInput(f"the ledger {workspace.ledger.path} is read-only (its file has no write permission) and"
                            " a run records every start and outcome; make it writable (chmod u+w) first")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
+        self.fork_server = fork_server  # the local executor's, if it was started already
         self.children: dict[str, Attempt] = {}
         self.executor: Executor
         self.failed_seen: dict[str, float] = {}
@@ -104,10 +109,10 @@ class Supervisor:
         if self.options.executor == "ray":
             from runners.ray_executor import RayExecutor
 
+            if self.fork_server is not None:
+                self.fork_server.close()
             return RayExecutor(self.ws, self.options.command, self.lease, self.options.ray_address)
-        if self.options.ray_address:
-            raise BadInput("--ray-address goes with --executor ray")
-        return LocalExecutor(self.ws, self.options.command, self.lease)
+        return LocalExecutor(self.ws, self.options.command, self.lease, self.fork_server)
 
     def _interrupt(self, _signum, _frame) -> None:
         self.interrupted += 1
