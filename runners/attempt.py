@@ -150,7 +150,7 @@ def warm_up() -> None:
 
     part_machine(), batch_machine()
     for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
-                  events.CheckboxTicked):
+                  events.CheckboxTicked, config.PlanConfig):
         model.model_rebuild(force=True)
 
 
