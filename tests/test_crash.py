@@ -200,8 +200,8 @@ def start_wrapper(project, part: str, script: str) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("runner", ["sleep 60", "trap '' TERM; sleep 60"], ids=["plain", "ignoring SIGTERM"])
-def test_the_runner_of_a_lost_attempt_is_stopped_within_the_grace_period(kx, project, tag, monkeypatch, runner):
-    monkeypatch.setattr("runners.reconcile.STOP_GRACE_S", 1.0)
+def test_the_runner_of_a_lost_attempt_is_stopped_within_the_grace_period(kx, project, monkeypatch, runner):
+    monkeypatch.setattr("runners.reconcile.STOP_GRACE_S", 2.0)
     in_process_plan(kx, project)
     wrapper = start_wrapper(project, "PART-1", runner)
     known = runner_of(project, "PART-1#1")
@@ -213,10 +213,10 @@ def test_the_runner_of_a_lost_attempt_is_stopped_within_the_grace_period(kx, pro
     took = time.monotonic() - started
     assert status["batches"][0]["parts"][0]["state"] == "lost"
     assert not process_alive(*known)
-    assert took < 1.0 if runner == "sleep 60" else 1.0 <= took < 3.0
+    assert took < 2.0 if runner == "sleep 60" else 2.0 <= took < 5.0  # SIGTERM was enough, or SIGKILL came
 
 
-def test_the_runner_of_a_superseded_attempt_is_stopped_before_its_retry_runs(kx, project, tag):
+def test_the_runner_of_a_superseded_attempt_is_stopped_before_its_retry_runs(kx, project):
     in_process_plan(kx, project)
     old = start_wrapper(project, "PART-1", "sleep 60")
     known = runner_of(project, "PART-1#1")
