@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from machine.config import PlanConfig
 
 CONFIG_FILE = "config.toml"
-_STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # forked wrappers inherit it
+_STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # parsed once per process
 
 
 class DefaultConfig:

@@ -1,11 +1,13 @@
-"""The wrapper around one attempt: ``python -m runners.attempt --part PART-7 -- COMMAND...``.
+"""The wrapper around one attempt, forked by ``kx run``'s fork server, or ``python -m runners.attempt ... -- COMMAND``.
 
 It runs in its own session, so it outlives a supervisor that is killed or
-interrupted. It records the start (the limit and gate are checked then), writes
-the brief, runs the runner with its output to the attempt's log, keeps a
-heartbeat, and records the outcome itself: ``RunnerSucceeded`` when the runner
-exits 0 and the evidence holds, else ``RunnerFailed`` with the exit code and
-the log's last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
+interrupted. It records the start (the limit and gate are checked then), stops
+the runners of the PART's earlier attempts that still run on this machine,
+writes the brief, runs the runner (the leader of its own process group, noted
+in ``runner.json``) with its output to the attempt's log, keeps a heartbeat,
+and records the outcome itself: ``RunnerSucceeded`` when the runner exits 0
+and the evidence holds, else ``RunnerFailed`` with the exit code and the log's
+last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from ledger.errors import KxError, Refused
 from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
-from runners.attempts import attempt_dir, beat, log_tail
+from runners.attempts import attempt_dir, beat, log_tail, record_runner
+from runners.forkserver import ForkServer
 from runners.protocol import runner_environment
+from runners.reconcile import stop_runner
 
 WRAPPER = "kx run"
 
@@ -59,9 +63,17 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3
     attempt = started.data["attempt"]
+    stop_earlier_runners(workspace, part, attempt)
     folder, view = write_brief(workspace, part, attempt)
     code = _run_runner(command, runner_env(workspace, view, folder / "brief.md"), Path(view["root"]), folder, lease)
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+
+
+def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
+    """The PART's earlier attempts are superseded: their runners must not write beside this one's."""
+    number = int(attempt.rsplit("#", 1)[1])
+    for earlier in range(1, number):
+        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), f"{part}#{earlier}"))
 
 
 def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, dict]:
@@ -81,14 +93,18 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
     with open(folder / "runner.log", "ab") as log:
         try:
             process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
             log.write(f"kx: cannot start runner {command[0]!r}: {exc.strerror}\n".encode())
             heartbeat.done.set()
             return 127
+        record_runner(folder, process.pid)
 
         def forward(signum, _frame):
-            process.send_signal(signum)
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, forward)
@@ -125,65 +141,79 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     return 1
 
 
+def warm_up() -> None:
+    """Load, once in the fork server, what every wrapper needs; the wrappers forked from it inherit it."""
+    import psutil  # noqa: F401 - the wrapper records its process start time
+
+    from ledger import events
+    from machine import config, queries  # noqa: F401 - the plan's config and the brief
+    from machine.machines import batch_machine, part_machine
+
+    part_machine(), batch_machine()
+    for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
+                  config.PlanConfig):
+        model.model_rebuild(force=True)
+
+
+def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float, errors: str) -> int:
+    """A wrapper's life in the child the fork server forked: its own session, its output to ``errors``."""
+    os.setsid()
+    fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
+    except KxError as exc:
+        print(f"kx attempt: {exc.message}", file=sys.stderr)
+        return exc.code
+    except BaseException:  # noqa: BLE001 - report it in the wrappers' log
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
 class LocalExecutor:
-    """``kx run --executor local``: each attempt in a wrapper forked from the supervisor, on this machine.
+    """``kx run --executor local``: each attempt in a wrapper on this machine, forked by ``runners.forkserver``.
 
     An executor gives the supervisor attempts that answer ``poll()`` (the exit code, or None while running):
     0 succeeded, 1 failed or lost, 3 start refused. ``service()`` runs once per turn of the supervisor's loop;
     ``close()`` when it stops.
     """
 
-    def __init__(self, workspace: Workspace, command: list[str], lease: float):
+    def __init__(self, workspace: Workspace, command: list[str], lease: float, server: ForkServer | None = None):
         self.ws, self.command, self.lease = workspace, command, lease
+        self.server = server or ForkServer()
 
     def spawn(self, plan_id: str, part: str) -> ForkedAttempt:
         folder = self.ws.ledger.path.resolve().parent / "attempts" / plan_id
         folder.mkdir(parents=True, exist_ok=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return ForkedAttempt(self.ws.ledger.path.resolve(), plan_id, part, self.command, self.lease,
-                             folder / "wrappers.log")
+        number = self.server.start(ledger=str(self.ws.ledger.path.resolve()), plan=plan_id, part=part,
+                                   command=self.command, lease=self.lease, errors=str(folder / "wrappers.log"))
+        return ForkedAttempt(self.server, number)
 
     def service(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self.server.close()
 
 
 class ForkedAttempt:
-    """An attempt's wrapper forked from the supervisor: no interpreter start-up, its own session."""
+    """An attempt's wrapper, as its fork server reports it."""
 
-    def __init__(self, ledger_path: Path, plan_id: str, part: str, command: list[str], lease: float, errors: Path):
-        self.pid = os.fork()
-        if self.pid == 0:  # the child never returns from here
-            code = 1
-            try:
-                os.setsid()
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                code = run_attempt(Workspace.open(str(ledger_path), plan_id), part, command, lease)
-            except KxError as exc:
-                print(f"kx attempt: {exc.message}", file=sys.stderr)
-                code = exc.code
-            except BaseException:  # noqa: BLE001 - report, then leave without the parent's cleanup
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        self.code: int | None = None
+    def __init__(self, server: ForkServer, number: int):
+        self.server, self.number = server, number
 
     def poll(self) -> int | None:
-        if self.code is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.code = os.waitstatus_to_exitcode(status)
-        return self.code
+        return self.server.exit_code(self.number)
 
 
 def main(argv: list[str] | None = None) -> int:

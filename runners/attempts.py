@@ -1,9 +1,12 @@
-"""Where an attempt keeps its files: ``.kx/attempts/PLAN/PART-7-1/`` (brief, log, heartbeat)."""
+"""Where an attempt keeps its files: ``.kx/attempts/PLAN/PART-7-1/`` (brief, log, heartbeat, runner process)."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 from pathlib import Path
+from typing import Any
 
 from ledger import clock
 from ledger.errors import BadInput
@@ -32,6 +35,26 @@ def last_beat(folder: Path) -> str | None:
     try:
         return (folder / "heartbeat").read_text().strip() or None
     except OSError:
+        return None
+
+
+def record_runner(folder: Path, pid: int) -> None:
+    """Note the runner's process (the leader of its own process group), to stop it if its attempt is lost."""
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return  # gone already: nothing will need stopping
+    known = {"pid": pid, "started": started, "host": socket.gethostname()}
+    write_atomic(folder / "runner.json", json.dumps(known).encode())
+
+
+def runner_of(folder: Path) -> dict[str, Any] | None:
+    """The runner process noted by ``record_runner``: ``pid``, ``started`` (its start time), ``host``."""
+    try:
+        return json.loads((folder / "runner.json").read_text())
+    except (OSError, ValueError):
         return None
 
 

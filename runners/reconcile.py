@@ -9,15 +9,21 @@ by hand (no pid recorded) are never judged.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 from ledger import clock, logs
 from machine.state import PlanState
 from machine.workspace import Workspace
-from runners.attempts import attempt_dir, last_beat
+from runners.attempts import attempt_dir, last_beat, runner_of
 
 DEFAULT_LEASE_S = 60.0
+STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKILL
+_STOP_POLL_S = 0.05
 
 
 def process_alive(pid: int, since: float | None) -> bool:
@@ -30,6 +36,40 @@ def process_alive(pid: int, since: float | None) -> bool:
             and process.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
+
+
+def stop_runner(folder: Path) -> bool:
+    """Stop the runner of the attempt in ``folder`` if it still runs on this host; whether it did.
+
+    Its process group gets SIGTERM, then SIGKILL if it is still there after ``STOP_GRACE_S``. Only the
+    very process the wrapper started (same pid, same start time) is signalled, never one that reused its pid.
+    """
+    known = runner_of(folder)
+    if known is None or known.get("host") != socket.gethostname():
+        return False
+    pid, since = known["pid"], known["started"]
+    if not process_alive(pid, since):
+        return False
+    _signal_group(pid, signal.SIGTERM)  # the runner leads its own process group
+    if not _gone_within(pid, since, STOP_GRACE_S):
+        _signal_group(pid, signal.SIGKILL)
+        _gone_within(pid, since, 1.0)
+    return True
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _gone_within(pid: int, since: float, seconds: float) -> bool:
+    for _ in range(max(1, round(seconds / _STOP_POLL_S))):  # a count of sleeps: a frozen clock cannot stretch it
+        if not process_alive(pid, since):
+            return True
+        time.sleep(_STOP_POLL_S)
+    return not process_alive(pid, since)
 
 
 def holder(started: dict[str, Any]) -> tuple[str, int, float | None] | None:
@@ -74,6 +114,8 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
         if reason and lose(workspace, part.id, part.attempt, reason).recorded:
             logs.get().info("attempt lost", attempt=part.attempt, reason=reason)
             lost.append(part.attempt)
+            if stop_runner(attempt_dir(workspace.ledger.path, state.id, part.attempt)):
+                logs.get().info("runner of a lost attempt stopped", attempt=part.attempt)
     return lost
 
 

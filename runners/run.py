@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from machine.paths import check_plan_id
 from machine.workspace import Workspace
+from runners.forkserver import ForkServer
 from runners.progress import Progress
 from runners.spec import protect_runner_key, runner_command
-from runners.supervisor import RunOptions, RunResult, Supervisor
+
+if TYPE_CHECKING:
+    from runners.supervisor import RunResult
 
 
 def ask_on_terminal(question: str, choices: list[str]) -> str:
@@ -26,16 +29,27 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
     command = runner_command(runner if runner is not None else config.runner, model=model or config.model,
                              base_url=base_url or config.base_url)
     protect_runner_key(command)
-    options = RunOptions(
-        command=command,
-        max_parallel=max_parallel,
-        retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
-        review=review or ("prompt" if interactive else "wait"),
-        until_batch=until_batch,
-        backoff=backoff,
-        executor=executor or config.executor or "local",
-        ray_address=ray_address,
-        run_cli=run_cli,
-    )
-    ask = ask_on_terminal if interactive else None
-    return Supervisor(workspace, options, Progress(), ask).run()
+    # A local run's wrappers come from a fork server, a fresh interpreter that loads kx as this process does:
+    # started before this process loads the supervisor, the two load side by side.
+    server = ForkServer() if (executor or config.executor or "local") == "local" else None
+    try:
+        from runners.supervisor import RunOptions, Supervisor
+
+        options = RunOptions(
+            command=command,
+            max_parallel=max_parallel,
+            retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
+            review=review or ("prompt" if interactive else "wait"),
+            until_batch=until_batch,
+            backoff=backoff,
+            executor=executor or config.executor or "local",
+            ray_address=ray_address,
+            run_cli=run_cli,
+        )
+        supervisor = Supervisor(workspace, options, Progress(), ask_on_terminal if interactive else None,
+                                fork_server=server)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    return supervisor.run()

@@ -5,8 +5,9 @@ folds the ledger again. Each attempt runs in a wrapper process of its own
 session (``runners.attempt``) that records the start and the outcome itself,
 so killing the supervisor loses nothing; the same command picks up from the
 ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
-Where attempts run is the executor's business: forked wrappers here
-(``LocalExecutor``) or Ray tasks on a cluster (``runners.ray_executor``).
+Where attempts run is the executor's business: wrappers on this machine,
+forked by a fork server that never opens the ledger (``LocalExecutor``), or
+Ray tasks on a cluster (``runners.ray_executor``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from machine.workspace import Workspace
 from machine.packet import batch_packet, packet_text
 from runners.progress import Progress
 from runners.attempt import LocalExecutor
+from runners.forkserver import ForkServer
 from runners.reconcile import DEFAULT_LEASE_S, reconcile
 
 SUPERVISOR = "kx run"
@@ -61,7 +63,7 @@ class Attempt(Protocol):
 
 
 class Executor(Protocol):
-    """Where attempts run: ``runners.attempt.LocalExecutor`` (forked wrappers), ``runners.ray_executor``."""
+    """Where attempts run: ``runners.attempt.LocalExecutor`` (wrappers on this machine), ``runners.ray_executor``."""
 
     def spawn(self, plan_id: str, part: str) -> Attempt: ...
 
@@ -71,12 +73,19 @@ class Executor(Protocol):
 
 
 class Supervisor:
-    def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None):
+    def __init__(self, workspace: Workspace, options: RunOptions, progress: Progress, ask: Ask | None = None,
+                 fork_server: ForkServer | None = None):
         if options.review not in REVIEW_MODES:
             raise BadInput(f"--review must be one of {', '.join(REVIEW_MODES)}")
         if options.executor not in EXECUTORS:
             raise BadInput(f"--executor must be one of {', '.join(EXECUTORS)}")
+        if options.ray_address and options.executor != "ray":
+            raise BadInput("--ray-address goes with --executor ray")
+        if workspace.ledger.read_only:
+            raise BadInput(f"the ledger {workspace.ledger.path} is read-only (its file has no write permission) and"
+                           " a run records every start and outcome; make it writable (chmod u+w) first")
         self.ws, self.options, self.progress, self.ask = workspace, options, progress, ask
+        self.fork_server = fork_server  # the local executor's, if it was started already
         self.children: dict[str, Attempt] = {}
         self.executor: Executor
         self.failed_seen: dict[str, float] = {}
@@ -100,10 +109,10 @@ class Supervisor:
         if self.options.executor == "ray":
             from runners.ray_executor import RayExecutor
 
+            if self.fork_server is not None:
+                self.fork_server.close()
             return RayExecutor(self.ws, self.options.command, self.lease, self.options.run_cli, self.options.ray_address)
-        if self.options.ray_address:
-            raise BadInput("--ray-address goes with --executor ray")
-        return LocalExecutor(self.ws, self.options.command, self.lease)
+        return LocalExecutor(self.ws, self.options.command, self.lease, self.fork_server)
 
     def _interrupt(self, _signum, _frame) -> None:
         self.interrupted += 1
@@ -113,22 +122,7 @@ class Supervisor:
         else:
             raise KeyboardInterrupt
 
-    def _warm_up(self) -> None:
-        """Load here, once, what every forked wrapper needs; the children inherit it instead of redoing it."""
-        import psutil  # noqa: F401 - the wrapper records its process start time
-
-        from ledger import events
-        from machine import queries  # noqa: F401 - the brief
-        from machine.machines import batch_machine, part_machine
-
-        self.ws.state().plan  # noqa: B018 - the structure, parsed into the process-wide cache
-        part_machine(), batch_machine()
-        for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
-                      events.BatchReviewed, events.PartRetried):
-            model.model_rebuild(force=True)
-
     def _loop(self) -> RunResult:
-        self._warm_up()
         lost = reconcile(self.ws)
         if lost:
             self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")

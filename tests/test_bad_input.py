@@ -180,3 +180,17 @@ def test_verbose_shows_the_traceback(kx, small_plan, project):
     setup_plan(kx, project)
     result = kx("-v", "tick", "PART-42", "1")
     assert result.code == 4 and "Traceback" in result.err
+
+
+@pytest.mark.real_time  # the subprocess's timeout runs on the real clock
+def test_run_on_a_read_only_ledger_stops_at_once(kx, small_plan, project):
+    from tests.conftest import kx_subprocess
+
+    setup_plan(kx, project)
+    read_only(project)
+    before = ledger_fingerprint(project)
+    result = kx_subprocess("run", "--runner", "rehearse", "--review", "auto", cwd=project)  # it looped, forking wrappers
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.startswith("kx: error: ") and err.count("\n") == 1, err
+    assert "read-only" in err and "Traceback" not in err
+    assert ledger_fingerprint(project) == before and not (project / ".kx" / "attempts").exists()

@@ -200,8 +200,14 @@ def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
 
 
 def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
+    from runners.reconcile import process_alive
+
     process, started = run_until_first_start(kx, project)
-    kill_group(started["data"]["pid"])  # the wrapper's session: wrapper and runner
+    noted = project / ".kx" / "attempts" / "plan" / started["data"]["attempt"].replace("#", "-") / "runner.json"
+    wait_until(noted.exists)
+    runner = json.loads(noted.read_text())
+    assert os.getpgid(runner["pid"]) == runner["pid"] != os.getpgid(started["data"]["pid"])
+    kill_group(started["data"]["pid"])  # the wrapper's session; its runner leads a process group of its own
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err
     history = kx("--json", "audit", "history", started["data"]["part"]).json["events"]
@@ -209,6 +215,7 @@ def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
     assert "RunnerLost" in kinds and kinds.count("RunnerSucceeded") == 1
     lost = next(e for e in history if e["type"] == "RunnerLost")
     assert "is gone" in lost["data"]["reason"]
+    assert not process_alive(runner["pid"], runner["started"])  # stopped once its attempt was lost
     assert kx("audit", "verify").code == 0
 
 
