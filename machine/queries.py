@@ -10,7 +10,6 @@ from machine.projections import SCHEMA
 from machine.render import render
 from machine.acting import Context
 from machine.refs import index_of
-from machine.state import PlanState
 from machine.text import split_lines
 from machine.workspace import Workspace
 

@@ -139,9 +139,9 @@ class PlanState:
         import json
 
         loads = json.loads
-        for position, stream, version, kind, recorded_at, data, part_id, box in rows:
+        for position, stream, version, kind, recorded_at, data, part, box in rows:
             if data is None:
-                self.mark(part_id, box, kind == "CheckboxTicked", position)
+                self.mark(part, box, kind == "CheckboxTicked", position)
             else:
                 self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
             self.position = position
@@ -171,11 +171,11 @@ class PlanState:
             "batches": {str(n): {"state": b.state, "reviews": b.reviews} for n, b in self.batches.items()},
         }
         details = []
-        for part_id in sorted(self.parts if parts is None else parts):
-            detail = self.parts[part_id].to_dict()
-            structure = self.plan.part(part_id)
+        for name in sorted(self.parts if parts is None else parts):
+            detail = self.parts[name].to_dict()
+            structure = self.plan.part(name)
             box_ids = {b.id for b in structure.boxes} if structure else set()
-            detail["ticked_count"], detail["total"] = len(self.parts[part_id].ticked & box_ids), len(box_ids)
+            detail["ticked_count"], detail["total"] = len(self.parts[name].ticked & box_ids), len(box_ids)
             details.append(detail)
         return plan_state, details
 

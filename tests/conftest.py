@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +118,9 @@ class Result:
 
 @pytest.fixture(autouse=True)
 def frozen_time(request):
-    if request.node.get_closest_marker("real_time"):  # benchmarks measure real durations
+    # tests that wait on real processes (slow) or measure real durations (real_time) run on the real clock:
+    # a frozen time.monotonic() would stand still and their deadlines could never fire
+    if request.node.get_closest_marker("real_time") or request.node.get_closest_marker("slow"):
         yield None
         return
     with freeze_time(FROZEN_AT) as frozen:
@@ -173,3 +179,141 @@ def kx_subprocess(*args: str, cwd: Path, env: dict | None = None, input: bytes |
     environment.pop("KX_LEDGER", None) if "KX_LEDGER" not in (env or {}) else None
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=cwd, env=environment,
                           input=input, capture_output=True, timeout=60)
+
+
+# --- helpers several test modules share ------------------------------------------------
+
+
+def three_batch_plan(per_batch: int = 3, limit: int = 2) -> str:
+    lines = [f"**Strategy**: {3 * per_batch} runners, {limit} at a time (3 batches)", ""]
+    number = 0
+    for batch in (1, 2, 3):
+        lines.append(f"# BATCH {batch}: Batch {batch}")
+        for _ in range(per_batch):
+            number += 1
+            lines += [f"## PART {number}: Topic {number}", "", f"- [ ] PART {number}: Create topics/{number:02d}.md",
+                      "", "**Step 1: Research**", "- [ ] Search one", "- [ ] Search two",
+                      "**Step 2: Create Knowledge File**", "- [ ] Section 1: Overview", "- [ ] Section 2: Details",
+                      "**Step 3: Create KNOWLEDGE DROP**", f"- [ ] Create KNOWLEDGE-DROP-topic-{number}-2025-11-14-[TIME].md",
+                      ""]
+    return "\n".join(lines)
+
+
+def real_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    return env
+
+
+def kx_run(project, *args, wait=True, timeout=240):
+    command = [sys.executable, "-m", "cli.main", *args]
+    process = subprocess.Popen(command, cwd=project, env=real_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    if wait:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out.decode(), err.decode()
+    return process
+
+
+def events_of(kx):
+    return kx("--json", "events").json["events"]
+
+
+def check_rules_from_events(events, limit, batches_of):
+    running, peak = 0, 0
+    approved = set()
+    for event in events:
+        kind, data = event["type"], event["data"]
+        if kind == "RunnerStarted":
+            running += 1
+            peak = max(peak, running)
+            batch = batches_of[data["part"]]
+            assert batch == 1 or batch - 1 in approved, f"{data['attempt']} started before batch {batch - 1} approved"
+        elif kind in ("RunnerSucceeded", "RunnerFailed", "RunnerLost") and data.get("by") != "import":
+            running -= 1
+        elif kind == "BatchReviewed" and data["decision"] == "approve":
+            approved.add(data["batch"])
+    assert 0 < peak <= limit
+    return peak
+
+
+@pytest.fixture
+def plan3(kx, project):
+    (project / "plan.md").write_text(three_batch_plan())
+    assert kx("plan", "import", "plan.md").code == 0
+    return {n: (n - 1) // 3 + 1 for n in range(1, 10)}
+
+
+def batches_map(plan3):
+    return {f"PART-{n}": b for n, b in plan3.items()}
+
+
+def kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_until(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def run_until_first_start(kx, project):
+    """A slow run in the background, and the first RunnerStarted it records."""
+    process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
+                     wait=False)
+    wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
+    return process, next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
+
+
+def on_a_terminal(project, *args: str, env: dict | None = None) -> str:
+    """``kx ARGS`` with its stdout on a pseudo-terminal: what a person would see."""
+    master, slave = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KX_") and k != "NO_COLOR"}
+    environment.update({"KX_NOW": FROZEN_AT, "COLUMNS": "100", "TERM": "xterm", **(env or {})})
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=project, env=environment,
+                               stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert process.wait(timeout=60) == 0, process.stderr.read().decode()
+    return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+
+
+def write(project, name, text="knowledge\n"):
+    path = project / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def complete(kx, project, part, attempt=None, boxes=None):
+    """Tick every box of PART, write and record its drop, finish it."""
+    flag = ["--attempt", attempt] if attempt else []
+    total = kx("--json", "brief", part).json["boxes"]
+    refs = [str(i) for i in range(1, len(total) + 1)] if boxes is None else boxes
+    assert kx("tick", part, *refs, *flag).code == 0
+    write(project, f"drops/{part}.md", f"drop of {part}\n")
+    assert kx("drop", part, f"drops/{part}.md", *flag).code == 0
+    return kx("finish", part, *flag)
+
+
+GOLDEN = REPO / "tests" / "golden"
+
+
+def golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("KX_UPDATE_GOLDEN"):
+        path.write_text(actual, encoding="utf-8")
+    assert actual == path.read_text(encoding="utf-8"), f"{name} differs; KX_UPDATE_GOLDEN=1 rewrites it"

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 
 import pytest
 
-from tests.conftest import FRESH, SEED, event_count
-from tests.test_import_replay import golden
+from tests.conftest import FRESH, SEED, complete, event_count, golden, write
 
 
 @pytest.fixture
 def plan(kx, small_plan):
     assert kx("plan", "import", "plan.md").code == 0
     return small_plan
-
-
-def write(project, name, text="knowledge\n"):
-    path = project / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def complete(kx, project, part, attempt=None, boxes=None):
-    """Tick every box of PART, write and record its drop, finish it."""
-    flag = ["--attempt", attempt] if attempt else []
-    total = kx("--json", "brief", part).json["boxes"]
-    refs = [str(i) for i in range(1, len(total) + 1)] if boxes is None else boxes
-    assert kx("tick", part, *refs, *flag).code == 0
-    write(project, f"drops/{part}.md", f"drop of {part}\n")
-    assert kx("drop", part, f"drops/{part}.md", *flag).code == 0
-    return kx("finish", part, *flag)
 
 
 # --- start, limit and gate ----------------------------------------------------------

@@ -7,7 +7,6 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import event_count
 
 
 def ledger_fingerprint(project):

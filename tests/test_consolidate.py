@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import FRESH
-from tests.test_actions import complete, write
+from tests.conftest import complete, write
 
 
 def git(project, *args):

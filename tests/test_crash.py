@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from runners.reconcile import process_alive
-from tests.test_supervisor import kx_run, real_env, wait_until
+from tests.conftest import kx_run, real_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_time]
 

@@ -1,22 +1,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import FRESH, REPO, SEED, SMALL_PLAN, event_count, kx_subprocess
-
-GOLDEN = REPO / "tests" / "golden"
-
-
-def golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("KX_UPDATE_GOLDEN"):
-        path.write_text(actual, encoding="utf-8")
-    assert actual == path.read_text(encoding="utf-8"), f"{name} differs; KX_UPDATE_GOLDEN=1 rewrites it"
+from tests.conftest import FRESH, SEED, SMALL_PLAN, event_count, golden, kx_subprocess
 
 
 def variants():

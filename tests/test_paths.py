@@ -17,7 +17,7 @@ import pytest
 
 from ledger.errors import BadInput
 from tests.conftest import FROZEN_AT, SMALL_PLAN, event_count
-from tests.test_actions import complete
+from tests.conftest import complete
 
 TARGET = "- [ ] PART 1: Create topics/00-alpha.md"
 READ = "- [ ] Read influences/00-alpha.md"

@@ -19,8 +19,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_supervisor import batches_map, check_rules_from_events, events_of, plan3, real_env  # noqa: F401
+from tests.conftest import REPO, batches_map, check_rules_from_events, events_of, real_env
 
 # Loopback only (Ray otherwise advertises the machine's outward address), no token, no usage statistics.
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -128,7 +127,7 @@ def test_a_dead_task_is_lost_a_failed_runner_failed_and_both_retried(kx, project
 
 @pytest.mark.ray
 def test_a_shared_root_is_used_in_place(kx, project, ray_address):
-    from tests.test_supervisor import three_batch_plan
+    from tests.conftest import three_batch_plan
 
     (project / "plan.md").write_text(three_batch_plan(per_batch=2))
     assert kx("plan", "import", "plan.md").code == 0
@@ -176,7 +175,7 @@ sys.exit(main([]))
 
 
 def one_part(kx, project):
-    from tests.test_supervisor import three_batch_plan
+    from tests.conftest import three_batch_plan
 
     (project / "plan.md").write_text(three_batch_plan(per_batch=1))
     assert kx("plan", "import", "plan.md").code == 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import event_count
-from tests.test_actions import complete, write
+from tests.conftest import complete, write
 
 TARGETS = {"PART-1": "topics/00-alpha.md", "PART-2": "topics/01-beta.md", "PART-3": "topics/02-gamma.md",
            "PART-4": "topics/03-delta.md"}

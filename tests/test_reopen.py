@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import event_count
-from tests.test_actions import complete, write
+from tests.conftest import complete, write
 
 UNPROVEN = ("PART-1", "PART-3", "PART-7", "PART-8", "PART-9")  # the seed's PARTs stamped Completed, no box ticked
 

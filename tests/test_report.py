@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.simulate import simulate
-from tests.test_supervisor import kx_run, three_batch_plan
+from tests.conftest import kx_run, three_batch_plan
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section", "h1", "h2",

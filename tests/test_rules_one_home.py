@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.errors import Refused
-from ledger.events import RunnerLost, RunnerStarted
+from ledger.events import RunnerLost
 from ledger.store import Ledger
 from machine.rules import Rules
 from machine.workspace import Workspace

@@ -2,36 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
 
 from cli.views import Terminal, bar_cells, status_table
-from tests.conftest import FROZEN_AT
-from tests.test_import_replay import golden
-
-
-def on_a_terminal(project, *args: str, env: dict | None = None) -> str:
-    """``kx ARGS`` with its stdout on a pseudo-terminal: what a person would see."""
-    master, slave = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("KX_") and k != "NO_COLOR"}
-    environment.update({"KX_NOW": FROZEN_AT, "COLUMNS": "100", "TERM": "xterm", **(env or {})})
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=project, env=environment,
-                               stdout=slave, stderr=subprocess.PIPE)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert process.wait(timeout=60) == 0, process.stderr.read().decode()
-    return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+from tests.conftest import golden, on_a_terminal
 
 
 def test_on_a_terminal_a_bar_per_batch_and_no_colour_with_no_color(kx, seed_plan, project):

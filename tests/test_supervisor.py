@@ -13,70 +13,24 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import (batches_map, check_rules_from_events, events_of, kill_group, kx_run,
+                            run_until_first_start, wait_until)
+
 pytestmark = pytest.mark.slow
 
 
-def three_batch_plan(per_batch: int = 3, limit: int = 2) -> str:
-    lines = [f"**Strategy**: {3 * per_batch} runners, {limit} at a time (3 batches)", ""]
-    number = 0
-    for batch in (1, 2, 3):
-        lines.append(f"# BATCH {batch}: Batch {batch}")
-        for _ in range(per_batch):
-            number += 1
-            lines += [f"## PART {number}: Topic {number}", "", f"- [ ] PART {number}: Create topics/{number:02d}.md",
-                      "", "**Step 1: Research**", "- [ ] Search one", "- [ ] Search two",
-                      "**Step 2: Create Knowledge File**", "- [ ] Section 1: Overview", "- [ ] Section 2: Details",
-                      "**Step 3: Create KNOWLEDGE DROP**", f"- [ ] Create KNOWLEDGE-DROP-topic-{number}-2025-11-14-[TIME].md",
-                      ""]
-    return "\n".join(lines)
 
 
-def real_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
-    return env
 
 
-def kx_run(project, *args, wait=True, timeout=240):
-    command = [sys.executable, "-m", "cli.main", *args]
-    process = subprocess.Popen(command, cwd=project, env=real_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
-    if wait:
-        out, err = process.communicate(timeout=timeout)
-        return process.returncode, out.decode(), err.decode()
-    return process
 
 
-def events_of(kx):
-    return kx("--json", "events").json["events"]
 
 
-def check_rules_from_events(events, limit, batches_of):
-    running, peak = 0, 0
-    approved = set()
-    for event in events:
-        kind, data = event["type"], event["data"]
-        if kind == "RunnerStarted":
-            running += 1
-            peak = max(peak, running)
-            batch = batches_of[data["part"]]
-            assert batch == 1 or batch - 1 in approved, f"{data['attempt']} started before batch {batch - 1} approved"
-        elif kind in ("RunnerSucceeded", "RunnerFailed", "RunnerLost") and data.get("by") != "import":
-            running -= 1
-        elif kind == "BatchReviewed" and data["decision"] == "approve":
-            approved.add(data["batch"])
-    assert 0 < peak <= limit
-    return peak
 
 
-@pytest.fixture
-def plan3(kx, project):
-    (project / "plan.md").write_text(three_batch_plan())
-    assert kx("plan", "import", "plan.md").code == 0
-    return {n: (n - 1) // 3 + 1 for n in range(1, 10)}
 
 
-def batches_map(plan3):
-    return {f"PART-{n}": b for n, b in plan3.items()}
 
 
 def test_a_three_batch_run_keeps_every_rule(kx, project, plan3):
@@ -141,18 +95,8 @@ def test_no_runner_is_bad_input(kx, plan3):
     assert result.code == 2 and "--runner" in result.err
 
 
-def kill_group(pid):
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
-def wait_until(predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
 
 
 def test_supervisor_killed_at_random_moments_then_resumed(kx, project, plan3):
@@ -173,12 +117,6 @@ def test_supervisor_killed_at_random_moments_then_resumed(kx, project, plan3):
     assert kx("audit", "verify").code == 0
 
 
-def run_until_first_start(kx, project):
-    """A slow run in the background, and the first RunnerStarted it records."""
-    process = kx_run(project, "run", "--runner", "rehearse --sleep 3", "--review", "auto", "--backoff", "0.1",
-                     wait=False)
-    wait_until(lambda: any(e["type"] == "RunnerStarted" for e in events_of(kx)))
-    return process, next(e for e in events_of(kx) if e["type"] == "RunnerStarted")
 
 
 def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
@@ -222,7 +160,6 @@ def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
 def test_status_reconciles_a_dead_wrapper(kx, project, plan3):
     from ledger.events import RunnerStarted
     from ledger.store import Ledger
-    import psutil
     import socket
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

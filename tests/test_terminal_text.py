@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from tests.test_status_table import on_a_terminal
+from tests.conftest import on_a_terminal
 
 TITLE = "\x1b]0;pwned\x07"  # OSC: sets the terminal's window title
 CLEAR_RED = "\x1b[2J\x1b[31m"  # CSI: clears the screen, then red

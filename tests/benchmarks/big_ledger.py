@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from ledger import clock
-from ledger.store import GENESIS, chain_hash
+from ledger.store import chain_hash
 
 
 def plan_text(parts: int, per_batch: int = 100, boxes: int = 10) -> str:
