@@ -324,13 +324,13 @@ class Ledger:
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:
         """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
-        box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
-        parses their JSON (they are most of a long ledger)."""
+        box)``. ``data`` is None for ticks and unticks that carry no evidence, whose PART and box SQLite extracts
+        faster than Python parses their JSON (they are most of a long ledger)."""
         where, params = _filters(plan, since, until, until_time)
         return self.conn.execute(
             "SELECT position, stream, version, type, recorded_at, CASE WHEN type IN"
-            f" {_TICKS} THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
-            f" FROM events WHERE {where} ORDER BY position", params)
+            f" {_TICKS} AND instr(data, '\"evidence\"') = 0 THEN NULL ELSE data END, json_extract(data, '$.part'),"
+            f" json_extract(data, '$.box') FROM events WHERE {where} ORDER BY position", params)
 
     def scan_all(self) -> Iterator[tuple]:
         """Every event as stored, for the audit: ``(position, plan, stream, version, type, recorded_at, data,

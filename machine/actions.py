@@ -19,7 +19,7 @@ from ledger.events import (
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
-from machine.rules import sha256_of
+from machine.evidence import locate, sha256_of
 from machine.state import BatchState, PlanState, stamp_of
 from machine.workspace import Workspace
 
@@ -56,13 +56,14 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
 
 
 def inside_root(workspace: Workspace, state: PlanState, file: Path) -> Path:
-    """The drop's real path, refused (exit 2) when it leaves the plan's root, even through a symlink."""
+    """The drop's real path, refused (exit 2) when it leaves the plan's root, even through a symlink, or is in
+    its ``.kx/``."""
     root = workspace.resolve(state.root).resolve()
     if not file.exists():
         raise BadInput(f"no such drop file: {file}")
-    real = file.resolve()
-    if not real.is_relative_to(root):
-        raise BadInput(f"{file} is outside the plan's root {root}; drops must be written inside it")
+    real, _ = locate(root, file.absolute())
+    if real is None:
+        raise BadInput(f"{file} is outside the plan's root {root} (or in its .kx/); drops must be written inside it")
     if not real.is_file():
         raise BadInput(f"{file} is not a regular file")
     return real
@@ -76,9 +77,23 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
         drop_seen = part.drop
         completed = stamp_of(clock.now_iso(), workspace.config().timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
+        report = ctx.rules.evidence_report(part)
+        overrides = report.overrides or None
         recorded = ctx.append(RunnerSucceeded(plan=ctx.state.id, part=part.id, attempt=act.attempt, by=act.actor,
-                                              completed_at=completed, drop=evidence))
-        return Outcome(part.id, recorded, f"{part.id} succeeded (Completed {completed})", {"completed_at": completed})
+                                              completed_at=completed, drop=evidence, target=report.target_record(),
+                                              policy=ctx.rules.policy, overrides=overrides))
+        counted = f"; counted without kx's check: {_overridden(overrides)}" if overrides else ""
+        return Outcome(part.id, recorded, f"{part.id} succeeded (Completed {completed}){counted}",
+                       {"completed_at": completed, "policy": ctx.rules.policy, "target": report.target_record(),
+                        "overrides": overrides or {}})
+
+
+def _overridden(overrides: dict[str, str]) -> str:
+    by_kind: dict[str, list[str]] = {}
+    for ref, how in overrides.items():
+        by_kind.setdefault(how, []).append(ref)
+    names = {"person": "a person's override", "rehearsal": "rehearsal"}
+    return "; ".join(f"{names.get(how, how)} {', '.join(refs)}" for how, refs in by_kind.items())
 
 
 def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,

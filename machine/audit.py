@@ -52,7 +52,7 @@ class PlanAudit:
     def __init__(self, workspace: Workspace, plan_id: str):
         config = workspace.config(plan_id)
         self.state = PlanState(plan_id, timezone=config.timezone)
-        self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
+        self.rules = Rules(self.state, resolve=None, policy=config.evidence_policy)
         self.saved = readmodel.load(workspace.ledger.conn, plan_id)
         self.findings: list[str] = []
         self._act_problems: dict[tuple[str, str | None], str | None] = {}
@@ -62,16 +62,20 @@ class PlanAudit:
             self.findings += read_model_findings(self.state, self.saved)
             self.saved = None
 
-    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None) -> None:
+    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None,
+             data: dict[str, Any] | None = None) -> None:
+        """A tick or untick, checked as :meth:`Rules.check` would (``data``: the tick's, when it has evidence)."""
         if by != IMPORT:
             problem = self._act_problems.get((part_id, attempt), False)
             if problem is False:  # ticks change no state the rule reads: ask once until the next other event
                 part = self.state.parts.get(part_id)
                 problem = None if part is None else refusal_of(self.rules.may_act, part, attempt)
                 self._act_problems[(part_id, attempt)] = problem
+            if not problem and data is not None and kind == "CheckboxTicked" and part_id in self.state.parts:
+                problem = self.rules.tick_problem(self.state.parts[part_id], data)
             if problem:
                 self.findings.append(f"position {position} ({kind} {part_id}): {problem}")
-        self.state.mark(part_id, box, kind == "CheckboxTicked", position)
+        self.state.mark(part_id, box, kind == "CheckboxTicked", position, data.get("evidence") if data else None)
         self.state.position = position
 
     def event(self, row: Recorded) -> None:
@@ -118,7 +122,7 @@ class Audit:
         if plan.saved is not None:
             plan.compare_if_saved_before(position)
         if kind in TICKS:
-            plan.tick(position, kind, part, box, attempt, by)
+            plan.tick(position, kind, part, box, attempt, by, self.tick_data(position, kind, data))
             return
         try:
             loaded = json.loads(data)
@@ -126,6 +130,16 @@ class Audit:
             self.findings.append(f"position {position}: {kind} data is not JSON; the event is damaged")
             return
         plan.event(Recorded(position, stream, version, kind, loaded, recorded_at, plan_id, digest))
+
+    def tick_data(self, position: int, kind: str, data: str) -> dict[str, Any] | None:
+        """A tick's data when it carries evidence (the others need no JSON parsing: SQLite extracted their fields)."""
+        if '"evidence"' not in data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            self.findings.append(f"position {position}: {kind} data is not JSON; the event is damaged")
+            return None
 
     def finish(self) -> list[str]:
         return self.findings + [f for plan in self.plans.values() for f in plan.finish()]

@@ -1,7 +1,9 @@
 """The plan's kx configuration: ``.kx/config.toml`` beside the ledger.
 
     [defaults]                 # every plan
-    require_all_ticked = true  # evidence policy: every box ticked before success
+    evidence = "verified"      # what a PART needs to succeed (CONTRACT section 7): "verified" (the default),
+                               # "ticked" (every box ticked, nothing checked) or "drop" (a drop only)
+    require_all_ticked = true  # deprecated: false means evidence = "drop"; evidence wins when both are set
     timezone = "UTC"           # for Completed stamps
     runner = ["rehearse"]      # kx run's default --runner, as an argument list
     model = "llama3.1"         # kx run --runner openai: default --model and --base-url
@@ -52,7 +54,8 @@ class RayConfig(BaseModel):
 class PlanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    require_all_ticked: bool = True
+    evidence: Literal["verified", "ticked", "drop"] | None = None
+    require_all_ticked: bool | None = None  # deprecated (before evidence): false is "drop"
     timezone: str | None = None
     runner: list[str] | None = None
     model: str | None = None
@@ -61,6 +64,10 @@ class PlanConfig(BaseModel):
     lease_seconds: float | None = None
     executor: Literal["local", "ray"] | None = None
     ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
+
+    @property
+    def evidence_policy(self) -> str:
+        return evidence_policy(self.evidence, self.require_all_ticked)
 
     @field_validator("timezone")
     @classmethod
@@ -73,6 +80,14 @@ class PlanConfig(BaseModel):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+
+def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
+    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
+    as "drop", else "verified"."""
+    if evidence is not None:
+        return evidence
+    return "drop" if require_all_ticked is False else "verified"
 
 
 def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:

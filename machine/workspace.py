@@ -25,7 +25,7 @@ _STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # forked wrappers inh
 class DefaultConfig:
     """The configuration when there is no config file, without importing pydantic for it."""
 
-    require_all_ticked = True
+    evidence_policy = "verified"
     timezone = None
     lease_seconds = None
 
@@ -125,7 +125,7 @@ class Workspace:
         return rows
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
-        return Rules(state, resolve=self.resolve, require_all_ticked=self.config(state.id).require_all_ticked,
+        return Rules(state, resolve=self.resolve, policy=self.config(state.id).evidence_policy,
                      accept_failed=accept_failed)
 
     def resolve(self, stored: str) -> Path:

@@ -26,6 +26,7 @@ from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail
 from runners.protocol import runner_environment
+from runners.spec import is_rehearsal
 
 WRAPPER = "kx run"
 
@@ -54,7 +55,8 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     me = psutil.Process()
     try:
         started = start(workspace, part, Act(by=WRAPPER), runner=command, pid=me.pid,
-                        pid_started=me.create_time(), host=socket.gethostname())
+                        pid_started=me.create_time(), host=socket.gethostname(),
+                        rehearsal=is_rehearsal(command) or None)
     except Refused as refusal:
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3

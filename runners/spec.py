@@ -35,3 +35,9 @@ def runner_command(spec: str | list[str] | None, *, model: str | None = None, ba
     if argv[0] in BUILT_IN:
         return BUILT_IN[argv[0]] + argv[1:]
     return argv
+
+
+def is_rehearsal(command: list[str]) -> bool:
+    """Whether a resolved runner command is kx's own rehearsal runner (its attempts are recorded as rehearsals)."""
+    built_in = BUILT_IN["rehearse"]
+    return command[: len(built_in)] == built_in

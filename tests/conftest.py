@@ -141,10 +141,35 @@ def kx(project: Path):
     return run
 
 
+SMALL_PLAN_SOURCES = ("influences/00-alpha.md", "influences/01-beta.md")  # what its Read boxes and lists name
+
+
 @pytest.fixture
 def small_plan(project: Path) -> Path:
+    """SMALL_PLAN in the project, with the influential files it names (so a runner's Read tick has a file)."""
     path = project / "plan.md"
     path.write_text(SMALL_PLAN, encoding="utf-8")
+    for source in SMALL_PLAN_SOURCES:
+        (project / source).parent.mkdir(parents=True, exist_ok=True)
+        (project / source).write_text(f"# {source}\n\nexisting knowledge\n", encoding="utf-8")
+    return path
+
+
+def write_target(kx, project: Path, part: str, skip: tuple[str, ...] = ()) -> Path:
+    """The PART's target file as an honest runner writes it: a heading for every Section box (but the refs in
+    ``skip``) and every cited file named; a file already there is continued."""
+    brief = kx("--json", "brief", part).json
+    path = project / brief["target"]
+    lines = [path.read_text(encoding="utf-8") if path.is_file() else f"# {brief['title']}\n"]
+    for box in brief["boxes"]:
+        if box["ref"] in skip:
+            continue
+        if box["kind"] == "section":
+            lines += [f"## {box['text']}", "", "Knowledge.", ""]
+        elif box["kind"] == "cite":
+            lines += [f"- File {n}" for n in box["files"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
