@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import sys
-import traceback
 
 import click
 
 from ledger.errors import BadInput, KxError
+from machine.text import printable
 
 
 def _sqlite_error(exc: sqlite3.Error) -> KxError:
@@ -23,6 +24,23 @@ def _sqlite_error(exc: sqlite3.Error) -> KxError:
     if "locked" in text or "busy" in text:
         return KxError("the ledger stayed locked by another writer; nothing was recorded — retry")
     return KxError(f"ledger error: {text}")
+
+
+# a path that cannot be used as given: the user's to fix (exit 2)
+_BAD_PATH = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENAMETOOLONG,
+             errno.EROFS, errno.EEXIST, errno.ENXIO, errno.ENODEV}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _os_error(exc: OSError) -> KxError | None:
+    """A failed read or write of a file as a one-line error; None for an OSError that is no path's fault."""
+    shown = f"{exc.filename}: " if exc.filename else ""
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.errno in _NO_SPACE:
+        return KxError(f"cannot write {shown}{reason}; free space and retry")
+    if exc.errno in _BAD_PATH:
+        return BadInput(f"{shown}{reason}; check the path and retry")
+    return None
 
 
 def _flag(args: list[str], *names: str) -> bool:
@@ -49,7 +67,8 @@ def run_guarded(command: click.Group, args: list[str], obj: object = None) -> in
     except KeyboardInterrupt:
         return _report(KxError("interrupted"), as_json, verbose, code=130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        return _report(KxError(f"unexpected failure: {type(exc).__name__}: {exc}; rerun with -v for details"),
+        known = _os_error(exc) if isinstance(exc, OSError) else None
+        return _report(known or KxError(f"unexpected failure: {type(exc).__name__}: {exc}; rerun with -v for details"),
                        as_json, verbose)
 
 
@@ -61,12 +80,14 @@ def _hint(exc: click.ClickException) -> str:
 def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = None) -> int:
     code = error.code if code is None else code
     if verbose and sys.exc_info()[0] is not None:
+        import traceback  # only with -v
+
         traceback.print_exc()
     message = " ".join(error.message.split())
     from ledger import logs
 
     logs.get().error("command failed", code=code, message=message, argv=sys.argv[1:])
-    click.echo(f"kx: error: {message}", err=True)
+    click.echo(f"kx: error: {printable(message)}", err=True)
     if as_json:
         body = {"code": code, "message": message}
         if error.details:

@@ -13,8 +13,15 @@ from typing import Any
 import click
 
 from cli.errors import run_guarded
+from machine.text import printable
 
 VERSION = "0.1.0"
+INT64_MAX = 2**63 - 1  # SQLite's largest integer: no position, batch or count kx keeps is beyond it
+
+
+def number(min: int = 0) -> click.IntRange:
+    """The type of every position, batch number and count on the command line: a whole number SQLite can hold."""
+    return click.IntRange(min=min, max=INT64_MAX)
 
 
 class Options:
@@ -42,11 +49,13 @@ class Options:
         color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
 
-    def emit(self, payload: dict[str, Any], text: str | None) -> None:
+    def emit(self, payload: dict[str, Any], text: str | None, *, painted: bool = False) -> None:
+        """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold
+        (``painted``: kx's own colours, the text already cleaned)."""
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
         elif text:
-            click.echo(text)
+            click.echo(text if painted else printable(text))
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -86,9 +95,10 @@ def plan() -> None:
 @pass_options
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
     """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision)."""
+    from ledger.locate import ledger_for
     from machine.importer import import_plan
 
-    result = import_plan(lambda: options.workspace(create=True), file, root=root)
+    result = import_plan(lambda: options.workspace(create=True), file, root=root, ledger=ledger_for(options.ledger))
     options.emit(result.as_dict(), views.import_result(result))
 
 
@@ -107,9 +117,10 @@ def plan_list(options: Options) -> None:
 @pass_options
 def plan_lint(options: Options, file: Path | None) -> None:
     """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors."""
+    from ledger.locate import ledger_for
     from machine.app import lint
 
-    findings = lint(None if file else options.workspace(), file)
+    findings = lint(None if file else options.workspace(), file, ledger=ledger_for(options.ledger) if file else None)
     errors = sum(f.level == "error" for f in findings)
     options.emit({"findings": [f.as_dict() for f in findings], "errors": errors}, views.findings(findings))
     if errors:
@@ -126,11 +137,12 @@ def status(options: Options) -> None:
     from runners.reconcile import reconciled_status
 
     result = reconciled_status(options.workspace())
-    options.emit(result, views.status(result, options.terminal()))
+    terminal = options.terminal()
+    options.emit(result, views.status(result, terminal), painted=terminal is not None)
 
 
 @cli.command()
-@click.option("--since", type=click.IntRange(min=0), default=0, help="Only events after this position.")
+@click.option("--since", type=number(), default=0, help="Only events after this position.")
 @click.option("--follow", is_flag=True, help="Keep printing new events as they are appended (Ctrl-C stops).")
 @pass_options
 def events(options: Options, since: int, follow: bool) -> None:
@@ -145,7 +157,8 @@ def events(options: Options, since: int, follow: bool) -> None:
     while True:
         for row in rows:
             view = event_view(row)
-            click.echo(json.dumps(view, ensure_ascii=False) if options.as_json else views.event_line(view))
+            line = json.dumps(view, ensure_ascii=False) if options.as_json else views.printable(views.event_line(view))
+            click.echo(line)
             since = row.position
         if not follow:
             return
@@ -154,7 +167,7 @@ def events(options: Options, since: int, follow: bool) -> None:
 
 
 @cli.command()
-@click.option("--until", type=click.IntRange(min=0), help="Only events up to this position.")
+@click.option("--until", type=number(), help="Only events up to this position.")
 @click.option("--at", "at", metavar="TIME", help="Only events recorded at or before this ISO-8601 time.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically) instead of stdout.")
 @pass_options
@@ -170,8 +183,10 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
         options.emit({"output": str(output), "bytes": len(data)}, None)
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)
+    elif sys.stdout.isatty():
+        click.echo(views.printable(data.decode("utf-8")), nl=False)
     else:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(data)  # the plan's bytes, exactly
         sys.stdout.flush()
 
 
@@ -346,7 +361,7 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
 
 
 @cli.command()
-@click.argument("batch", type=int)
+@click.argument("batch", type=number())
 @click.argument("parts", nargs=-1)
 @click.option("--approve", "decision", flag_value="approve", help="Approve the batch: the next one opens.")
 @click.option("--reject", "decision", flag_value="reject", help="Send PARTS (default: the failed ones) back.")
@@ -415,16 +430,18 @@ def verify(options: Options) -> None:
 @click.option("--skill", type=click.Path(dir_okay=False, path_type=Path), help="Also update this SKILL.md.")
 @click.option("--completed-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
 @click.option("--commit", is_flag=True, help="Commit knowledge files, drops, index, report and moved plan in one commit.")
+@click.option("--allow-missing", is_flag=True,
+              help="Consolidate although knowledge files or drops are gone or changed (the index and report say so).")
 @by_option
 @pass_options
 def consolidate(options: Options, index: Path | None, skill: Path | None, completed_dir: Path | None, commit: bool,
-                by: str | None) -> None:
+                allow_missing: bool, by: str | None) -> None:
     """After the last batch is approved: index the knowledge files, move the plan to completed/."""
     from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
 
     result = run_consolidation(options.workspace(), index=index, skill=skill, completed_dir=completed_dir,
-                               commit=commit, by=by or person())
+                               commit=commit, by=by or person(), allow_missing=allow_missing)
     options.emit(result, views.consolidated(result))
 
 
@@ -446,11 +463,11 @@ def _run_options(func):
     options = [
         click.option("--runner", "runner", metavar="SPEC", help="'rehearse [ARGS]' or any command line, run per PART"
                      " (default: runner in .kx/config.toml)."),
-        click.option("--max-parallel", type=click.IntRange(min=1), help="At most this many at once (never above the plan's limit)."),
-        click.option("--retries", type=click.IntRange(min=0), help="Retries per PART after a failure or loss (default 1)."),
+        click.option("--max-parallel", type=number(min=1), help="At most this many at once (never above the plan's limit)."),
+        click.option("--retries", type=number(), help="Retries per PART after a failure or loss (default 1)."),
         click.option("--review", type=click.Choice(["prompt", "wait", "auto"]), default=None,
                      help="Between batches: ask here (default on a terminal), wait for 'kx review', or approve."),
-        click.option("--until-batch", type=int, metavar="N", help="Stop cleanly at the gate after batch N."),
+        click.option("--until-batch", type=number(), metavar="N", help="Stop cleanly at the gate after batch N."),
         click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Seconds before the first retry (doubling after)."),
         click.option("--model", help="With --runner openai: the model name."),

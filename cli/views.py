@@ -7,6 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from machine.projections import PAST
+from machine.text import printable
+
+
+def printable_view(value: Any) -> Any:
+    """A result with every string made :func:`printable`, for views that add escape sequences of their own."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {key: printable_view(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable_view(item) for item in value]
+    return value
 
 
 def import_result(result: Any) -> str:
@@ -99,6 +111,7 @@ def bar_cells(counts: dict[str, int], width: int) -> dict[str, int]:
 
 
 def status_table(view: dict[str, Any], terminal: Terminal) -> str:
+    view = printable_view(view)
     lines = _status_header(view)
     batches = view["batches"]
     if not batches:

@@ -28,6 +28,11 @@ def default_ledger(cwd: Path | None = None) -> Path:
     return (cwd or Path.cwd()) / FOLDER / FILENAME
 
 
+def ledger_for(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
+    """The ledger a command uses: the one found, else where ``kx plan import`` would create it."""
+    return find_ledger(explicit, cwd) or default_ledger(cwd)
+
+
 def home_of(ledger_path: Path) -> Path:
     """The project folder a ledger serves: the parent of its ``.kx`` folder."""
     folder = ledger_path.resolve().parent

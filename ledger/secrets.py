@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 REDACTED = "[redacted]"
+# Names of further variables whose values are secrets (comma-separated); set by protect_env, inherited by children.
+PROTECTED_ENV = "KX_REDACT_ENV"
 SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|authorization|credential)", re.IGNORECASE)
 SECRET_VALUE = re.compile(
     r"(?:\bsk-[A-Za-z0-9_\-]{8,}|\bgh[pousr]_[A-Za-z0-9]{16,}|\bxox[abpr]-[A-Za-z0-9\-]{10,}"
@@ -14,8 +16,20 @@ SECRET_VALUE = re.compile(
 )
 
 
+def protect_env(name: str) -> None:
+    """Treat ``$name``'s value as a secret here and in every process started from here (``--api-key-env``)."""
+    names = _protected_names()
+    if name and name not in names:
+        os.environ[PROTECTED_ENV] = ",".join([*names, name])
+
+
+def _protected_names() -> list[str]:
+    return [name for name in os.environ.get(PROTECTED_ENV, "").split(",") if name]
+
+
 def _secret_env_values() -> list[str]:
-    return [v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8]
+    protected = set(_protected_names())
+    return [v for k, v in os.environ.items() if (k in protected or SECRET_NAME.search(k)) and len(v) >= 8]
 
 
 def redact_text(text: str) -> str:

@@ -19,7 +19,8 @@ from ledger.events import (
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
-from machine.evidence import locate, sha256_of
+from machine.evidence import sha256_of
+from machine.paths import PathGuard
 from machine.state import BatchState, PlanState, stamp_of
 from machine.workspace import Workspace
 
@@ -42,8 +43,11 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         authorize(ctx, part, act)
-        path = inside_root(workspace, ctx.state, file)
-        sha, size = sha256_of(path), path.stat().st_size
+        path = drop_file(workspace, ctx.state, file)
+        try:
+            sha, size = sha256_of(path), path.stat().st_size
+        except OSError as exc:  # deleted or replaced while it was read
+            raise BadInput(f"cannot read the drop file {file} ({exc.strerror}); write it again and retry") from None
         stored = workspace.store_path(path)
         latest = part.drop
         if latest and (latest["path"], latest["sha256"], latest.get("attempt")) == (stored, sha, act.attempt):
@@ -55,15 +59,12 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
                        {"path": stored, "sha256": sha, "size": size})
 
 
-def inside_root(workspace: Workspace, state: PlanState, file: Path) -> Path:
-    """The drop's real path, refused (exit 2) when it leaves the plan's root, even through a symlink, or is in
-    its ``.kx/``."""
-    root = workspace.resolve(state.root).resolve()
+def drop_file(workspace: Workspace, state: PlanState, file: Path) -> Path:
+    """The drop's real path, refused (exit 2) when it leaves the plan's root (even through a symlink),
+    lies in kx's folder or is the plan file."""
     if not file.exists():
         raise BadInput(f"no such drop file: {file}")
-    real, _ = locate(root, file.absolute())
-    if real is None:
-        raise BadInput(f"{file} is outside the plan's root {root} (or in its .kx/); drops must be written inside it")
+    real = PathGuard.of(workspace, state).check(file.absolute(), name=file)
     if not real.is_file():
         raise BadInput(f"{file} is not a regular file")
     return real

@@ -12,6 +12,7 @@ from machine.render import render
 from ledger.store import Recorded
 from machine.lint import Finding, lint_text
 from machine.parser import PlanError
+from machine.paths import PathGuard
 from machine.state import PlanState
 from machine.text import PlanTextError, decode, read_file
 from machine.workspace import Workspace
@@ -70,18 +71,21 @@ def event_view(event: Recorded) -> dict[str, Any]:
     }
 
 
-def lint(workspace: Workspace | None, file: Path | None) -> list[Finding]:
-    """Lint a plan file, or the ledger's plan as its events render it (imported history included)."""
+def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None = None) -> list[Finding]:
+    """Lint a plan file (its paths against its folder and ``ledger``), or the ledger's plan as its events
+    render it (imported history included; its paths against its recorded root)."""
     if file is not None:
         raw = read_file(file)
+        guard = PathGuard.around(file.parent, ledger=ledger, plan=file)
         try:
-            return lint_text(decode(raw, str(file)), str(file))
+            return lint_text(decode(raw, str(file)), str(file), guard)
         except (PlanTextError, PlanError) as exc:
             raise BadInput(str(exc)) from None
     if workspace is None:
         raise BadInput("give a plan FILE, or run inside a project with a ledger")
     state = workspace.state()
-    return lint_text(render(state.source, state.plan, state.parts), state.path) + _history_findings(state)
+    text = render(state.source, state.plan, state.parts)
+    return lint_text(text, state.path, PathGuard.of(workspace, state)) + _history_findings(state)
 
 
 def _history_findings(state: PlanState) -> list[Finding]:
@@ -89,7 +93,7 @@ def _history_findings(state: PlanState) -> list[Finding]:
     for batch in state.plan.batches:
         if state.batches[batch.number].state != "approved":
             continue
-        open_parts = [f"PART-{n}" for n in batch.parts if state.parts[f"PART-{n}"].state != "succeeded"]
+        open_parts = [p.id for p in state.members(state.batches[batch.number]) if p.state != "succeeded"]
         if open_parts:
             findings.append(Finding("warning", "history", f"batch {batch.number} is approved while"
                                     f" {', '.join(open_parts)} have not succeeded"))

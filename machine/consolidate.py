@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ledger import clock
-from ledger.errors import Refused
+from ledger.errors import BadInput, Refused
 from ledger.events import PlanConsolidated
 from ledger.files import write_atomic
+from machine.plan import part_id
 from machine.projections import PAST
 from machine import git
+from machine.paths import RULE, PathGuard
 from machine.plan_file import render_file
+from machine.rules import sha256_of
 from machine.state import PlanState
 from machine.workspace import Workspace
 from machine.packet import part_packet
@@ -27,51 +30,148 @@ from machine.packet import part_packet
 
 @dataclass
 class Targets:
+    """Where consolidation writes, every path checked by the plan's :class:`PathGuard` first."""
+
     index: Path
     skill: Path | None
     completed: Path
     report: Path
-    plan: Path
+    plan: Path  # where the plan moves
+    source: Path  # where the plan is now
 
 
 def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
-                commit: bool, by: str) -> dict[str, Any]:
+                commit: bool, by: str, allow_missing: bool = False) -> dict[str, Any]:
+    """Check everything, then write, move and commit (no ledger lock held), then record ``PlanConsolidated``.
+
+    Each side effect can be done again (an index already holding its block, a plan already moved, a
+    commit already made), so that a run interrupted midway is finished by the next one.
+    """
+    state = workspace.state()
+    if state.consolidated is not None:
+        return {"plan": state.id, "action": "unchanged", **state.consolidated}
+    refuse_unless_approved(state)
+    guard = PathGuard.of(workspace, state)
+    targets = destinations(workspace, state, guard, index, skill, completed_dir)
+    knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
+    missing = missing_files(workspace, state, knowledge, drops)
+    if missing and not allow_missing:
+        raise Refused("consolidation needs every knowledge file and drop as recorded: " + "; ".join(missing)
+                      + "; restore them, or consolidate with --allow-missing", rule="consolidate", details=missing)
+    top = git.work_tree(guard.root)  # the plan moves with git mv there, committed or not
+    files = [*knowledge.values(), *drops.values()]
+    if commit:
+        refuse_unless_committable(top, guard.root, targets, files)
+    trailer = commit_trailer(state)
+    commit_id = git.commit_with_trailer(top, trailer) if commit else None  # an interrupted run got that far
+    if commit_id is None:
+        write_files(workspace, state, targets, knowledge, top, missing)
+        if commit:
+            git.stage(top, [*files, targets.index, targets.report, targets.plan,
+                            *([targets.skill] if targets.skill else [])])
+            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
+    return record(workspace, state, targets, commit_id, by, len(knowledge))
+
+
+def destinations(workspace: Workspace, state: PlanState, guard: PathGuard, index: Path | None,
+                 skill: Path | None, completed_dir: Path | None) -> Targets:
+    """The paths to write, from options (relative to the working folder) or defaults (in the root)."""
+
+    def checked(given: Path | None, default: Path | None = None) -> Path:
+        return guard.check(given.absolute(), name=given) if given is not None else guard.check(default)
+
+    source = workspace.resolve(state.path).resolve()
+    completed = checked(completed_dir, guard.root / "completed")
+    targets = Targets(index=checked(index, guard.root / "INDEX.md"), skill=checked(skill) if skill else None,
+                      completed=completed,
+                      report=guard.check(completed / f"{source.stem}.consolidation.md"),
+                      plan=guard.check(completed / source.name, may_be_plan=True), source=source)
+    if targets.plan != source and targets.plan.exists() and source.exists():
+        raise Refused(f"{targets.plan} exists already; move it away or pick another --completed-dir",
+                      rule="consolidate")
+    return targets
+
+
+def knowledge_files(state: PlanState, guard: PathGuard) -> dict[str, Path]:
+    """PART → its knowledge file, for the PARTs that succeeded and name one (each inside the root)."""
+    files = {}
+    for structure in state.plan.parts:
+        if state.parts[structure.id].state == "succeeded" and structure.header and structure.header.target:
+            target = structure.header.target
+            if problem := guard.problem(target, relative=True):
+                raise BadInput(f"{structure.id}'s knowledge file {target} {problem}; {RULE}")
+            files[structure.id] = guard.check(target)
+    return files
+
+
+def drop_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict[str, Path]:
+    """PART → its recorded drop (each inside the root, whatever put it in the ledger)."""
+    return {part.id: guard.check(workspace.resolve(drop["path"]), name=drop["path"])
+            for part in state.parts.values() if (drop := part.drop)}
+
+
+def missing_files(workspace: Workspace, state: PlanState, knowledge: dict[str, Path],
+                  drops: dict[str, Path]) -> list[str]:
+    """The knowledge files gone, and the drops gone or changed since they were recorded."""
+    missing = [f"{part}: {workspace.store_path(path)} is missing" for part, path in knowledge.items()
+               if not path.is_file()]
+    for part, path in drops.items():
+        recorded = state.parts[part].drop
+        if not path.is_file():
+            missing.append(f"{part}: drop {recorded['path']} is gone")
+        elif sha256_of(path) != recorded["sha256"]:
+            missing.append(f"{part}: drop {recorded['path']} changed since it was recorded")
+    return missing
+
+
+def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, files: list[Path]) -> None:
+    """Refused unless git takes every file of the commit, and nothing unrelated is staged."""
+    if top is None:
+        raise Refused(f"--commit needs a git work tree; {root} is not inside one", rule="consolidate")
+    ours = [*files, targets.index, targets.report, targets.plan, targets.source,
+            *([targets.skill] if targets.skill else [])]
+    if unrelated := git.unrelated_staged(top, ours):
+        shown = ", ".join(unrelated[:5]) + (" ..." if len(unrelated) > 5 else "")
+        raise Refused(f"git has unrelated staged changes ({shown}); commit or unstage them, then consolidate",
+                      rule="consolidate")
+    if problems := git.unaddable(top, [path for path in ours if path != targets.source]):
+        raise Refused("git cannot commit every file of the consolidation: " + "; ".join(problems)
+                      + "; fix that, then consolidate again", rule="consolidate", details=problems)
+
+
+def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowledge: dict[str, Path],
+                top: Path | None, missing: list[str]) -> None:
+    """Index, skill, plan and report; each step leaves what an earlier run already did as it is."""
+    update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent))
+    if targets.skill:
+        update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
+    already_moved = targets.plan != targets.source and targets.plan.exists() and not targets.source.exists()
+    if not already_moved:
+        render_file(workspace)  # the plan that moves shows every tick and stamp
+        if targets.plan != targets.source:
+            git.move(top, targets.source, targets.plan) if top else _rename(targets.source, targets.plan)
+    write_atomic(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
+
+
+def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
+           knowledge: int) -> dict[str, Any]:
+    """``PlanConsolidated``, last, in a short transaction of its own: unless another run recorded it meanwhile."""
+    stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
+    if targets.skill:
+        stored["skill"] = workspace.store_path(targets.skill)
     with workspace.ledger.transaction():
         state = workspace.state()
         if state.consolidated is not None:
             return {"plan": state.id, "action": "unchanged", **state.consolidated}
         refuse_unless_approved(state)
-        root = workspace.resolve(state.root)
-        plan_file = workspace.resolve(state.path)
-        completed = (completed_dir or root / "completed").resolve()
-        targets = Targets(index=(index or root / "INDEX.md").resolve(), skill=skill.resolve() if skill else None,
-                          completed=completed, report=completed / f"{plan_file.stem}.consolidation.md",
-                          plan=completed / plan_file.name)
-        top = git.work_tree(root)
-        if commit and top is None:
-            raise Refused(f"--commit needs a git work tree; {root} is not inside one", rule="consolidate")
-        if commit:
-            git.refuse_unrelated_staged(top)
-        knowledge = knowledge_files(workspace, state)
-        update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent))
-        if targets.skill:
-            update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
-        render_file(workspace)  # the plan that moves shows every tick and stamp
-        if plan_file.exists() and plan_file.resolve() != targets.plan:
-            git.move(top, plan_file, targets.plan) if top else _rename(plan_file, targets.plan)
-        write_atomic(targets.report, report(workspace, state, knowledge).encode("utf-8"))
-        commit_id = None
-        if commit:
-            drops = [workspace.resolve(d["path"]) for p in state.parts.values() if (d := p.drop)]
-            paths = [*knowledge.values(), *drops, targets.index, targets.report, targets.plan,
-                     *([targets.skill] if targets.skill else [])]
-            commit_id = git.commit(top, paths, commit_message(state, targets, knowledge, workspace))
-        stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
-        if targets.skill:
-            stored["skill"] = workspace.store_path(targets.skill)
-        workspace.record(workspace.state(), [PlanConsolidated(plan=state.id, paths=stored, commit=commit_id, by=by)])
-        return {"plan": state.id, "action": "consolidated", "paths": stored, "commit": commit_id,
-                "knowledge_files": len(knowledge)}
+        workspace.record(state, [PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by)])
+    return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
+            "knowledge_files": knowledge}
+
+
+def commit_trailer(state: PlanState) -> str:
+    """The last line of the commit message: how a rerun knows the commit is already made."""
+    return f"Kx-Consolidated: {state.id} at ledger position {state.position}"
 
 
 def _rename(source: Path, destination: Path) -> None:
@@ -83,16 +183,6 @@ def refuse_unless_approved(state: PlanState) -> None:
     left = [f"batch {n} is {b.state.replace('_', ' ')}" for n, b in state.batches.items() if b.state != "approved"]
     if left:
         raise Refused("consolidation waits until every batch is approved: " + "; ".join(left), rule="consolidate")
-
-
-def knowledge_files(workspace: Workspace, state: PlanState) -> dict[str, Path]:
-    """PART → its knowledge file, for the PARTs that succeeded and name one."""
-    root = workspace.resolve(state.root)
-    files = {}
-    for structure in state.plan.parts:
-        if state.parts[structure.id].state == "succeeded" and structure.header and structure.header.target:
-            files[structure.id] = (root / structure.header.target).resolve()
-    return files
 
 
 def _link(path: Path, base: Path) -> str:
@@ -121,7 +211,7 @@ def index_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> lis
 def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
     lines = [f"## {state.plan.title or state.id}", "", f"Knowledge from plan `{state.id}` ({len(knowledge)} files)."]
     for batch in state.plan.batches:
-        members = [f"PART-{n}" for n in batch.parts if f"PART-{n}" in knowledge]
+        members = [part_id(n) for n in batch.parts if part_id(n) in knowledge]
         if members:
             lines += ["", f"### Batch {batch.number}: {batch.title}", ""]
             lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
@@ -165,12 +255,14 @@ def _totals(state: PlanState) -> dict[str, int]:
             "failures": sum(p.failures for p in parts), "batches": len(state.plan.batches)}
 
 
-def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> str:
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str]) -> str:
     totals = _totals(state)
     lines = [f"# Consolidation: {state.plan.title or state.id}", "",
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
              f" {totals['failed']} failed; {totals['attempts']} attempts, {totals['failures']} failures.", ""]
+    if missing:
+        lines += ["Consolidated with --allow-missing, without:", "", *[f"- {m}" for m in missing], ""]
     for batch in state.plan.batches:
         lines += [f"## Batch {batch.number}: {batch.title}", ""]
         for review in state.batches[batch.number].reviews:
@@ -179,7 +271,7 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -
         lines += ["", "| PART | state | knowledge file | size | attempts | failures | duration |",
                   "|---|---|---|---|---|---|---|"]
         for number in batch.parts:
-            packet = part_packet(state, f"PART-{number}")
+            packet = part_packet(state, part_id(number))
             path = knowledge.get(packet["part"])
             size = f"{path.stat().st_size} B" if path and path.exists() else "-"
             took = f"{packet['seconds']:.1f}s" if packet["seconds"] is not None else "-"
@@ -188,7 +280,7 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -
                          f" | {packet['failures']} | {took} |")
         lines.append("")
         for number in batch.parts:
-            part = state.parts[f"PART-{number}"]
+            part = state.parts[part_id(number)]
             lines.append(f"- **PART-{number}** drop: {_summary(workspace, part.drop)}")
         lines.append("")
     return "\n".join(lines)

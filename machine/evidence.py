@@ -22,14 +22,17 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from machine.parser import number_list, read_path
+
+if TYPE_CHECKING:
+    from machine.paths import PathGuard
 
 KINDS = ("read", "search", "section", "cite", "drop", "other")
 FOLDER_FILE_CAP = 10_000  # a Read folder is hashed over at most this many files (the evidence says when capped)
-RANGE_CAP = 100  # how far "Files 1-N" reaches in a plan that lists no influential files
-LEDGER_FOLDER = ".kx"
 
 _BOLD = re.compile(r"\*\*|__")
-_READ = re.compile(r"^\W*read\s+[`'\"]?([^\s`'\"]+)", re.IGNORECASE)
 _SEARCH = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 _SECTION = re.compile(r"^\W*section\s+(\d{1,9}[a-z]?)\b\s*[:.\-–—]?\s*(.*)$", re.IGNORECASE)
 _CITE = re.compile(r"^\W*cit(?:e|ed|es|ing)\b\W*files?\s+(\d[\d,\s\-–]*)", re.IGNORECASE)
@@ -68,35 +71,17 @@ class BoxKind:
 def kind_of(text: str, influential: Collection[int] = ()) -> BoxKind:
     """The kind of a box with this text; ``influential``: the numbers of the plan's influential-file list."""
     plain = _BOLD.sub("", text).strip()
-    if (read := _READ.match(plain)) and _looks_like_path(path := read[1].rstrip(",;:)")):
+    if (path := read_path(plain)) is not None:
         return BoxKind("read", path=path)
     if search := _SEARCH.match(plain):
         return BoxKind("search", query=search[1].strip().strip("\"“”'‘’").strip() or search[1])
     if section := _SECTION.match(plain):
         return BoxKind("section", number=section[1].lower(), title=section[2].strip())
     if cite := _CITE.match(plain):
-        return BoxKind("cite", files=cited_numbers(cite[1], influential))
+        return BoxKind("cite", files=tuple(dict.fromkeys(number_list(cite[1], listed=influential))))
     if "KNOWLEDGE-DROP" in plain.upper():
         return BoxKind("drop")
     return BoxKind("other")
-
-
-def _looks_like_path(token: str) -> bool:
-    return "/" in token or "." in token
-
-
-def cited_numbers(text: str, known: Collection[int] = ()) -> tuple[int, ...]:
-    """``"1,5,8"`` → (1, 5, 8); a range ``"1-4"`` reaches only the numbers of the plan's list (``known``)."""
-    numbers: list[int] = []
-    for piece in re.split(r"[,\s]+", text.strip()):
-        bounds = [int(n) for n in re.split(r"[-–]", piece) if n.isdigit() and len(n) <= 9]
-        if len(bounds) == 1:
-            numbers.append(bounds[0])
-        elif len(bounds) == 2 and bounds[0] <= bounds[1]:
-            low, high = bounds
-            numbers += sorted(n for n in known if low <= n <= high) if known \
-                else range(low, min(high, low + RANGE_CAP - 1) + 1)
-    return tuple(dict.fromkeys(numbers))
 
 
 # --- the target file: its headings and the files it names ------------------------------
@@ -184,18 +169,14 @@ def how_to(box: BoxKind, part: str, ref: str, target: str | None, files: dict[in
 # --- files inside the plan's root --------------------------------------------------------
 
 
-def locate(root: Path, relative: str | Path) -> tuple[Path | None, str | None]:
-    """``relative`` under ``root`` (an absolute path: as it is), symlinks resolved: (the real path, None) when it
-    exists inside the root and outside its ``.kx/``, or (None, why not)."""
-    base = root.resolve()
-    try:
-        real = (root / relative).resolve()
-    except (OSError, RuntimeError):
-        return None, f"{relative} cannot be resolved"
-    if not real.is_relative_to(base) or real.is_relative_to(base / LEDGER_FOLDER):
-        return None, f"{relative} is outside the plan's root {base} (or in its {LEDGER_FOLDER}/)"
+def locate(guard: PathGuard, relative: str) -> tuple[Path | None, str | None]:
+    """A path from plan text under the guard's root, symlinks resolved: (the real path, None) when the guard allows
+    it and it exists, or (None, why not)."""
+    if problem := guard.problem(relative, relative=True):
+        return None, f"{relative} {problem}"
+    real = (guard.root / relative).resolve()
     if not real.exists():
-        return None, f"{relative} does not exist in the plan's root {base}"
+        return None, f"{relative} does not exist in the plan's root {guard.root}"
     return real, None
 
 
@@ -207,21 +188,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def digest_of(real: Path, root: Path, cap: int = FOLDER_FILE_CAP) -> dict:
+def digest_of(real: Path, guard: PathGuard, cap: int = FOLDER_FILE_CAP) -> dict:
     """A file's ``sha256``; a folder's: over its files' relative paths and hashes, sorted, with their count
-    (``files``) — at most ``cap`` files (``capped``: true when there were more). Files that leave the root
-    (through a symlink), the ledger's folder and unreadable files are left out."""
+    (``files``) — at most ``cap`` files (``capped``: true when there were more). What the guard refuses (a file
+    that leaves the root through a symlink, kx's folder, the ledger) and unreadable files are left out."""
     if real.is_file():
         return {"sha256": sha256_of(real)}
-    base = root.resolve()
     chosen: list[tuple[str, Path]] = []
     capped = False
     for folder, subfolders, names in os.walk(real):
-        subfolders[:] = sorted(d for d in subfolders if d != LEDGER_FOLDER)
+        subfolders[:] = sorted(d for d in subfolders if guard.allows(Path(folder) / d))
         for name in sorted(names):
             path = Path(folder) / name
             target = path.resolve()
-            if not target.is_file() or not target.is_relative_to(base) or target.is_relative_to(base / LEDGER_FOLDER):
+            if not target.is_file() or not guard.allows(path):
                 continue
             if len(chosen) == cap:
                 capped = True

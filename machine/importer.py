@@ -18,6 +18,7 @@ from ledger import logs
 from ledger.errors import BadInput
 from ledger.events import IMPORT, BatchReviewed, CheckboxTicked, Event, PlanImported, PlanRevised, RunnerSucceeded
 from machine.parser import PlanError, parse
+from machine.paths import PathGuard, refuse_unsafe_paths
 from machine.plan import Part, Plan, match_boxes
 from machine.text import read_file
 from machine.state import PlanState
@@ -47,9 +48,14 @@ def read_plan(file: Path) -> tuple[bytes, Plan]:
         raise BadInput(str(exc)) from None
 
 
-def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Path | None = None) -> ImportResult:
-    """Read and parse ``file`` first, so that a bad plan leaves no ledger behind, then record it."""
+def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Path | None = None,
+                ledger: Path | None = None) -> ImportResult:
+    """Read, parse and check ``file`` first, so that a bad plan leaves no ledger behind, then record it.
+
+    ``ledger`` is where the ledger is, or will be: no path of the plan may name it.
+    """
     raw, plan = read_plan(file)
+    refuse_unsafe_paths(plan, PathGuard.around(root or file.parent, ledger=ledger, plan=file), str(file))
     workspace = open_workspace()
     sha = hashlib.sha256(raw).hexdigest()
     stored = workspace.store_path(file)
@@ -71,6 +77,10 @@ def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Pa
 
 def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha: str, stored: str,
             root: Path | None) -> ImportResult:
+    if root is None:  # the revision keeps the root the plan was imported with
+        guard = PathGuard.around(workspace.resolve(state.root), ledger=workspace.ledger.path,
+                                 plan=workspace.resolve(stored))
+        refuse_unsafe_paths(plan, guard, stored)
     plan = carry_box_ids(state.plan, plan, state.box_ids)
     carried, dropped = _carried_ticks(state, plan)
     revised = PlanRevised(

@@ -1,8 +1,9 @@
 """``kx plan lint``: what a plan claims against what it contains.
 
 Errors (exit 1): duplicate PART or batch numbers, PARTs ticked Completed while
-boxes of theirs are unticked (a claim without evidence). Everything else is a
-warning.
+boxes of theirs are unticked (a claim without evidence), paths that leave the
+plan's root or point at kx's own files (the ones ``kx plan import`` refuses).
+Everything else is a warning.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from machine.parser import DROP_NAME, duplicate_lines, parse
+from machine.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, unlisted_numbers
+from machine.paths import PathGuard, unsafe_paths
 from machine.plan import Plan
 from machine.text import body, split_lines
 
@@ -28,10 +30,12 @@ class Finding:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def lint_text(text: str, name: str = "plan") -> list[Finding]:
+def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None) -> list[Finding]:
+    """The findings about plan ``text``; ``guard`` (the plan's root, ledger, plan file) also checks its paths."""
     plan = parse(text, name, strict=False)
     findings = [
         *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan), *_mojibake(text),
+        *_file_lists(plan, text), *(_paths(plan, guard) if guard else ()),
     ]
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
 
@@ -108,6 +112,22 @@ def _drop_names(plan: Plan):
             if name and "[TIME]" in name.group() and (box.ticked or done):
                 yield Finding("warning", "time", f"{part.id}: drop name {name.group()} still has [TIME]",
                               box.line + 1)
+
+
+def _paths(plan: Plan, guard: PathGuard):
+    for line, path, problem in unsafe_paths(plan, guard):
+        yield Finding("error", "path", f"{path} {problem}", line)
+
+
+def _file_lists(plan: Plan, text: str):
+    lines = split_lines(text)
+    for part in plan.parts:
+        if part.influenced_line is None:
+            continue
+        written = INFLUENCED.search(body(lines[part.influenced_line]))["list"]
+        if unlisted := unlisted_numbers(written, listed=plan.influential_files):
+            yield Finding("warning", "files", f"{part.id}: Files {', '.join(unlisted)} are not in the plan's list of"
+                          f" influential files ({len(plan.influential_files)} files)", part.influenced_line + 1)
 
 
 def _mojibake(text: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ledger import clock
+from machine.plan import part_id
 from machine.state import PlanState
 
 
@@ -36,7 +37,7 @@ def part_packet(state: PlanState, part_id: str) -> dict[str, Any]:
 def batch_packet(state: PlanState, number: int) -> dict[str, Any]:
     batch = state.plan.batch(number)
     return {"batch": number, "title": batch.title, "state": state.batches[number].state,
-            "parts": [part_packet(state, f"PART-{n}") for n in dict.fromkeys(batch.parts)]}
+            "parts": [part_packet(state, part_id(n)) for n in dict.fromkeys(batch.parts)]}
 
 
 def packet_text(packet: dict[str, Any]) -> str:

@@ -7,7 +7,9 @@ rules); everything else is read line by line with the patterns below.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from machine.plan import Batch, Box, DeclaredBatch, Header, Part, Plan, Step
@@ -33,7 +35,8 @@ DECLARED = re.compile(
 INFLUENCED = re.compile(r"\*\*Influenced by\*\*[ \t]*:?[ \t]*Files?[ \t]+(?P<list>[\d,\s\-–]+)", re.IGNORECASE)
 INFLUENTIAL_FILE = re.compile(r"^[ \t]*(?P<number>\d+)\.[ \t]+`(?P<path>[^`]+)`")
 DROP_NAME = re.compile(r"KNOWLEDGE-DROP-[A-Za-z0-9._\-\[\]]*?\.md")
-TARGET = re.compile(r"`?(?P<path>[\w.\-]+(?:/[\w.\-]+)*\.\w+)`?")
+TARGET = re.compile(r"`?(?P<path>/?[\w.\-]+(?:/[\w.\-]+)*\.\w+)`?")  # an absolute one too, to refuse it
+READ_BOX = re.compile(r"^\W*read\W*\s+`?(?P<path>[^\s`]+)", re.IGNORECASE)
 
 
 class PlanError(ValueError):
@@ -69,16 +72,53 @@ def code_lines(text: str) -> set[int]:
     return inside
 
 
-def number_list(text: str) -> tuple[int, ...]:
-    """``"1,5,8"`` → (1, 5, 8); ``"1-4"`` → (1, 2, 3, 4)."""
-    numbers: list[int] = []
+def read_path(box_text: str) -> str | None:
+    """The path a ``Read PATH`` box names — its first token, a trailing ``/`` for a folder — or None for another
+    kind of box (also for ``Read relevant files``: a first token with no ``/`` or ``.`` is no path)."""
+    match = READ_BOX.match(box_text.replace("**", ""))
+    if not match:
+        return None
+    path = match["path"].strip("'\"").rstrip(",;:)")
+    return path if "/" in path or "." in path else None
+
+
+def _pieces(text: str) -> Iterator[tuple[int, int]]:
+    """``"1,5-8"`` → (1, 1), (5, 8): each number or range of a file list, as its bounds."""
     for piece in re.split(r"[,\s]+", text.strip()):
         bounds = [int(n) for n in re.split(r"[-–]", piece) if n.isdigit()]
         if len(bounds) == 1:
-            numbers.append(bounds[0])
+            yield bounds[0], bounds[0]
         elif len(bounds) == 2 and bounds[0] <= bounds[1]:
-            numbers.extend(range(bounds[0], bounds[1] + 1))
+            yield bounds[0], bounds[1]
+
+
+def number_list(text: str, *, listed: Iterable[int]) -> tuple[int, ...]:
+    """``"1,5,8"`` → (1, 5, 8); ``"1-4"`` → the numbers of ``listed`` from 1 to 4.
+
+    A range expands only to numbers of the plan's list, so that ``Files 1-99999999`` costs what
+    the list costs; a single number is kept even when unlisted (the brief shows it as such).
+    """
+    known = sorted(set(listed))
+    numbers: list[int] = []
+    for first, last in _pieces(text):
+        if first == last:
+            numbers.append(first)
+        else:
+            numbers.extend(known[bisect_left(known, first) : bisect_right(known, last)])
     return tuple(numbers)
+
+
+def unlisted_numbers(text: str, *, listed: Iterable[int]) -> list[str]:
+    """The numbers and ranges of ``text`` that are not in ``listed``, as ``"9"`` or ``"3-99999999"``."""
+    known = sorted(set(listed))
+    spans: list[str] = []
+    for first, last in _pieces(text):
+        start = first
+        for number in known[bisect_left(known, first) : bisect_right(known, last)] + [last + 1]:
+            if number > start:
+                spans.append(str(start) if number - 1 == start else f"{start}-{number - 1}")
+            start = number + 1
+    return spans
 
 
 @dataclass
@@ -90,14 +130,15 @@ class _PartDraft:
     header: Header | None = None
     steps: list[Step] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
-    influenced_by: tuple[int, ...] = ()
+    influenced: str = ""  # the file list of its "Influenced by" line, resolved once the plan's list is known
+    influenced_line: int | None = None
     drop_name: str | None = None
 
     def build(self, end_line: int) -> Part:
         return Part(
             number=self.number, title=self.title, line=self.line, end_line=end_line, batch=self.batch,
             header=self.header, steps=tuple(self.steps), boxes=tuple(self.boxes),
-            influenced_by=self.influenced_by, drop_name=self.drop_name,
+            influenced_line=self.influenced_line, drop_name=self.drop_name,
         )
 
 
@@ -111,7 +152,9 @@ class _Reader:
         self.batch_parts: dict[int, list[int]] = {}
         self.parts: list[Part] = []
         self.part: _PartDraft | None = None
+        self.influenced: dict[int, str] = {}  # index in self.parts → its file list as written
         self.influential: dict[int, str] = {}
+        self.influential_lines: dict[int, int] = {}
         self.instructions: list[str] = []
         self.in_instructions = False
         self.marks: Counter[str] = Counter()
@@ -129,9 +172,15 @@ class _Reader:
         return Plan(
             title=self.title, limit=self.limit, limit_declared=self.limit_declared,
             declared_runners=self.runners, declared=tuple(self.declared), batches=batches,
-            parts=tuple(self.parts), influential_files=self.influential,
+            parts=self.resolved_parts(), influential_files=self.influential,
+            influential_lines=self.influential_lines,
             worker_instructions=tuple(self.instructions), tick_glyph=self.dominant_tick(),
         )
+
+    def resolved_parts(self) -> tuple[Part, ...]:
+        """The PARTs with their "Influenced by" lists resolved against the plan's list (known only now)."""
+        return tuple(replace(part, influenced_by=number_list(self.influenced[index], listed=self.influential))
+                     if index in self.influenced else part for index, part in enumerate(self.parts))
 
     def read_line(self, number: int, line: str) -> None:
         heading = HEADING.match(line)
@@ -175,6 +224,8 @@ class _Reader:
 
     def close_part(self, end_line: int) -> None:
         if self.part is not None:
+            if self.part.influenced_line is not None:
+                self.influenced[len(self.parts)] = self.part.influenced
             self.parts.append(self.part.build(end_line))
             self.part = None
 
@@ -220,7 +271,7 @@ class _Reader:
 
     def read_plan_line(self, number: int, line: str) -> None:
         if self.part and (influenced := INFLUENCED.search(line)):
-            self.part.influenced_by = number_list(influenced["list"])
+            self.part.influenced, self.part.influenced_line = influenced["list"], number
         elif (declared := DECLARED.match(line)):
             first = int(declared["first"])
             self.declared.append(DeclaredBatch(
@@ -231,8 +282,9 @@ class _Reader:
             self.limit, self.limit_declared = max(1, int(strategy["limit"])), True
             runners = RUNNERS.search(line)
             self.runners = int(runners["runners"]) if runners else None
-        elif (influential := INFLUENTIAL_FILE.match(line)):
-            self.influential.setdefault(int(influential["number"]), influential["path"])
+        elif (influential := INFLUENTIAL_FILE.match(line)) and int(influential["number"]) not in self.influential:
+            self.influential[int(influential["number"])] = influential["path"]
+            self.influential_lines[int(influential["number"])] = number
 
     def check_duplicates(self) -> None:
         for kind, items in (("PART", self.parts), ("BATCH", self.batches)):

@@ -8,7 +8,6 @@ and leave every other byte alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from difflib import SequenceMatcher
 from typing import Any
 
 # Plain frozen dataclasses, not pydantic models: the structure is read on every command
@@ -66,6 +65,7 @@ class Part:
     steps: tuple[Step, ...] = ()
     boxes: tuple[Box, ...] = ()
     influenced_by: tuple[int, ...] = ()
+    influenced_line: int | None = None  # where its "Influenced by" list is written
     drop_name: str | None = None
 
     @property
@@ -112,6 +112,7 @@ class Plan:
     batches: tuple[Batch, ...] = ()
     parts: tuple[Part, ...] = ()
     influential_files: dict[int, str] = field(default_factory=dict)
+    influential_lines: dict[int, int] = field(default_factory=dict)  # file number → its line in the list
     worker_instructions: tuple[str, ...] = ()
     tick_glyph: str = "x"
 
@@ -142,6 +143,7 @@ class Plan:
         """JSON-ready, as the PlanImported event stores it."""
         data = asdict(self)
         data["influential_files"] = {str(k): v for k, v in self.influential_files.items()}
+        data["influential_lines"] = {str(k): v for k, v in self.influential_lines.items()}
         return data
 
     @classmethod
@@ -153,6 +155,7 @@ class Plan:
             batches=tuple(Batch(**{**b, "parts": tuple(b.get("parts", ()))}) for b in data.get("batches", ())),
             parts=tuple(Part.from_dict(p) for p in data.get("parts", ())),
             influential_files={int(k): v for k, v in data.get("influential_files", {}).items()},
+            influential_lines={int(k): v for k, v in data.get("influential_lines", {}).items()},
             worker_instructions=tuple(data.get("worker_instructions", ())),
             tick_glyph=data.get("tick_glyph", "x"),
         )
@@ -170,5 +173,7 @@ def parse_part_number(ref: str) -> int | None:
 
 def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
     """Index in ``new`` → the box of ``old`` with the same text, matched in order (difflib)."""
+    from difflib import SequenceMatcher  # revisions only, off kx tick's path
+
     matcher = SequenceMatcher(None, [b.text for b in old], [b.text for b in new], autojunk=False)
     return {block.b + k: old[block.a + k] for block in matcher.get_matching_blocks() for k in range(block.size)}

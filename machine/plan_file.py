@@ -20,7 +20,7 @@ from machine.render import render
 from machine.parser import PlanError, parse
 from machine.plan import Plan, match_boxes
 from machine.state import PlanState
-from machine.text import PlanTextError, decode
+from machine.text import PlanTextError, decode, read_file
 from machine.workspace import Workspace
 
 
@@ -34,8 +34,10 @@ class FileMarks:
 def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
     state = workspace.state()
     path = workspace.resolve(state.path)
+    if path.exists() and not path.is_file():
+        raise BadInput(f"cannot render into {path}: it is not a file; move it away and kx render writes the plan afresh")
     if path.exists():
-        raw = path.read_bytes()
+        raw = read_file(path)
         try:
             current = decode(raw, str(path))
             on_disk = parse(current, str(path))

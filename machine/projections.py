@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from machine.plan import part_id
 from machine.state import PlanState
 
 SCHEMA = 1
@@ -41,7 +42,7 @@ def status_view(state: PlanState) -> dict[str, Any]:
             "number": batch.number,
             "title": batch.title,
             "state": batch_state.state,
-            "parts": [part_view(state, f"PART-{n}") for n in dict.fromkeys(batch.parts)],
+            "parts": [part_view(state, part_id(n)) for n in dict.fromkeys(batch.parts)],
         }
         if batch_state.last_review:
             review = batch_state.last_review

@@ -50,6 +50,7 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
         "state": part.state,
         "attempt": attempt or part.attempt,
         "root": str(root),
+        "plan_path": str(workspace.resolve(state.path)),
         "target": target,
         "target_path": str(root / target) if target else None,
         "drop_name": drop_name,

@@ -24,6 +24,7 @@ from machine.evidence import (
     BoxKind, digest_of, heading_for, headings, how_to, kind_of, locate, names_file, sha256_of,
 )
 from machine.machines import batch_machine, fire, part_machine
+from machine.paths import PathGuard
 from machine.plan import Box, Part
 from machine.refs import index_of
 from machine.state import BatchState, PartState, PlanState
@@ -39,11 +40,12 @@ POLICIES = ("verified", "ticked", "drop")  # what a PART needs to succeed (CONTR
 
 class Rules:
     def __init__(self, state: PlanState, *, resolve: Callable[[str], Path] | None = None,
-                 policy: str = "verified", accept_failed: bool = False):
+                 policy: str = "verified", accept_failed: bool = False, paths: Callable[[], PathGuard] | None = None):
         self.state = state
         self.resolve = resolve  # None: do not look at files (history replays)
         self.policy = policy
         self.accept_failed = accept_failed
+        self._paths, self._guard = paths, None  # the plan's path guard, made when a file is first looked at
         self._kinds: dict[str, BoxKind] = {}
         self._targets: dict[str, dict[str, Any]] = {}  # a target file is read once per act
 
@@ -219,7 +221,7 @@ class Rules:
         return dict(self._targets[path])
 
     def _read_target(self, path: str) -> dict[str, Any]:
-        real, why = locate(self.root(), path)
+        real, why = locate(self.guard(), path)
         if real is None or not real.is_file():
             return {"path": path, "ok": False,
                     "why": f"target {why or path + ' is not a file'}: write it (a runner: $KX_TARGET)"}
@@ -228,8 +230,12 @@ class Rules:
         return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "ok": True, "why": "exists",
                 "text": text, "headings": headings(text)}
 
-    def root(self) -> Path:
-        return self.resolve(self.state.root)
+    def guard(self) -> PathGuard:
+        """Where kx reads a Read box's file and the target: the plan's :class:`PathGuard`."""
+        if self._guard is None:
+            self._guard = self._paths() if self._paths else PathGuard.around(
+                self.resolve(self.state.root), plan=self.resolve(self.state.path) if self.state.path else None)
+        return self._guard
 
     # --- a tick's evidence ----------------------------------------------------------------
 
@@ -251,8 +257,8 @@ class Rules:
         kind = self.kind(box.text)
         evidence: dict[str, Any] = {"kind": kind.kind}
         if kind.kind == "read" and self.resolve is not None:
-            real, _ = locate(self.root(), kind.path)
-            evidence.update({"path": kind.path, **(digest_of(real, self.root()) if real else {"found": False})})
+            real, _ = locate(self.guard(), kind.path)
+            evidence.update({"path": kind.path, **(digest_of(real, self.guard()) if real else {"found": False})})
             if real is None and attempt is not None and self.rehearsing(part):
                 evidence["rehearsal"] = True
         elif kind.kind == "search":
@@ -327,7 +333,7 @@ class Rules:
             return self
         batch = self.state.batches.get(review.get("batch"))
         covered = batch is not None and set(self.failed_parts(batch)) <= accepted
-        return Rules(self.state, resolve=self.resolve, policy=self.policy, accept_failed=covered)
+        return Rules(self.state, resolve=self.resolve, policy=self.policy, accept_failed=covered, paths=self._paths)
 
     def failed_parts(self, batch: BatchState) -> list[str]:
         return [p.id for p in self.state.members(batch) if p.state == "failed"]

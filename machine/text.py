@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -10,6 +11,15 @@ from ledger.errors import BadInput
 BOM = "\ufeff"
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _ENDING = re.compile(r"(?:\r\n|\r|\n)\Z")
+# What a terminal would obey rather than show: whole escape sequences first, then any other control character
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c)"  # OSC ... BEL or ST: window title, hyperlink, clipboard
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c)"  # DCS, SOS, PM, APC ... ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
+    r"|\x1b[ -/]*[0-~]",  # any other escape (ESC c resets the terminal)
+    re.DOTALL,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but newline and tab, DEL, C1
 
 
 class PlanTextError(ValueError):
@@ -20,7 +30,10 @@ def decode(raw: bytes, name: str = "plan") -> str:
     """The file's text, BOM kept, so that ``text.encode()`` gives ``raw`` back."""
     if not raw.strip():
         raise PlanTextError(f"{name} is empty")
-    if b"\x00" in raw:
+    if b"\x00" in raw or raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        wide = _wide_encoding(raw)
+        if wide:
+            raise PlanTextError(f"{name} is encoded in {wide}: {wide} is not supported; save it as UTF-8")
         raise PlanTextError(f"{name} is a binary file (it contains NUL bytes), not a markdown plan")
     try:
         return raw.decode("utf-8")
@@ -28,6 +41,25 @@ def decode(raw: bytes, name: str = "plan") -> str:
         raise PlanTextError(
             f"{name} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """The wide encoding the bytes are text in, "UTF-16" or "UTF-32" (by its BOM, or mostly-ASCII text's NULs)."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    high, low = raw[0::2], raw[1::2]  # ASCII in UTF-16 has a NUL in every other byte, and only there
+    if len(raw) % 2 == 0 and any(a.count(0) * 2 >= len(a) and 0 not in b for a, b in ((high, low), (low, high))):
+        return "UTF-16"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal may show it: without escape sequences and control characters (newline, tab kept).
+
+    For what kx prints for a person; the ledger, files and ``--json`` keep the text as written."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def split_lines(text: str) -> list[str]:

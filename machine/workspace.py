@@ -10,6 +10,7 @@ from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger import readmodel
 from ledger.store import Ledger, Recorded
+from machine.paths import PathGuard, check_plan_id
 from machine.rules import Rules
 from machine.plan import Plan
 from machine.state import PlanState
@@ -43,12 +44,19 @@ class Workspace:
 
     @classmethod
     def open(cls, ledger_path: str | None = None, plan: str | None = None, *, create: bool = False) -> Workspace:
+        if plan is not None:
+            check_plan_id(plan)  # before anything is created: the id names folders under .kx/
         path = find_ledger(ledger_path)
         if path is None:
             if not create:
                 raise BadInput("no ledger found here or above; run 'kx plan import PLAN.md' or pass --ledger PATH")
             path = default_ledger()
-        ledger = Ledger.open(path, create=create)
+        if path.exists() and not path.is_file():
+            raise BadInput(f"the ledger {path} is not a file; pass --ledger (or set $KX_LEDGER to) a kx ledger file")
+        try:
+            ledger = Ledger.open(path, create=create)
+        except OSError as exc:  # e.g. its folder cannot be made: a file is in the way
+            raise BadInput(f"cannot use the ledger {path} ({exc.strerror}); pass another --ledger") from None
         if create:
             prepare_folder(path)
         return cls(ledger, plan)
@@ -126,7 +134,7 @@ class Workspace:
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
         return Rules(state, resolve=self.resolve, policy=self.config(state.id).evidence_policy,
-                     accept_failed=accept_failed)
+                     accept_failed=accept_failed, paths=lambda: PathGuard.of(self, state))
 
     def resolve(self, stored: str) -> Path:
         """A path as the ledger stores it (relative to the project folder, or absolute)."""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ledger import clock
+from ledger.errors import BadInput
 from ledger.files import write_atomic
+from machine.paths import check_plan_id
+
+ATTEMPT = re.compile(r"PART-\d+#\d+")
 
 
 def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
-    return ledger_path.resolve().parent / "attempts" / plan_id / attempt.replace("#", "-")
+    """The attempt's folder; its plan id and attempt id are checked again, whatever put them in the ledger."""
+    if not ATTEMPT.fullmatch(attempt):
+        raise BadInput(f"{attempt!r} is not an attempt id (PART-7#1)")
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / attempt.replace("#", "-")
 
 
 def log_path(ledger_path: Path, plan_id: str, attempt: str) -> Path:

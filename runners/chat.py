@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from ledger.secrets import protect_env
 from runners.chat_client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.evidence import evidenced_refs, section_headings
 from runners.protocol import check, drop_box_refs, kx, read_brief, record_drop, write
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    protect_env(args.api_key_env)  # the kx calls below redact the key from what they record and log
     part = os.environ["KX_PART"]
     brief = read_brief()
     brief_text = Path(os.environ["KX_BRIEF"]).read_text(encoding="utf-8")
@@ -82,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         client.close()
-    write(os.environ.get("KX_TARGET"), result.text)
+    write(brief, os.environ.get("KX_TARGET"), result.text)
     found, missing = evidenced_refs(brief, result.text)
-    record_drop(drop_text(brief, result, found, missing))
+    record_drop(brief, drop_text(brief, result, found, missing))
     refs = found + drop_box_refs(brief)
     if refs:
         check(kx("tick", part, *refs))

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from ledger.secrets import REDACTED, redact_text
+
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"  # a local Ollama-style server
 
 
@@ -63,6 +65,7 @@ class ChatClient:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 600.0,
                  retries: int = 4, backoff: float = 1.0, max_wait: float = 60.0,
                  transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, transport=transport,
                                  timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
@@ -80,14 +83,21 @@ class ChatClient:
                 result = self._stream(body, on_text) if stream else self._once(body)
                 result.attempts, result.seconds = attempt, time.monotonic() - started
                 return result
+            except ChatError as error:
+                raise ChatError(self._scrub(str(error)), error.status) from None
             except _Retryable as retryable:
+                reason = self._scrub(retryable.reason)
                 if attempt > self.retries:
-                    raise ChatError(f"{retryable.reason}; gave up after {attempt} attempts",
-                                    retryable.status) from None
+                    raise ChatError(f"{reason}; gave up after {attempt} attempts", retryable.status) from None
                 wait = retryable.wait if retryable.wait is not None else self._backoff(attempt)
-                self.on_retry(retryable.reason, wait)
+                self.on_retry(reason, wait)
                 self.sleep(min(wait, self.max_wait))
         raise AssertionError("unreachable")
+
+    def _scrub(self, text: str) -> str:
+        """A server may echo the request's headers in its error body: the key never leaves in a message."""
+        text = text.replace(self.api_key, REDACTED) if self.api_key else text
+        return redact_text(text)
 
     def _backoff(self, attempt: int) -> float:
         return self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from ledger import logs
 from machine.state import PlanState
+from machine.text import printable
 from machine.packet import duration
 
 
@@ -19,7 +20,7 @@ class Progress:
 
     def say(self, message: str) -> None:
         self._clear()
-        print(message, file=self.stream, flush=True)
+        print(printable(message), file=self.stream, flush=True)  # reasons and notes are others' text
         logs.get().info("run", message=message)
 
     def update(self, state: PlanState) -> None:

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import BadInput
+from machine.paths import PathGuard
+
 
 def runner_environment(ledger: str, view: dict[str, Any], brief_path: Path, path_first: list[str],
                        **extra: str) -> dict[str, str]:
@@ -49,17 +52,26 @@ def read_brief() -> dict[str, Any]:
     return json.loads(check(kx("--json", "brief", os.environ["KX_PART"])).stdout)
 
 
-def write(path: str | None, text: str) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
+def write(brief: dict[str, Any], path: str | None, text: str) -> None:
+    """Write a runner's file where kx allows it: inside the brief's root, never kx's folder, the plan or the
+    ledger (checked here again, whatever put the path in the brief); else stop the runner (exit 2)."""
+    if not path:
+        return
+    guard = PathGuard.around(brief["root"], ledger=os.environ.get("KX_LEDGER"), plan=brief.get("plan_path"))
+    try:
+        real = guard.check(Path(path).absolute(), name=path)
+    except BadInput as refusal:
+        print(f"kx: error: {refusal.message}", file=sys.stderr, flush=True)
+        raise SystemExit(refusal.code) from None
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.write_text(text, encoding="utf-8")
 
 
-def record_drop(text: str) -> None:
+def record_drop(brief: dict[str, Any], text: str) -> None:
     """Write the KNOWLEDGE DROP to ``$KX_DROP`` and record it."""
     path = os.environ.get("KX_DROP")
     if path:
-        write(path, text)
+        write(brief, path, text)
         check(kx("drop", os.environ["KX_PART"], path))
 
 

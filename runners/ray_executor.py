@@ -36,7 +36,7 @@ from ledger.errors import BadInput, Refused
 from ledger.files import write_atomic
 from machine.actions import Act, Context, authorize, fail, lose, start
 from machine.config import RayConfig
-from machine.evidence import locate
+from machine.paths import PathGuard
 from machine.workspace import Workspace
 from runners.attempt import WRAPPER, record_outcome, write_brief
 from runners.attempts import beat, log_tail
@@ -197,6 +197,7 @@ class RayAttempt:
         self.attempt = started.data["attempt"]
         self.folder, self.view = write_brief(self.ws, part, self.attempt)
         self.root = Path(self.view["root"]).resolve()
+        self.guard = PathGuard.around(self.root, ledger=self.ws.ledger.path, plan=self.view["plan_path"])
         self.beaten = time.monotonic()
         config = executor.config
         job = {"plan": plan_id, "part": part, "attempt": self.attempt, "command": executor.command,
@@ -216,14 +217,13 @@ class RayAttempt:
         """What the runner reads: the influential files, what its Read boxes name (a folder: up to
         ``READ_FOLDER_FILES`` of its files), the target (a retry continues it), ``ship`` globs."""
         named = [f["path"] for f in self.view["influential_files"] if f["path"]] + [self.view["target"] or ""]
-        reads = [real for b in self.view["boxes"] if b["kind"] == "read" and (real := locate(self.root, b["path"])[0])]
+        reads = [self.root / b["path"] for b in self.view["boxes"] if b["kind"] == "read" and self.guard.allows(b["path"])]
         in_folders = [p for folder in reads if folder.is_dir() for p in islice(folder.rglob("*"), READ_FOLDER_FILES)]
         paths = [self.root / n for n in named if n] + reads + in_folders \
             + [p for pattern in ship for p in self.root.glob(pattern)]
         files = {}
         for path in paths:
-            real = path.resolve()
-            if real.is_relative_to(self.root) and real.is_file():
+            if self.guard.allows(path) and (real := path.resolve()).is_file():  # never the ledger or .kx/
                 files[real.relative_to(self.root).as_posix()] = real.read_bytes()
         return files
 
@@ -260,12 +260,10 @@ class RayAttempt:
         authorize(ctx, ctx.part(part)[0], act)
 
     def _place(self, relative: str, data: bytes) -> Path:
-        """A file from the node, written under the plan's root here; never over kx's own folder (the ledger)."""
-        path = self.root / relative
-        if Path(relative).is_absolute() or not path.resolve().is_relative_to(self.root):
+        """A file from the node, written under the plan's root here; never kx's folder, the plan or the ledger."""
+        if Path(relative).is_absolute():
             raise BadInput(f"{relative} is outside the plan's root {self.root}")
-        if path.resolve().is_relative_to(self.ws.ledger.path.resolve().parent):
-            raise BadInput(f"{relative} is in kx's folder beside the ledger; a runner does not write there")
+        path = self.guard.check(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
         return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 
 SOCKET_ENV = "KX_RAY_SOCKET"
@@ -27,6 +26,8 @@ def request(argv: list[str]) -> dict:
 
 
 def relay(message: dict) -> dict:
+    import socket  # only inside a Ray attempt: every `kx` call imports this module to ask
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.connect(os.environ[SOCKET_ENV])
         connection.sendall(json.dumps(message, ensure_ascii=False).encode() + b"\n")

@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rehearsal failure injected for {attempt}", file=sys.stderr)
             return 1
         if index == len(steps) - 1:
-            write(os.environ.get("KX_TARGET"), knowledge(brief, sources))
-            record_drop(drop_text(brief, started, sources))
+            write(brief, os.environ.get("KX_TARGET"), knowledge(brief, sources))
+            record_drop(brief, drop_text(brief, started, sources))
         if boxes:
             tick_step(part, boxes)
     print(f"done {attempt}")

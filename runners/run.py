@@ -6,9 +6,10 @@ from typing import Callable
 
 import click
 
+from machine.paths import check_plan_id
 from machine.workspace import Workspace
 from runners.progress import Progress
-from runners.spec import runner_command
+from runners.spec import protect_runner_key, runner_command
 from runners.supervisor import RunOptions, RunResult, Supervisor
 
 
@@ -20,10 +21,13 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
              model: str | None = None, base_url: str | None = None, executor: str | None = None,
              ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None) -> RunResult:
+    check_plan_id(workspace.plan_id())  # it names the attempt folders: refused before any attempt starts
     config = workspace.config()
+    command = runner_command(runner if runner is not None else config.runner, model=model or config.model,
+                             base_url=base_url or config.base_url)
+    protect_runner_key(command)
     options = RunOptions(
-        command=runner_command(runner if runner is not None else config.runner, model=model or config.model,
-                               base_url=base_url or config.base_url),
+        command=command,
         max_parallel=max_parallel,
         retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
         review=review or ("prompt" if interactive else "wait"),

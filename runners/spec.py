@@ -6,6 +6,7 @@ import shlex
 import sys
 
 from ledger.errors import BadInput
+from ledger.secrets import protect_env
 
 BUILT_IN = {
     "rehearse": [sys.executable, "-m", "runners.rehearse"],
@@ -41,3 +42,12 @@ def is_rehearsal(command: list[str]) -> bool:
     """Whether a resolved runner command is kx's own rehearsal runner (its attempts are recorded as rehearsals)."""
     built_in = BUILT_IN["rehearse"]
     return command[: len(built_in)] == built_in
+
+
+def protect_runner_key(argv: list[str]) -> None:
+    """The variable ``--api-key-env NAME`` names (the openai runner's key) is redacted from everything this
+    process and its children log or record; the default, OPENAI_API_KEY, is a secret by its name already."""
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag == "--api-key-env":
+            protect_env(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))

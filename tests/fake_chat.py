@@ -26,7 +26,8 @@ def answer_for(brief: str) -> str:
 
 class FakeChat:
     """``script[PART]`` is a list of replies used in turn (the last one repeats): ``"answer"``,
-    ``("answer-without", "Section 2")``, or ``(status, headers, body)``."""
+    ``("answer-without", "Section 2")``, or ``(status, headers, body)`` (``body`` may be a function of the
+    request's headers)."""
 
     def __init__(self, script: dict[str, list]):
         self.script = script
@@ -48,6 +49,8 @@ class FakeChat:
                     reply = replies.pop(0) if len(replies) > 1 else replies[0]
                 if isinstance(reply, tuple) and isinstance(reply[0], int):
                     status, headers, payload = reply
+                    if callable(payload):
+                        payload = payload(self.headers)
                     self.send_response(status)
                     for key, value in headers.items():
                         self.send_header(key, value)

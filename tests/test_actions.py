@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -259,7 +260,8 @@ def test_review_flow(kx, plan, project):
     history = kx("--json", "audit", "history", "PART-2").json["events"]
     review = history[-1]["data"]
     assert review["decision"] == "reject" and review["parts"] == ["PART-2"] and review["by"] == "carol"
-    assert review["drops"] == {"drops/PART-1.md": history and review["drops"]["drops/PART-1.md"]}
+    drop_sha = hashlib.sha256((project / "drops" / "PART-1.md").read_bytes()).hexdigest()
+    assert review["drops"] == {"drops/PART-1.md": drop_sha}
     kx("start", "PART-2")
     complete(kx, project, "PART-2", "PART-2#2")
     assert kx("review", "1", "--approve", "--by", "carol").code == 0

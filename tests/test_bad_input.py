@@ -54,6 +54,42 @@ def read_only(project):
     os.chmod(project / ".kx" / "ledger.db", 0o444)
 
 
+def config(text):
+    return lambda project: (project / ".kx" / "config.toml").write_text(text)
+
+
+def plan_became_a_folder(project):
+    (project / "plan.md").unlink()
+    (project / "plan.md").mkdir()
+
+
+def ledger_env_names_a_folder(project):
+    (project / "folder").mkdir()
+    return {"KX_LEDGER": str(project / "folder")}
+
+
+def vanishing_drop(project, monkeypatch):
+    """The drop file is deleted while kx hashes it (and written again afterwards, for the next run)."""
+    from machine import actions
+
+    drop = project / "drop.md"
+    drop.write_text("a drop\n")
+    real = actions.sha256_of
+
+    def racing(path):
+        drop.unlink()
+        try:
+            return real(path)
+        finally:
+            drop.write_text("a drop\n")
+
+    monkeypatch.setattr(actions, "sha256_of", racing)
+
+
+HUGE = str(10**30)  # beyond SQLite's 64-bit integers
+UTF16_PLAN = "## PART 1: Café\n- [ ] PART 1: Create topics/a.md\n"
+
+
 ROWS = [
     # name, prepare (after a plan import unless noted), argv, exit code, message fragment
     ("missing plan", None, ["plan", "import", "nope.md"], 2, "no such plan file"),
@@ -83,28 +119,61 @@ ROWS = [
     ("no ledger at all", "no-ledger", ["status"], 2, "no ledger found"),
     ("usage error", None, ["tick"], 2, "Missing argument"),
     ("bad option value", None, ["replay", "--until", "soon"], 2, "is not a valid integer"),
+    ("huge batch number", None, ["review", "100000000000000000000000", "--approve"], 2, "is not in the range"),
+    ("huge batch number, no ledger", "no-ledger", ["review", "100000000000000000000000", "--approve"], 2,
+     "is not in the range"),
+    ("huge --since", None, ["events", "--since", HUGE], 2, "is not in the range"),
+    ("huge --until", None, ["replay", "--until", HUGE], 2, "is not in the range"),
+    ("huge --until-batch", None, ["run", "--runner", "rehearse", "--until-batch", HUGE], 2, "is not in the range"),
+    ("plan file became a folder", plan_became_a_folder, ["render"], 2, "is not a file"),
+    ("config: defaults not a table", config("defaults = 5\n"), ["status"], 2, "defaults"),
+    ("config: a plan's settings not a table", config("[plans]\nplan = 5\n"), ["status"], 2, "plans.plan"),
+    ("config: negative lease", config("[defaults]\nlease_seconds = -5\n"), ["status"], 2, "lease_seconds"),
+    ("config: endless lease", config("[defaults]\nlease_seconds = inf\n"), ["status"], 2, "lease_seconds"),
+    ("config: negative retries", config("[defaults]\nretries = -1\n"), ["status"], 2, "retries"),
+    ("config: policy not a boolean", config("[defaults]\nrequire_all_ticked = 'no'\n"), ["status"], 2,
+     "require_all_ticked"),
+    ("config: empty runner", config("[defaults]\nrunner = []\n"), ["status"], 2, "runner"),
+    ("$KX_LEDGER names a folder", ledger_env_names_a_folder, ["status"], 2, "is not a file"),
+    ("--ledger /dev/null", None, ["--ledger", "/dev/null", "plan", "import", "plan.md"], 2, "is not a file"),
+    ("drop file deleted while hashed", vanishing_drop, ["drop", "PART-1", "drop.md"], 2, "cannot read"),
+    ("-o into a missing folder", None, ["replay", "-o", "nofolder/x.md"], 2, "nofolder/x.md: no such file"),
+    ("-o under a file", None, ["replay", "-o", "plan.md/x.md"], 2, "plan.md/x.md: not a directory"),
+    ("UTF-16 plan", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16"),
+     ["plan", "import", "bad.md"], 2, "UTF-16 is not supported; save it as UTF-8"),
+    ("UTF-16 plan without BOM", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16-le"),
+     ["plan", "import", "bad.md"], 2, "UTF-16 is not supported; save it as UTF-8"),
 ]
 
 
+def files_of(project):
+    """What a refused command must not create (its own log line and SQLite's side files aside)."""
+    return {p for p in project.rglob("*") if p.name not in ("kx.log", "ledger.db-wal", "ledger.db-shm")}
+
+
 @pytest.mark.parametrize(("name", "prepare", "argv", "code", "message"), ROWS, ids=[r[0] for r in ROWS])
-def test_bad_input(kx, small_plan, project, name, prepare, argv, code, message):
+def test_bad_input(kx, small_plan, project, monkeypatch, name, prepare, argv, code, message):
     if prepare != "no-ledger":
         setup_plan(kx, project)
     if prepare == "started":
         started(kx, project)
     elif callable(prepare):
-        prepare(project)
+        wants_monkeypatch = prepare.__code__.co_argcount == 2
+        env = prepare(project, monkeypatch) if wants_monkeypatch else prepare(project)
+        for key, value in (env if isinstance(env, dict) else {}).items():
+            monkeypatch.setenv(key, value)
     outside = project.parent / f"{project.name}-outside.md"
     argv = [a.format(outside=outside.name, outside_abs=outside) for a in argv]
-    before = ledger_fingerprint(project)
+    before, files = ledger_fingerprint(project), files_of(project)
     for as_json in (False, True):
         result = kx(*(["--json"] if as_json else []), *argv)
         assert result.code == code, result.err
         assert result.err.startswith("kx: error: ") and result.err.count("\n") == 1, result.err
-        assert message in result.err and "Traceback" not in result.err
+        assert message in result.err and "Traceback" not in result.err, result.err
         if as_json:
             assert result.json["error"]["code"] == code
     assert ledger_fingerprint(project) == before
+    assert files_of(project) == files
 
 
 def test_verbose_shows_the_traceback(kx, small_plan, project):

@@ -167,3 +167,36 @@ def test_openai_runner_needs_a_model(kx, project):
     result = kx("run", "--runner", "openai", "--review", "auto")
     assert result.code == 2 and "--model" in result.err
     assert kx("run", "--runner", "rehearse", "--model", "x").code == 2
+
+
+def echoing_the_key(headers) -> dict:
+    """A careless server's 401: the Authorization header, and the bare token, in the error body."""
+    auth = headers.get("Authorization") or ""
+    return {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')} (header: {auth})"}}
+
+
+@pytest.mark.real_time
+def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
+    key = "llm-" + "7f3a9c2e" * 4  # no well-known shape, in a variable with no secret-looking name
+    (project / "plan.md").write_text(PLAN)
+    kx("plan", "import", "plan.md")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    env["LLM_KEY"] = key
+    with FakeChat({f"PART-{n}": [(401, {}, echoing_the_key)] for n in range(1, 6)}) as server:
+        run = subprocess.run(
+            [sys.executable, "-m", "cli.main", "run", "--runner", "openai --api-key-env LLM_KEY --retries 0",
+             "--model", "m", "--base-url", server.url, "--review", "auto", "--retries", "0"],
+            cwd=project, env=env, capture_output=True, timeout=180)
+    assert server.requests and all(r["auth"] == f"Bearer {key}" for r in server.requests)
+    assert "Incorrect API key provided: [redacted]" in kx("--json", "audit", "history", "PART-1").text
+    printed = [run.stdout, run.stderr]
+    for args in (["status"], ["audit", "history", "PART-1"], ["events"], ["report"]):
+        for as_json in ([], ["--json"]):
+            result = kx(*as_json, *args)
+            assert result.code == 0, result.err
+            printed += [result.out, result.err.encode()]
+    assert all(key.encode() not in text for text in printed)
+    files = [path for path in project.rglob("*") if path.is_file()]
+    assert any(path.name == "runner.log" for path in files) and any(path.suffix == ".html" for path in files)
+    for path in files:
+        assert key.encode() not in path.read_bytes(), path

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import FRESH
-from tests.test_actions import complete
+from tests.test_actions import complete, write
 
 
 def git(project, *args):
@@ -29,8 +29,7 @@ def run_small_plan(kx, project):
         for part in parts:
             kx("start", part)
             assert complete(kx, project, part, f"{part}#1").code == 0
-            (project / "topics").mkdir(exist_ok=True)
-            (project / "topics" / f"{int(part[5:]) - 1:02d}-x.md").write_text(f"# {part}\n")
+            write(project, kx("--json", "brief", part).json["target"], f"# {part}\n")
         assert kx("review", str(batch), "--approve", "--by", "rita", "--note", f"batch {batch} fine").code == 0
 
 
@@ -130,3 +129,119 @@ def test_bundled_plan_after_a_rehearsal_run(kx, repo):
     assert "9 PARTs in 2 batches, 9 succeeded" in git(repo, "log", "-1", "--format=%B")
     head = git(repo, "rev-parse", "HEAD")
     assert kx("consolidate", "--commit").code == 0 and git(repo, "rev-parse", "HEAD") == head
+
+
+# --- a transaction: every check first, side effects re-runnable, PlanConsolidated last --------
+
+
+def consolidations(project):
+    import sqlite3
+
+    with sqlite3.connect(project / ".kx" / "ledger.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM events WHERE type = 'PlanConsolidated'").fetchone()[0]
+
+
+def committed_plan(kx, repo):
+    git(repo, "add", "plan.md")
+    git(repo, "commit", "-qm", "start")
+    kx("plan", "import", "plan.md")
+    run_small_plan(kx, repo)
+
+
+def ignore_beta(repo):
+    (repo / ".gitignore").write_text("topics/01-beta.md\n")
+    return lambda: (repo / ".gitignore").unlink()
+
+
+def nested_repository(repo):
+    git(repo / "topics", "init", "-q")  # topics/ is another work tree: git add skips its files
+    return lambda: shutil.rmtree(repo / "topics" / ".git")
+
+
+@pytest.mark.parametrize(("make", "why"), [(ignore_beta, "is ignored by git"),
+                                           (nested_repository, "is outside the git work tree")],
+                         ids=["ignored", "outside the work tree"])
+def test_a_file_git_cannot_add_refuses_before_any_side_effect(kx, small_plan, repo, make, why):
+    committed_plan(kx, repo)
+    undo = make(repo)
+    plan, status, events = small_plan.read_bytes(), git(repo, "status", "--porcelain"), consolidations(repo)
+    result = kx("consolidate", "--commit")
+    assert result.code == 3 and "topics/01-beta.md" in result.err and why in result.err, result.err
+    assert not (repo / "INDEX.md").exists() and not (repo / "completed").exists()
+    assert small_plan.read_bytes() == plan and git(repo, "status", "--porcelain") == status
+    assert git(repo, "diff", "--cached", "--name-only") == "" and consolidations(repo) == events == 0
+    undo()
+    assert kx("consolidate", "--commit").code == 0
+    assert "topics/01-beta.md" in git(repo, "show", "--name-only", "--format=", "HEAD")
+    assert consolidations(repo) == 1
+
+
+class Crash(BaseException):
+    """The process killed at that point: nothing after it runs (not even an error handler)."""
+
+
+CRASHES = [("machine.consolidate", "update_block"), ("machine.git", "move"), ("machine.git", "stage"),
+           ("machine.git", "commit_staged")]
+
+
+@pytest.mark.parametrize(("module", "name"), CRASHES, ids=[f"after {name}" for _, name in CRASHES])
+def test_a_run_killed_between_side_effects_is_finished_by_the_next(kx, small_plan, repo, monkeypatch, module,
+                                                                   name):
+    import importlib
+
+    committed_plan(kx, repo)
+    where = importlib.import_module(module)
+    real = getattr(where, name)
+
+    def then_crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Crash(name)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(where, name, then_crash)
+        with pytest.raises(Crash):
+            kx("consolidate", "--commit")
+    assert consolidations(repo) == 0
+    result = kx("--json", "consolidate", "--commit")
+    assert result.code == 0 and result.json["action"] == "consolidated", result.err
+    assert consolidations(repo) == 1
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"  # the start, and one consolidation
+    assert result.json["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "INDEX.md").read_text().count("<!-- kx:begin plan -->") == 1
+    assert (repo / "completed" / "plan.md").exists() and not small_plan.exists()
+    assert kx("--json", "consolidate", "--commit").json["action"] == "unchanged"
+
+
+def test_a_run_that_another_finished_meanwhile_records_nothing_more(kx, small_plan, repo, monkeypatch):
+    import machine.git
+    from machine.consolidate import consolidate
+    from machine.workspace import Workspace
+
+    committed_plan(kx, repo)
+    real = machine.git.commit_staged
+
+    def and_another_run(*args, **kwargs):
+        made = real(*args, **kwargs)
+        other = Workspace.open(str(repo / ".kx" / "ledger.db"))
+        assert consolidate(other, index=None, skill=None, completed_dir=None, commit=True,
+                           by="other")["action"] == "consolidated"
+        return made
+
+    monkeypatch.setattr(machine.git, "commit_staged", and_another_run)
+    result = kx("--json", "consolidate", "--commit")
+    assert result.code == 0 and result.json["action"] == "unchanged" and result.json["by"] == "other"
+    assert consolidations(repo) == 1 and git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+
+
+def test_missing_knowledge_is_refused_unless_allowed(kx, small_plan, repo):
+    committed_plan(kx, repo)
+    (repo / "topics" / "01-beta.md").unlink()
+    (repo / "drops" / "PART-3.md").write_text("changed\n")
+    result = kx("consolidate")
+    assert result.code == 3 and "PART-2: topics/01-beta.md is missing" in result.err
+    assert "PART-3: drop drops/PART-3.md changed since it was recorded" in result.err
+    assert not (repo / "INDEX.md").exists() and small_plan.exists()
+    assert kx("consolidate", "--allow-missing").code == 0
+    assert "topics/01-beta.md) — PART-2: Beta Topic (~100 lines) (missing)" in (repo / "INDEX.md").read_text()
+    assert "- PART-2: topics/01-beta.md is missing" in (repo / "completed" / "plan.consolidation.md").read_text()

@@ -8,7 +8,8 @@ import sqlite3
 
 import pytest
 
-from machine.evidence import BoxKind, cited_numbers, digest_of, heading_for, headings, kind_of
+from machine.evidence import BoxKind, digest_of, heading_for, headings, kind_of
+from machine.paths import PathGuard
 from machine.parser import parse
 from tests.conftest import SEED, event_count, write_target
 
@@ -53,10 +54,9 @@ def test_box_kinds_from_their_text(text, kind):
     assert kind_of(text, {1: "a", 2: "b", 3: "c", 4: "d"}) == kind
 
 
-def test_file_ranges_are_bounded_by_the_plans_list():
-    assert cited_numbers("1-400", {1, 2, 16}) == (1, 2, 16)
-    assert len(cited_numbers("1-999999999")) == 100  # no list: at most 100 from a range
-    assert cited_numbers("3, 99999999999999999999, 5") == (3, 5)
+def test_a_cites_file_ranges_are_bounded_by_the_plans_list():
+    assert kind_of("CITE: Files 1-400, 3", {1, 2, 16}).files == (1, 2, 16, 3)
+    assert kind_of("CITE: Files 1-99999999").files == ()  # no list: a range names no file
 
 
 SECTION = kind_of("Section 2: BLIP-2 Q-Former (learnable queries)")
@@ -88,16 +88,18 @@ def test_a_folders_hash_covers_its_files_paths_and_contents(tmp_path):
     (root / "notes" / "deep" / "b.md").write_text("b")
     (tmp_path / "outside.md").write_text("secret")
     (root / "notes" / "out.md").symlink_to(tmp_path / "outside.md")  # leaves the root: not read
-    (root / "notes" / ".kx").mkdir()
-    (root / "notes" / ".kx" / "ledger.db").write_text("x")  # a ledger's folder: not read
-    first = digest_of(root / "notes", root)
+    (root / ".kx").mkdir()
+    (root / ".kx" / "ledger.db").write_text("x")  # kx's folder: not read, even by a Read of the whole root
+    guard = PathGuard.around(root)
     lines = "".join(f"{p}\0{hashlib.sha256(c).hexdigest()}\n" for p, c in (("a.md", b"a"), ("deep/b.md", b"b")))
+    assert digest_of(root, guard)["files"] == 2
+    first = digest_of(root / "notes", guard)
     assert first == {"sha256": hashlib.sha256(lines.encode()).hexdigest(), "files": 2}
     (root / "notes" / "deep" / "b.md").write_text("changed")
-    assert digest_of(root / "notes", root)["sha256"] != first["sha256"]
-    assert digest_of(root / "notes", root, cap=1) == {**digest_of(root / "notes", root, cap=1), "files": 1,
-                                                      "capped": True}
-    assert digest_of(root / "notes" / "a.md", root) == {"sha256": hashlib.sha256(b"a").hexdigest()}
+    assert digest_of(root / "notes", guard)["sha256"] != first["sha256"]
+    assert digest_of(root / "notes", guard, cap=1) == {**digest_of(root / "notes", guard, cap=1), "files": 1,
+                                                       "capped": True}
+    assert digest_of(root / "notes" / "a.md", guard) == {"sha256": hashlib.sha256(b"a").hexdigest()}
 
 
 # --- refusals: one line, the command that supplies what is missing, nothing appended -----------
@@ -115,7 +117,6 @@ PLAN = """# BATCH 1: Evidence
 **Step 0: Check**
 - [ ] Read influences/a.md
 - [ ] Read notes/
-- [ ] Read .kx/ledger.db
 - [ ] Read linked.md
 
 **Step 1: Research**
@@ -134,23 +135,28 @@ A = ["--attempt", "PART-1#1"]
 
 
 @pytest.fixture
-def running(kx, project, tmp_path_factory):
+def running(kx, project):
     (project / "plan.md").write_text(PLAN)
     for name in ("influences/a.md", "influences/b.md", "notes/one.md"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(f"{name}\n")
-    outside = tmp_path_factory.mktemp("elsewhere") / "outside.md"
-    outside.write_text("not the plan's")
-    (project / "linked.md").symlink_to(outside)
     assert kx("plan", "import", "plan.md").code == 0
     assert kx("start", "PART-1").code == 0
     return project
 
 
+def link_out(project):
+    """``linked.md`` made, after the import checked the plan's paths, a symlink out of the root."""
+    outside = project.parent / f"{project.name}-outside.md"
+    outside.write_text("not the plan's")
+    (project / "linked.md").symlink_to(outside)
+
+
 def ready_but(kx, project, *, skip=(), target=True):
-    """Everything for PART-1's finish but what the row leaves out (Read boxes 0.2-0.4 a person's override)."""
-    assert kx("tick", "PART-1", "0.1", "1.1", "2.1", "2.2", "2.3", "2.4", "--source", "https://arxiv.org/x", *A).code == 0
-    assert kx("tick", "PART-1", "0.2", "0.3", "0.4", "--by", "rita").code == 0
+    """Everything for PART-1's finish but what the row leaves out (Read box 0.3 a person's override)."""
+    assert kx("tick", "PART-1", "0.1", "0.2", "1.1", "2.1", "2.2", "2.3", "2.4", "--source", "https://arxiv.org/x",
+              *A).code == 0
+    assert kx("tick", "PART-1", "0.3", "--by", "rita").code == 0
     (project / "drop.md").write_text("drop\n")
     assert kx("drop", "PART-1", "drop.md", *A).code == 0
     assert kx("tick", "PART-1", "3.1", *A).code == 0
@@ -166,6 +172,7 @@ def cites_one_file(kx, project):
 
 def target_escapes(kx, project):
     ready_but(kx, project, target=False)
+    link_out(project)
     (project / "topics").mkdir()
     (project / "topics" / "qformer.md").symlink_to(project / "linked.md")
 
@@ -174,9 +181,8 @@ REFUSALS = [
     # name, prepare, argv, exit code, what the one line says
     ("read of a missing file", None, ["tick", "PART-1", "0.1", *A], 3,
      "influences/a.md is not in the plan's root", lambda p: (p / "influences" / "a.md").unlink()),
-    ("read inside .kx/", None, ["tick", "PART-1", "0.3", *A], 3, ".kx/ledger.db is not in the plan's root", None),
-    ("read through a symlink out of the root", None, ["tick", "PART-1", "0.4", *A], 3,
-     "linked.md is not in the plan's root", None),
+    ("read through a symlink out of the root", None, ["tick", "PART-1", "0.3", *A], 3,
+     "linked.md is not in the plan's root", link_out),
     ("search without a source", None, ["tick", "PART-1", "1.1", *A], 3,
      "needs at least one --source (a URL or text the search found); kx tick PART-1 1.1 --source URL", None),
     ("an empty source", None, ["tick", "PART-1", "1.1", "--source", " ", *A], 2, "a --source is empty", None),
@@ -409,4 +415,4 @@ def test_an_unknown_evidence_policy_is_bad_input(kx, small_plan, project):
     kx("plan", "import", "plan.md")
     (project / ".kx" / "config.toml").write_text('[defaults]\nevidence = "trust-me"\n')
     result = kx("finish", "PART-1")
-    assert result.code == 2 and "config.toml: evidence:" in result.err
+    assert result.code == 2 and "evidence = 'trust-me': input should be 'verified', 'ticked' or 'drop'" in result.err

@@ -131,6 +131,29 @@ def test_log_lines_and_the_ledger_hold_no_secrets(kx, small_plan, project, monke
     assert line["api_key"] == "[redacted]" and line["headers"]["Authorization"] == "[redacted]"
 
 
+def test_the_variable_named_by_api_key_env_is_a_secret_too(kx, small_plan, project, monkeypatch):
+    key = "llm-" + uuid.uuid4().hex
+    monkeypatch.setenv("LLM_KEY", key)
+    monkeypatch.setenv("KX_REDACT_ENV", "")  # restored after the test
+    kx("plan", "import", "plan.md")
+    from ledger import logs
+    from machine.actions import Act, fail, start
+    from machine.workspace import Workspace
+    from runners.spec import protect_runner_key, runner_command
+
+    protect_runner_key(runner_command("openai --api-key-env LLM_KEY", model="m"))
+    workspace = Workspace.open()
+    start(workspace, "PART-1", Act(by="t"), runner=["agent"])
+    fail(workspace, "PART-1", f"server said: {key}", Act(attempt="PART-1#1"), log_tail=f"header {key}")
+    logs.get().info("calling server", note=f"failed with {key}")
+    events = kx("--json", "audit", "history", "PART-1").json["events"]
+    assert events[-1]["data"]["reason"] == "server said: [redacted]"
+    assert events[-1]["data"]["log_tail"] == "header [redacted]"
+    for path in (project / ".kx").rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+
+
 def test_redaction_patterns():
     from ledger.secrets import redact, redact_argv
 
