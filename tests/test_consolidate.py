@@ -142,7 +142,7 @@ def consolidations(project):
 
 
 def committed_plan(kx, repo):
-    git(repo, "add", "plan.md")
+    git(repo, "add", "plan.md", "influences")  # the plan and the knowledge already there
     git(repo, "commit", "-qm", "start")
     kx("plan", "import", "plan.md")
     run_small_plan(kx, repo)
