@@ -249,6 +249,26 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
 
 @cli.command()
 @click.argument("part")
+@attempt_option
+@pass_options
+def check(options: Options, part: str, attempt: str | None) -> None:
+    """Whether each box of PART has its evidence now, and the target and drop; exit 0 when finish would succeed.
+
+    \b
+    Example:
+      kx check PART-7            # one line per box, then the target and the drop
+      kx --json check PART-7     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], "target": ..., "drop": ...}
+    """
+    from machine.queries import check as check_part
+
+    result = check_part(options.workspace(), part, attempt or None)
+    options.emit(result, views.evidence_check(result))
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("part")
 @by_option
 @pass_options
 def start(options: Options, part: str, by: str | None) -> None:
@@ -260,19 +280,32 @@ def start(options: Options, part: str, by: str | None) -> None:
 
 
 def _tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None,
-          ticked: bool) -> None:
+          ticked: bool, sources: tuple[str, ...] = ()) -> None:
     from machine.ticks import tick as tick_boxes
 
-    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked))
+    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked,
+                                        sources=sources))
 
 
 @cli.command()
 @click.argument("part")
 @click.argument("refs", nargs=-1, required=True)
+@click.option("--source", "sources", multiple=True, metavar="URL-OR-TEXT",
+              help="What a Search box's search found (repeatable); a runner's Search tick needs at least one.")
 @acting_options
-def tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
-    """Tick boxes of PART: REF is 3 (third box), 2.4 (step 2, fourth box) or text. Idempotent."""
-    _tick(options, part, refs, attempt, by, ticked=True)
+def tick(options: Options, part: str, refs: tuple[str, ...], sources: tuple[str, ...], attempt: str | None,
+         by: str | None) -> None:
+    """Tick boxes of PART: REF is 3 (third box), 2.4 (step 2, fourth box) or text. Idempotent.
+
+    kx records each tick's evidence: a Read box's file (or folder) is hashed and must exist inside the plan's root;
+    a Search box needs --source; a drop box, the drop recorded first. Without --attempt the tick is a person's
+    override.
+
+    \b
+    Example:
+      kx tick PART-7 1.1 --source https://arxiv.org/abs/2103.00020
+    """
+    _tick(options, part, refs, attempt, by, ticked=True, sources=sources)
 
 
 @cli.command()

@@ -173,15 +173,33 @@ def rendered(result: dict[str, Any], check: bool) -> str:
     return text
 
 
+def evidence_note(evidence: dict[str, Any] | None) -> str:
+    """A tick's evidence in a few words: ``[read sha256 1a2b...]``, ``[search 2 sources]``, ``[override]``."""
+    if not evidence:
+        return ""
+    words = [evidence.get("kind", "?")]
+    if "sha256" in evidence:
+        words.append(f"sha256 {evidence['sha256'][:12]}")
+    if evidence.get("found") is False:
+        words.append("not found")
+    if "sources" in evidence:
+        words.append(f"{len(evidence['sources'])} source{'s' if len(evidence['sources']) != 1 else ''}")
+    words += [flag for flag in ("override", "rehearsal") if evidence.get(flag)]
+    return f" [{' '.join(words)}]"
+
+
 def details(event: dict[str, Any]) -> str:
     data, kind = event["data"], event["type"]
     who = f" by {data['by']}" if data.get("by") and data.get("by") != event.get("attempt") else ""
     if kind in ("CheckboxTicked", "CheckboxUnticked"):
-        return f"box {data['box']} {data['text']!r}{who}"
+        return f"box {data['box']} {data['text']!r}{who}" + evidence_note(data.get("evidence"))
     if kind == "DropRecorded":
         return f"{data['path']} ({data['size']} bytes, sha256 {data['sha256'][:12]}){who}"
     if kind == "RunnerSucceeded":
-        return f"completed {data.get('completed_at') or '(no stamp)'}{who}"
+        target = f", target {data['target']['path']} (sha256 {data['target']['sha256'][:12]})" if data.get("target") else ""
+        overrides = f", overrides {', '.join(f'{r} ({h})' for r, h in data['overrides'].items())}" \
+            if data.get("overrides") else ""
+        return f"completed {data.get('completed_at') or '(no stamp)'}{target}{overrides}{who}"
     if kind in ("RunnerFailed", "RunnerLost"):
         code = f" (exit {data['exit_code']})" if data.get("exit_code") is not None else ""
         return f"{data['reason']}{code}{who}"
@@ -204,6 +222,20 @@ def details(event: dict[str, Any]) -> str:
 def _cleared(what: dict[str, Any]) -> str:
     drop = f" and drop {what['drop']}" if what.get("drop") else ""
     return f"cleared {len(what.get('boxes', ()))} ticks{drop}"
+
+
+def evidence_check(result: dict[str, Any]) -> str:
+    """``kx check``: one line per box, then the target and the drop, then what stops ``finish``."""
+    verdict = "finish would succeed" if result["ok"] else "finish would be refused"
+    lines = [f"{result['part']} ({result['state']}, evidence policy {result['policy']}): {verdict}"]
+    rows = [(b["ref"], b["kind"], "ok" if b["ok"] else "MISSING", b["why"]) for b in result["boxes"]]
+    target, drop = result["target"], result["drop"]
+    for name, piece in (("target", target), ("drop", drop)):
+        where = f"{piece['path']}: " if piece.get("path") and piece["path"] not in piece["why"] else ""
+        rows.append((name, "file", "ok" if piece["ok"] else "MISSING", where + piece["why"]))
+    lines.append(table(rows))
+    lines += [f"blocked: {reason}" for reason in result["blocked"]]
+    return "\n".join(lines)
 
 
 def history(view: dict[str, Any]) -> str:

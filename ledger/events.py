@@ -118,6 +118,7 @@ class RunnerStarted(PartEvent):
     executor: str | None = Field(default=None, description="where the runner ran when not in a local wrapper: 'ray'")
     owner_pid: int | None = Field(default=None, description="the supervisor process that holds the attempt's Ray task")
     owner_started: float | None = Field(default=None, description="that process's start time")
+    rehearsal: bool | None = Field(default=None, description="the attempt runs kx's own rehearsal runner")
 
 
 class DropRecorded(PartEvent):
@@ -129,6 +130,10 @@ class DropRecorded(PartEvent):
 class RunnerSucceeded(PartEvent):
     completed_at: str | None = Field(default=None, description="the 'YYYY-MM-DD HH:MM' stamp; from the file on import")
     drop: dict[str, str] | None = Field(default=None, description="the drop (path, sha256) that was the evidence")
+    target: dict[str, str] | None = Field(default=None, description="the target file (path, sha256) as checked")
+    policy: str | None = Field(default=None, description="the evidence policy the success was checked under")
+    overrides: dict[str, str] | None = Field(
+        default=None, description="boxes counted without kx's own check: ref → 'person' or 'rehearsal'")
 
 
 class RunnerFailed(PartEvent):

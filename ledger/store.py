@@ -368,14 +368,14 @@ class Ledger:
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:
         """A plan's events as lean rows for folding: ``(position, stream, version, type, recorded_at, data, part,
-        box)``. ``data`` is None for ticks and unticks, whose PART and box SQLite extracts faster than Python
-        parses their JSON (they are most of a long ledger); a row older than this kx's event schema comes with
-        its data upcast (``kx_upcast``), ticks included, so that the fold reads that instead."""
+        box)``. ``data`` is None for ticks and unticks that carry no evidence, whose PART and box SQLite extracts
+        faster than Python parses their JSON (they are most of a long ledger); a row older than this kx's event
+        schema comes with its data upcast (``kx_upcast``), ticks included, so that the fold reads that instead."""
         where, params = _filters(plan, since, until, until_time)
         return self.conn.execute(
             "SELECT position, stream, version, type, recorded_at, CASE WHEN schema_version < ?"
-            f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} THEN NULL ELSE data END,"
-            " json_extract(data, '$.part'), json_extract(data, '$.box')"
+            f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} AND instr(data, '\"evidence\"') = 0"
+            " THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
             f" FROM events WHERE {where} ORDER BY position", [vocabulary.EVENT_SCHEMA_VERSION, *params])
 
     def count(self) -> int:

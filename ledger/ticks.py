@@ -27,10 +27,13 @@ class CheckboxTicked:
     text: str
     attempt: str | None = None
     by: str | None = None
+    evidence: dict[str, Any] | None = None  # what kx checked when the box was ticked (CONTRACT section 7)
 
     def __post_init__(self) -> None:
         if not (type(self.box) is int and all(isinstance(v, str) for v in (self.plan, self.part, self.text))):
             raise TypeError("a tick event needs str plan, part and text and an int box")
+        if self.evidence is not None and not isinstance(self.evidence, dict):
+            raise TypeError("a tick's evidence is an object")
 
     @property
     def type(self) -> str:
@@ -42,7 +45,7 @@ class CheckboxTicked:
 
     def data(self) -> dict[str, Any]:
         fields = {"plan": self.plan, "part": self.part, "attempt": self.attempt, "by": self.by, "box": self.box,
-                  "text": self.text}
+                  "text": self.text, "evidence": self.evidence}
         return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -19,8 +19,8 @@ from ledger.events import (
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
+from machine.evidence import sha256_of
 from machine.paths import PathGuard
-from machine.rules import sha256_of
 from machine.state import BatchState, PartState, PlanState, stamp_of
 from machine.workspace import Workspace
 
@@ -78,9 +78,23 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
         drop_seen = part.drop
         completed = stamp_of(clock.now_iso(), workspace.config().timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
+        report = ctx.rules.evidence_report(part)
+        overrides = report.overrides or None
         recorded = ctx.append(RunnerSucceeded(plan=ctx.state.id, part=part.id, attempt=act.attempt, by=act.actor,
-                                              completed_at=completed, drop=evidence))
-        return Outcome(part.id, recorded, f"{part.id} succeeded (Completed {completed})", {"completed_at": completed})
+                                              completed_at=completed, drop=evidence, target=report.target_record(),
+                                              policy=ctx.rules.policy, overrides=overrides))
+        counted = f"; counted without kx's check: {_overridden(overrides)}" if overrides else ""
+        return Outcome(part.id, recorded, f"{part.id} succeeded (Completed {completed}){counted}",
+                       {"completed_at": completed, "policy": ctx.rules.policy, "target": report.target_record(),
+                        "overrides": overrides or {}})
+
+
+def _overridden(overrides: dict[str, str]) -> str:
+    by_kind: dict[str, list[str]] = {}
+    for ref, how in overrides.items():
+        by_kind.setdefault(how, []).append(ref)
+    names = {"person": "a person's override", "rehearsal": "rehearsal"}
+    return "; ".join(f"{names.get(how, how)} {', '.join(refs)}" for how, refs in by_kind.items())
 
 
 def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,

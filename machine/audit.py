@@ -75,7 +75,7 @@ class PlanAudit:
         config = workspace.config(plan_id)
         self.resolve = workspace.resolve
         self.state = PlanState(plan_id, timezone=config.timezone)
-        self.rules = Rules(self.state, resolve=None, require_all_ticked=config.require_all_ticked)
+        self.rules = Rules(self.state, resolve=None, policy=config.evidence_policy)
         self.saved = readmodel.load(workspace.ledger.conn, plan_id, fold_version())
         self.findings: list[str] = []
         self._act_problems: dict[tuple[str, str | None], str | None] = {}
@@ -85,16 +85,20 @@ class PlanAudit:
             self.findings += read_model_findings(self.state, self.saved)
             self.saved = None
 
-    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None) -> None:
+    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None,
+             data: dict[str, Any] | None = None) -> None:
+        """A tick or untick, checked as :meth:`Rules.check` would (``data``: the tick's, when it has evidence)."""
         if by != IMPORT:
             problem = self._act_problems.get((part_id, attempt), False)
             if problem is False:  # ticks change no state the rule reads: ask once until the next other event
                 part = self.state.parts.get(part_id)
                 problem = None if part is None else refusal_of(self.rules.may_act, part, attempt)
                 self._act_problems[(part_id, attempt)] = problem
+            if not problem and data is not None and kind == "CheckboxTicked" and part_id in self.state.parts:
+                problem = self.rules.tick_problem(self.state.parts[part_id], data)
             if problem:
                 self.findings.append(f"position {position} ({kind} {part_id}): {problem}")
-        self.state.mark(part_id, box, kind == "CheckboxTicked", position)
+        self.state.mark(part_id, box, kind == "CheckboxTicked", position, data.get("evidence") if data else None)
         self.state.position = position
 
     def event(self, row: Recorded) -> None:
@@ -150,7 +154,8 @@ class Audit:
         if problem is None and kind in TICKS:
             problem = tick_misfit(data)  # ticks, most of a long ledger, are checked without pydantic
             if problem is None:
-                plan.tick(position, kind, data["part"], data["box"], data.get("attempt"), data.get("by"))
+                plan.tick(position, kind, data["part"], data["box"], data.get("attempt"), data.get("by"),
+                          data if "evidence" in data else None)
                 return
         if problem is not None:
             self.findings.append(f"position {position} ({kind}): {problem}")

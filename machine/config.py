@@ -1,7 +1,9 @@
 """The plan's kx configuration: ``.kx/config.toml`` beside the ledger.
 
     [defaults]                 # every plan
-    require_all_ticked = true  # evidence policy: every box ticked before success
+    evidence = "verified"      # what a PART needs to succeed (CONTRACT section 7): "verified" (the default),
+                               # "ticked" (every box ticked, nothing checked) or "drop" (a drop only)
+    require_all_ticked = true  # deprecated: false means evidence = "drop"; evidence wins when both are set
     timezone = "UTC"           # for Completed stamps
     runner = ["rehearse"]      # kx run's default --runner, as an argument list
     model = "llama3.1"         # kx run --runner openai: default --model and --base-url
@@ -66,7 +68,8 @@ class RayConfig(BaseModel):
 class PlanConfig(BaseModel):
     model_config = STRICT
 
-    require_all_ticked: bool = True
+    evidence: Literal["verified", "ticked", "drop"] | None = None
+    require_all_ticked: bool | None = None  # deprecated (before evidence): false is "drop"
     timezone: str | None = None
     runner: list[Text] | None = Field(default=None, min_length=1)
     model: Text | None = None
@@ -75,6 +78,10 @@ class PlanConfig(BaseModel):
     lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
     executor: Literal["local", "ray"] | None = None
     ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
+
+    @property
+    def evidence_policy(self) -> str:
+        return evidence_policy(self.evidence, self.require_all_ticked)
 
     @field_validator("timezone")
     @classmethod
@@ -103,6 +110,14 @@ class ConfigFile(BaseModel):
 
     defaults: dict[str, Any] = Field(default_factory=dict)
     plans: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
+    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
+    as "drop", else "verified"."""
+    if evidence is not None:
+        return evidence
+    return "drop" if require_all_ticked is False else "verified"
 
 
 def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:

@@ -73,9 +73,13 @@ def code_lines(text: str) -> set[int]:
 
 
 def read_path(box_text: str) -> str | None:
-    """The path a ``Read PATH`` box names, or None for another kind of box."""
+    """The path a ``Read PATH`` box names — its first token, a trailing ``/`` for a folder — or None for another
+    kind of box (also for ``Read relevant files``: a first token with no ``/`` or ``.`` is no path)."""
     match = READ_BOX.match(box_text.replace("**", ""))
-    return match["path"] if match else None
+    if not match:
+        return None
+    path = match["path"].strip("'\"").rstrip(",;:)")
+    return path if "/" in path or "." in path else None
 
 
 def _pieces(text: str) -> Iterator[tuple[int, int]]:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ledger import clock
+from ledger.errors import Refused
 from ledger.events import batch_stream, part_stream, plan_stream
-from machine.projections import SCHEMA
-from machine.render import render
 from machine.acting import Context
+from machine.evidence import how_to
+from machine.machines import allows, not_possible, part_machine
+from machine.plan import Box, Part
+from machine.projections import SCHEMA
 from machine.refs import index_of
+from machine.render import render
+from machine.state import PartState
 from machine.text import split_lines
 from machine.workspace import Workspace
 
@@ -52,10 +57,38 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
         "drop_path": str(root / drop_name) if drop_name else None,
         "influential_files": [{"number": n, "path": files.get(n)} for n in structure.influenced_by],
         "worker_instructions": list(state.plan.worker_instructions),
-        "boxes": [{"ref": index_of(structure, b), "text": b.text, "ticked": b.id in part.ticked}
-                  for b in structure.boxes],
+        "evidence_policy": ctx.rules.policy,
+        "boxes": [_box_view(ctx, part, structure, b, target) for b in structure.boxes],
         "section": section,
     }
+
+
+def _box_view(ctx: Context, part: PartState, structure: Part, box: Box, target: str | None) -> dict[str, Any]:
+    """A box as a runner needs it: its reference, kind and arguments, what its evidence is, and the command."""
+    ref, kind = index_of(structure, box), ctx.rules.kind(box.text)
+    needs, command = how_to(kind, part.id, ref, target, ctx.state.plan.influential_files)
+    return {"ref": ref, "text": box.text, "ticked": box.id in part.ticked, "kind": kind.kind, **kind.arguments(),
+            "needs": needs, "command": command, "evidence": part.evidence.get(box.id)}
+
+
+def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
+    """``kx check PART``: whether each piece of the PART's evidence holds now, and whether ``finish`` would succeed."""
+    ctx = Context.of(workspace)
+    part, _ = ctx.part(ref)
+    report = ctx.rules.evidence_report(part)
+    blocked = [] if part.state == "succeeded" and attempt in (None, part.attempt) else _blocked(ctx, part, attempt)
+    return {"schema": SCHEMA, **report.as_dict(), "state": part.state, "attempt": attempt or part.attempt,
+            "ok": not report.missing and not blocked, "blocked": blocked}
+
+
+def _blocked(ctx: Context, part: PartState, attempt: str | None) -> list[str]:
+    """What stops ``finish`` apart from the evidence: a stale attempt, a locked batch, the PART's state."""
+    problems = [] if allows(part_machine(), part, "succeed") else [not_possible(part_machine(), part, "succeed")]
+    try:
+        ctx.rules.may_act(part, attempt)
+    except Refused as refusal:
+        problems.append(refusal.message)
+    return problems
 
 
 def _default_drop_name(structure) -> str:
@@ -103,11 +136,16 @@ def brief_markdown(view: dict[str, Any]) -> str:
         lines += [f"- File {f['number']}: {f['path'] or '(not in the plan list)'}" for f in view["influential_files"]]
     if view["worker_instructions"]:
         lines += ["", "## Worker instructions", "", *view["worker_instructions"]]
+    part = view["part"]
     lines += ["", "## Reporting", "",
-              f"- tick each box as you finish it: `kx tick {view['part']} REF` (REF: a number, step.n, or text)",
-              f"- record the drop when written: `kx drop {view['part']} {view['drop_path'] or 'FILE'}`",
-              "- exit 0 when you believe you are done; kx checks the evidence",
+              f"- tick each box as you finish it: `kx tick {part} REF` (REF: a number, step.n, or text); kx checks"
+              f" its evidence then (policy: {view['evidence_policy']}), and again at the end",
+              f"- a Search box with what the search found: `kx tick {part} REF --source URL` (repeat --source)",
+              f"- record the drop when written: `kx drop {part} {view['drop_path'] or 'FILE'}`, then tick its box",
+              f"- `kx check {part}` says what is still missing; exit 0 when you believe you are done",
               "", "## Boxes", ""]
-    lines += [f"- [{'x' if b['ticked'] else ' '}] {b['ref']}: {b['text']}" for b in view["boxes"]]
+    for box in view["boxes"]:
+        lines.append(f"- [{'x' if box['ticked'] else ' '}] {box['ref']}: {box['text']}")
+        lines.append(f"  - {box['kind']}: needs {box['needs']}; do: {box['command']}")
     lines += ["", "## The PART as the plan writes it", "", view["section"].rstrip()]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ class PartState:
     state: str = "pending"
     ticked: set[int] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)  # boxes any tick or untick event named
+    evidence: dict[int, dict[str, Any]] = field(default_factory=dict)  # box → what its tick's evidence says
     attempts: int = 0
     attempt: str | None = None
     started: dict[str, Any] | None = None
@@ -68,12 +69,14 @@ class PartState:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ticked"], data["touched"] = sorted(self.ticked), sorted(self.touched)
+        data["evidence"] = {str(box): self.evidence[box] for box in sorted(self.evidence)}  # JSON keys are text
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartState:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         fields["ticked"], fields["touched"] = set(fields["ticked"]), set(fields["touched"])
+        fields["evidence"] = {int(box): value for box, value in fields.get("evidence", {}).items()}
         return cls(**fields)
 
 
@@ -147,8 +150,11 @@ class PlanState:
             self.position = position
         return self
 
-    def mark(self, part_id: str, box: int, ticked: bool, position: int) -> None:
-        """A tick or an untick: the one fold of both, whether the event came as a lean row or in full."""
+    def mark(self, part_id: str, box: int, ticked: bool, position: int,
+             evidence: dict[str, Any] | None = None) -> None:
+        """A tick or an untick: the one fold of both, whether the event came as a lean row or in full.
+
+        A tick keeps its evidence (a lean row has none); an untick drops it."""
         part = self.parts.get(part_id)
         if part is None:
             self.anomalies.append(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
@@ -156,8 +162,13 @@ class PlanState:
             return
         if ticked:
             part.ticked.add(box)
+            if evidence is None:
+                part.evidence.pop(box, None)
+            else:
+                part.evidence[box] = evidence
         else:
             part.ticked.discard(box)
+            part.evidence.pop(box, None)
         part.touched.add(box)
         part.last_position = position
         self.dirty.add(part_id)
@@ -264,7 +275,7 @@ class PlanState:
             self._advance(self.batches.get(part.batch))
 
     def _on_CheckboxTicked(self, event: Recorded) -> None:
-        self.mark(event.get("part"), event.get("box"), True, event.position)
+        self.mark(event.get("part"), event.get("box"), True, event.position, event.get("evidence"))
 
     def _on_CheckboxUnticked(self, event: Recorded) -> None:
         self.mark(event.get("part"), event.get("box"), False, event.position)

@@ -10,7 +10,7 @@ from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger import readmodel
 from ledger.store import Ledger, Recorded
-from machine.paths import check_plan_id
+from machine.paths import PathGuard, check_plan_id
 from machine.rules import Rules
 from machine.plan import Plan
 from machine.state import PlanState, fold_version
@@ -26,7 +26,7 @@ _STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # parsed once per pro
 class DefaultConfig:
     """The configuration when there is no config file, without importing pydantic for it."""
 
-    require_all_ticked = True
+    evidence_policy = "verified"
     timezone = None
     lease_seconds = None
 
@@ -136,8 +136,8 @@ class Workspace:
         return rows
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
-        return Rules(state, resolve=self.resolve, require_all_ticked=self.config(state.id).require_all_ticked,
-                     accept_failed=accept_failed)
+        return Rules(state, resolve=self.resolve, policy=self.config(state.id).evidence_policy,
+                     accept_failed=accept_failed, paths=lambda: PathGuard.of(self, state))
 
     def resolve(self, stored: str) -> Path:
         """A path as the ledger stores it (relative to the project folder, or absolute)."""

@@ -30,6 +30,7 @@ from runners.attempts import attempt_dir, beat, log_tail, record_runner
 from runners.forkserver import ForkServer
 from runners.protocol import runner_environment
 from runners.reconcile import stop_runner
+from runners.spec import is_rehearsal
 
 WRAPPER = "kx run"
 
@@ -58,7 +59,8 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     me = psutil.Process()
     try:
         started = start(workspace, part, Act(by=WRAPPER), runner=command, pid=me.pid,
-                        pid_started=me.create_time(), host=socket.gethostname())
+                        pid_started=me.create_time(), host=socket.gethostname(),
+                        rehearsal=is_rehearsal(command) or None)
     except Refused as refusal:
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3

@@ -1,49 +1,32 @@
 """Which boxes a knowledge file gives evidence for, so that a runner ticks only those.
 
-- ``Section 3: Title`` — the answer has a heading naming "Section 3" (or the title).
-- ``CITE: Files 1,5,8`` — the answer cites every one of those files (by number or path).
-- ``Read some/path.md`` — the answer names the path (or its file name).
-- ``Search: "query"`` — the answer lists the query.
+Box kinds and the target checks are :mod:`machine.evidence`'s, the very ones ``kx finish`` applies:
+
+- ``Section 3: Title`` — the answer has a heading for it (its title's main words, or "Section 3" with one of them).
+- ``CITE: Files 1,5,8`` — the answer names every one of those files (``File N`` or the path).
+- ``Read path`` and ``Search: "query"`` — never from an answer's words: kx checks a Read box's file itself and a
+  Search box needs the sources a search really found (CONTRACT section 7).
 Any other box is left for the runner to decide (or for a person).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from machine.parser import number_list, read_path
-
-_SECTION = re.compile(r"^\W*section\s+(\d+)\s*:?\s*(.*)$", re.IGNORECASE)
-_CITE = re.compile(r"^\W*cited?\W*:?\s*files?\s+([\d,\s\-–]+)", re.IGNORECASE)
-_SEARCH = re.compile(r"^search\s*:\s*\"?(.+?)\"?\s*$", re.IGNORECASE)
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$", re.MULTILINE)
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+from machine.evidence import headings, heading_for, kind_of, names_file
 
 
 def section_headings(answer: str) -> list[str]:
-    return [h.strip() for h in _HEADING.findall(answer)]
+    return headings(answer)
 
 
 def has_evidence(box_text: str, answer: str, files: dict[int, str]) -> bool | None:
-    """True/False for the kinds of box above; None when the answer cannot say."""
-    text = box_text.replace("**", "").strip()
-    lowered = answer.lower()
-    if section := _SECTION.match(text):
-        number, title = section.group(1), _words(section.group(2).split("(")[0])
-        headings = [_words(h) for h in section_headings(answer)]
-        return any(f"section {number}" in h or (title and title in h) for h in headings)
-    if cite := _CITE.match(text):
-        wanted = number_list(cite.group(1), listed=files)  # a range: only the files the brief lists
-        return all(re.search(rf"\bfile\s+{n}\b", lowered) or (files.get(n) or "\0") in answer for n in wanted)
-    if (read := read_path(text)) is not None:
-        path = read.rstrip("/")
-        return path.lower() in lowered or path.rsplit("/", 1)[-1].lower() in lowered
-    if search := _SEARCH.match(text):
-        return _words(search.group(1)) in _words(answer)
+    """True/False for Section and CITE boxes; None when the answer cannot say."""
+    kind = kind_of(box_text, files)
+    if kind.kind == "section":
+        return heading_for(kind, headings(answer)) is not None
+    if kind.kind == "cite":
+        return all(names_file(answer, n, files.get(n)) for n in kind.files)
     return None
 
 

@@ -27,6 +27,7 @@ import re
 import socket
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +42,7 @@ from runners.attempt import WRAPPER, record_outcome, write_brief
 from runners.attempts import beat, log_tail
 from runners.ray_node import Mailbox, run_task
 from runners.ray_shim import failure
+from runners.spec import is_rehearsal
 
 INSTALL = "pip install 'kx[ray]'"
 
@@ -178,6 +180,9 @@ class RayExecutor:
             self.mailbox.answer.remote(replies)
 
 
+READ_FOLDER_FILES = 1_000  # files of a Read box's folder sent with a task (more: the ship globs)
+
+
 class RayAttempt:
     """One attempt run as a Ray task; ``poll()`` as a local wrapper's: 0 succeeded, 1 failed or lost, 3 refused."""
 
@@ -185,7 +190,7 @@ class RayAttempt:
         self.executor, self.ws, self.part, self.code = executor, executor.ws, part, None
         try:
             started = start(self.ws, part, Act(by=WRAPPER), runner=executor.command, host=socket.gethostname(),
-                            executor="ray", **executor.owner)
+                            executor="ray", rehearsal=is_rehearsal(executor.command) or None, **executor.owner)
         except Refused:
             self.code = 3  # the supervisor says so and tries again
             return
@@ -209,9 +214,13 @@ class RayAttempt:
         return self.code
 
     def _files_to_send(self, ship: list[str]) -> dict[str, bytes]:
-        """What the runner reads: the influential files, the target (a retry continues it), ``ship`` globs."""
+        """What the runner reads: the influential files, what its Read boxes name (a folder: up to
+        ``READ_FOLDER_FILES`` of its files), the target (a retry continues it), ``ship`` globs."""
         named = [f["path"] for f in self.view["influential_files"] if f["path"]] + [self.view["target"] or ""]
-        paths = [self.root / n for n in named if n] + [p for pattern in ship for p in self.root.glob(pattern)]
+        reads = [self.root / b["path"] for b in self.view["boxes"] if b["kind"] == "read" and self.guard.allows(b["path"])]
+        in_folders = [p for folder in reads if folder.is_dir() for p in islice(folder.rglob("*"), READ_FOLDER_FILES)]
+        paths = [self.root / n for n in named if n] + reads + in_folders \
+            + [p for pattern in ship for p in self.root.glob(pattern)]
         files = {}
         for path in paths:
             if self.guard.allows(path) and (real := path.resolve()).is_file():  # never the ledger or .kx/

@@ -38,6 +38,12 @@ def runner_command(spec: str | list[str] | None, *, model: str | None = None, ba
     return argv
 
 
+def is_rehearsal(command: list[str]) -> bool:
+    """Whether a resolved runner command is kx's own rehearsal runner (its attempts are recorded as rehearsals)."""
+    built_in = BUILT_IN["rehearse"]
+    return command[: len(built_in)] == built_in
+
+
 def protect_runner_key(argv: list[str]) -> None:
     """The variable ``--api-key-env NAME`` names (the openai runner's key) is redacted from everything this
     process and its children log or record; the default, OPENAI_API_KEY, is a secret by its name already."""

@@ -147,10 +147,37 @@ def kx(project: Path):
     return run
 
 
+SMALL_PLAN_SOURCES = ("influences/00-alpha.md", "influences/01-beta.md")  # what its Read boxes and lists name
+
+
 @pytest.fixture
 def small_plan(project: Path) -> Path:
+    """SMALL_PLAN in the project, with the influential files it names (so a runner's Read tick has a file)."""
     path = project / "plan.md"
     path.write_text(SMALL_PLAN, encoding="utf-8")
+    for source in SMALL_PLAN_SOURCES:
+        (project / source).parent.mkdir(parents=True, exist_ok=True)
+        (project / source).write_text(f"# {source}\n\nexisting knowledge\n", encoding="utf-8")
+    return path
+
+
+def write_target(kx, project: Path, part: str, skip: tuple[str, ...] = ()) -> Path:
+    """The PART's target file as an honest runner writes it: a heading for every Section box (but the refs in
+    ``skip``) and every cited file named; a file already there is continued."""
+    brief = kx("--json", "brief", part).json
+    path = project / brief["target"]
+    if not path.resolve().is_relative_to(project.resolve()):
+        return path  # a target the guard refuses: a test writes nothing outside its project
+    lines = [path.read_text(encoding="utf-8") if path.is_file() else f"# {brief['title']}\n"]
+    for box in brief["boxes"]:
+        if box["ref"] in skip:
+            continue
+        if box["kind"] == "section":
+            lines += [f"## {box['text']}", "", "Knowledge.", ""]
+        elif box["kind"] == "cite":
+            lines += [f"- File {n}" for n in box["files"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -299,13 +326,14 @@ def write(project, name, text="knowledge\n"):
 
 
 def complete(kx, project, part, attempt=None, boxes=None):
-    """Tick every box of PART, write and record its drop, finish it."""
+    """Do PART's work as a runner does: write its target and drop, record the drop, tick every box, finish it."""
     flag = ["--attempt", attempt] if attempt else []
     total = kx("--json", "brief", part).json["boxes"]
     refs = [str(i) for i in range(1, len(total) + 1)] if boxes is None else boxes
-    assert kx("tick", part, *refs, *flag).code == 0
+    write_target(kx, project, part)
     write(project, f"drops/{part}.md", f"drop of {part}\n")
     assert kx("drop", part, f"drops/{part}.md", *flag).code == 0
+    assert kx("tick", part, *refs, "--source", "https://example.org/found", *flag).code == 0
     return kx("finish", part, *flag)
 
 

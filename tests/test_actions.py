@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import FRESH, SEED, complete, event_count, golden, write
+from tests.conftest import FRESH, SEED, complete, event_count, golden, write, write_target
 
 
 @pytest.fixture
@@ -163,9 +163,11 @@ def test_finish_lists_every_missing_piece_of_evidence(kx, plan, project):
     assert result.code == 3
     details = result.json["error"]["details"]
     assert details[0].startswith("no drop recorded") and details[1].startswith("5 of 5 boxes unticked")
+    assert details[2].startswith("target topics/00-alpha.md does not exist")
     drop = write(project, "d.md", "v1")
     kx("drop", "PART-1", "d.md", *a)
     kx("tick", "PART-1", "1", "2", "3", "4", "5", *a)
+    write_target(kx, project, "PART-1")
     drop.write_text("v2")
     assert "changed since it was recorded" in kx("finish", "PART-1", *a).err
     drop.unlink()
@@ -318,6 +320,8 @@ def test_render_uses_the_files_glyph_and_line_endings(kx, project):
 
 def test_success_writes_the_completion_stamp(kx, project):
     shutil.copy(FRESH, project / "plan.md")
+    write(project, "vision-language-architectures/00-x.md")  # what PART 1's Read boxes name
+    write(project, "vision-language/00-token-concatenation-sequence-augmentation.md")
     kx("plan", "import", "plan.md")
     kx("start", "PART-1")
     assert complete(kx, project, "PART-1", "PART-1#1").code == 0
@@ -349,7 +353,11 @@ def test_brief_resolves_influential_files_and_fills_the_drop_time(kx, seed_plan,
     assert brief["drop_name"] == "KNOWLEDGE-DROP-clip-deep-2025-11-14-1000.md"
     assert brief["target"] == "vlm-mastery/06-clip-vision-encoder.md"
     assert brief["section"].startswith("## PART 7: CLIP Vision Encoder Deep Dive")
-    assert brief["boxes"][0] == {"ref": "0.1", "text": "Read vision-language/ (CLIP architecture)", "ticked": False}
+    assert brief["boxes"][0] == {"ref": "0.1", "text": "Read vision-language/ (CLIP architecture)", "ticked": False,
+                                 "kind": "read", "path": "vision-language/", "evidence": None,
+                                 "needs": "vision-language/ inside the plan's root, read (kx hashes it when you tick)",
+                                 "command": "kx tick PART-7 0.1 once it is there (without --attempt, a person's override)"}
+    assert brief["boxes"][4]["command"] == "kx tick PART-7 1.4 --source URL" and brief["evidence_policy"] == "verified"
     assert len(brief["worker_instructions"]) == 4
     text = kx("brief", "PART-7").text
     assert "File 15: alternative-hardware/02-intel-oneapi-ml.md" in text and "kx tick PART-7 REF" in text
@@ -363,16 +371,19 @@ def test_audit_history_of_a_scripted_run(kx, plan, project, frozen_time):
     step("start", "PART-1")
     step("start", "PART-2")
     a = ["--attempt", "PART-1#1"]
-    for ref in ("1", "2", "3", "4", "5"):
+    for ref in ("1", "2", "3", "4"):
         step("tick", "PART-1", ref, *a)
     write(project, "KNOWLEDGE-DROP-alpha-2025-11-14-1006.md", "alpha drop\n")
     step("drop", "PART-1", "KNOWLEDGE-DROP-alpha-2025-11-14-1006.md", *a)
+    step("tick", "PART-1", "5", *a)
+    write_target(kx, project, "PART-1")
     step("finish", "PART-1", *a)
     step("fail", "PART-2", "--reason", "model refused", "--attempt", "PART-2#1")
     step("review", "1", "--approve", "--accept-failed", "--note", "PART-2 later", "--by", "dana")
     result = kx("--json", "audit", "history", "PART-1").json
     assert [e["type"] for e in result["events"]] == [
-        "PlanImported", "RunnerStarted", *["CheckboxTicked"] * 5, "DropRecorded", "RunnerSucceeded", "BatchReviewed"]
+        "PlanImported", "RunnerStarted", *["CheckboxTicked"] * 4, "DropRecorded", "CheckboxTicked", "RunnerSucceeded",
+        "BatchReviewed"]
     assert result["events"][1] == {"position": 2, "type": "RunnerStarted", "recorded_at": "2025-11-20T10:01:00.000000Z",
                                    "attempt": "PART-1#1", "data": {"attempt": "PART-1#1", "part": "PART-1"}}
     golden("audit-history-PART-1.txt", kx("audit", "history", "PART-1").text)

@@ -83,8 +83,9 @@ def test_streaming_collects_deltas_and_usage():
     ("Section 3: ViLBERT (co-attention)", "## Section 2: other\n", False),
     ("**CITE**: Files 1,5,8 explicitly", "see File 1, File 5 and File 8", True),
     ("**CITE**: Files 1,5,8 explicitly", "see File 1 and File 5", False),
-    ("Read vision-language/00-tokens.md", "I read 00-tokens.md", True),
-    ('Search: "early fusion VLM 2024"', "- early fusion VLM 2024", True),
+    ("Read vision-language/00-tokens.md", "I read 00-tokens.md", None),  # never from the answer's words
+    ('Search: "early fusion VLM 2024"', "- early fusion VLM 2024", None),
+    ("Section 2: BLIP-2 Q-Former (learnable queries)", "## Section 2: VisualBERT\n", False),
     ("Create KNOWLEDGE-DROP-x.md", "anything", None),
 ])
 def test_evidence(box, answer, verdict):
@@ -93,6 +94,7 @@ def test_evidence(box, answer, verdict):
 
 # --- the runner, end to end against a local server --------------------------------------
 
+# the openai runner reads and searches nothing (yet): a Read or Search box would stay unticked, so this plan has none
 PLAN = """# BATCH 1: Chat
 **Strategy**: 5 runners, 5 at a time
 
@@ -105,12 +107,6 @@ PLAN = """# BATCH 1: Chat
 - [ ] PART {n}: Create topics/{n}.md
 
 **Influenced by**: Files 1,2
-
-**Step 0: Read**
-- [ ] Read influences/a.md
-
-**Step 1: Research**
-- [ ] Search: "topic {n} in 2024"
 
 **Step 2: Create Knowledge File**
 - [ ] Section 1: Overview of topic {n}
@@ -143,8 +139,8 @@ def test_a_plan_runs_against_a_local_chat_server(kx, project):
     states = {p["id"]: p for p in kx("--json", "status").json["batches"][0]["parts"]}
     assert {k: v["state"] for k, v in states.items()} == {
         "PART-1": "succeeded", "PART-2": "succeeded", "PART-3": "failed", "PART-4": "failed", "PART-5": "failed"}
-    assert states["PART-1"]["ticked"] == states["PART-1"]["total"] == 6
-    assert states["PART-4"]["ticked"] == 5  # no evidence for Section 2: left unticked
+    assert states["PART-1"]["ticked"] == states["PART-1"]["total"] == 4
+    assert states["PART-4"]["ticked"] == 3  # no evidence for Section 2: left unticked
     for n in (1, 2, 4):
         assert (project / "topics" / f"{n}.md").read_text().startswith("# Knowledge")
     drop = next(project.glob("KNOWLEDGE-DROP-topic-4-*.md")).read_text()
@@ -159,7 +155,7 @@ def test_a_plan_runs_against_a_local_chat_server(kx, project):
 
     assert reason("PART-3") == "chat server: HTTP 500: model crashed; gave up after 3 attempts"
     assert reason("PART-5") == "chat server: HTTP 404: model 'fake' not found"
-    assert "1 of 6 boxes unticked" in reason("PART-4")
+    assert "1 of 4 boxes unticked" in reason("PART-4")
     for path in [project / ".kx" / "ledger.db", *(project / ".kx").rglob("*")]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import BadInput
-from tests.conftest import FROZEN_AT, SMALL_PLAN, event_count
-from tests.conftest import complete
+from tests.conftest import FROZEN_AT, SMALL_PLAN, SMALL_PLAN_SOURCES, complete, event_count
 
 TARGET = "- [ ] PART 1: Create topics/00-alpha.md"
 READ = "- [ ] Read influences/00-alpha.md"
@@ -148,6 +147,9 @@ def unchecked(kx, project, monkeypatch):
         import machine.importer
 
         (project / "plan.md").write_text(text)
+        for source in SMALL_PLAN_SOURCES:  # the files its Read boxes name
+            (project / source).parent.mkdir(parents=True, exist_ok=True)
+            (project / source).write_text(f"# {source}\n")
         with monkeypatch.context() as patch:
             patch.setattr(machine.importer, "refuse_unsafe_paths", lambda *args, **kwargs: None)
             assert kx("plan", "import", "plan.md").code == 0
@@ -198,6 +200,7 @@ def approve_everything(kx, project):
 
 def test_consolidate_refuses_a_knowledge_file_outside_before_writing(kx, project, unchecked):
     unchecked(SMALL_PLAN.replace("Create topics/00-alpha.md", "Create ../outside.md"))
+    (project / ".kx" / "config.toml").write_text('[defaults]\nevidence = "ticked"\n')  # finish checks no target
     linted = kx("--json", "plan", "lint")  # the ledger's plan, with the ledger's root
     assert linted.code == 1 and any(f["code"] == "path" and "../outside.md" in f["message"]
                                     for f in linted.json["findings"])
