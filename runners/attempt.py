@@ -25,7 +25,7 @@ from machine.actions import Act, drop, fail, finish, start
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail
-from runners.protocol import runner_environment
+from runners.protocol import mcp_config, runner_environment
 
 WRAPPER = "kx run"
 
@@ -60,7 +60,9 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
         return 3
     attempt = started.data["attempt"]
     folder, view = write_brief(workspace, part, attempt)
-    code = _run_runner(command, runner_env(workspace, view, folder / "brief.md"), Path(view["root"]), folder, lease)
+    env = runner_env(workspace, view, folder / "brief.md")
+    (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
+    code = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
 
 
