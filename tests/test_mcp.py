@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -164,8 +163,15 @@ def test_six_sessions_at_once_start_exactly_the_limit_and_lose_no_tick(kx, proje
     texts: list[str] = []
     started: list[str] = []
 
-    async def one(client: Client, part: str, all_connected: anyio.Event) -> None:
-        await all_connected.wait()
+    async def one(part: str, connected: list[str], all_connected: anyio.Event) -> None:
+        async with session(kx_mcp(project)) as client:
+            connected.append(part)
+            if len(connected) == SESSIONS:
+                all_connected.set()
+            await all_connected.wait()  # then all six act at once
+            await act(client, part)
+
+    async def act(client: Client, part: str) -> None:
         result = await client.call_tool("start", {"part": part})
         texts.append(result.content[0].text)
         attempt = None if result.is_error else result.structured_content["attempt"]
@@ -181,14 +187,12 @@ def test_six_sessions_at_once_start_exactly_the_limit_and_lose_no_tick(kx, proje
         await call(client, "tick", part=part, refs=["1", "2", "3"], attempt=attempt)
 
     async def work():
+        connected: list[str] = []
         all_connected = anyio.Event()
         with anyio.fail_after(120):
-            async with AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(session(kx_mcp(project))) for _ in range(SESSIONS)]
-                async with anyio.create_task_group() as group:
-                    for n, client in enumerate(clients, start=1):
-                        group.start_soon(one, client, f"PART-{n}", all_connected)
-                    all_connected.set()
+            async with anyio.create_task_group() as group:
+                for n in range(1, SESSIONS + 1):
+                    group.start_soon(one, f"PART-{n}", connected, all_connected)
 
     anyio.run(work)
     assert len(started) == 2
