@@ -499,6 +499,30 @@ def repair_guard(options: Options, reanchor: bool) -> None:
     options.emit(result, "\n".join(result["repaired"]) or "the append-only guard is intact; nothing to repair")
 
 
+# --- agents over MCP -----------------------------------------------------------------
+
+
+@cli.command("mcp")
+@click.option("--ledger", "ledger", type=click.Path(dir_okay=False),
+              help="The ledger (default: kx's own --ledger, $KX_LEDGER, else the nearest .kx/ledger.db).")
+@click.option("--plan", "plan", metavar="ID", help="The plan, when the ledger holds several.")
+@attempt_option
+@pass_options
+def mcp(options: Options, ledger: str | None, plan: str | None, attempt: str | None) -> None:
+    """Serve the runner's commands as MCP tools on stdio (for agents that take tools over MCP)."""
+    from runners.mcp_server import serve
+
+    workspace = Options(ledger or options.ledger, plan or options.plan, True, options.verbose).workspace()
+    workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
+    serve(workspace, run_for_runner, _commands(), attempt=attempt or None, version=VERSION)
+
+
+def _commands() -> dict[str, tuple[str, frozenset[str]]]:
+    """Each command's help and option names: the MCP tools are made from them."""
+    return {name: (command.help or "", frozenset(opt for param in command.params for opt in param.opts))
+            for name, command in cli.commands.items()}
+
+
 # --- the supervisor ---------------------------------------------------------------
 
 
@@ -562,11 +586,13 @@ views = _LazyViews()
 
 
 def run_for_runner(call) -> tuple[int, str, str]:
-    """``kx`` as a runner on a Ray node called it, run in this process (the supervisor's): exit code, stdout, stderr.
+    """``kx ARGV`` for a caller that holds a workspace, run in this process: exit code, stdout, stderr.
 
-    ``call`` (a ``runners.ray_executor.NodeCall``) has the ``argv``, the ``workspace`` the command uses whatever
-    --ledger and --plan say, the runner's ``env``, ``admit`` (asked before the command runs) and ``here`` (a path
-    argument, a path on the node, as it is here).
+    The callers: a runner's ``kx`` on a Ray node (``runners.ray_executor.NodeCall``, run in the supervisor) and an
+    agent's tool call (``runners.mcp_server.SessionCall``, run in its ``kx mcp`` session). ``call`` has the
+    ``argv``, the ``workspace`` the command uses whatever --ledger and --plan say, the ``env`` the command sees
+    (over this process's), ``admit`` (asked before the command runs) and ``here`` (a path argument as it is
+    here; None: as given).
     """
     from click.testing import CliRunner
 
@@ -578,6 +604,9 @@ def run_for_runner(call) -> tuple[int, str, str]:
 @contextmanager
 def _paths_through(here):
     """Each path argument (a ``click.Path``, whichever command has it) through ``here`` before click reads it."""
+    if here is None:
+        yield
+        return
     convert = click.Path.convert
     click.Path.convert = lambda self, value, param, ctx: convert(self, here(os.fspath(value)), param, ctx)
     try:

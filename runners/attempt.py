@@ -28,7 +28,7 @@ from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail, record_runner
 from runners.forkserver import ForkServer
-from runners.protocol import runner_environment
+from runners.protocol import mcp_config, runner_environment
 from runners.reconcile import stop_runner
 from runners.spec import is_rehearsal
 
@@ -67,7 +67,9 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     attempt = started.data["attempt"]
     stop_earlier_runners(workspace, part, attempt)
     folder, view = write_brief(workspace, part, attempt)
-    code = _run_runner(command, runner_env(workspace, view, folder / "brief.md"), Path(view["root"]), folder, lease)
+    env = runner_env(workspace, view, folder / "brief.md")
+    (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
+    code = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
 
 

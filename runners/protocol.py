@@ -31,6 +31,16 @@ def runner_environment(ledger: str, view: dict[str, Any], brief_path: Path, path
     }
 
 
+def mcp_config(ledger: str, view: dict[str, Any]) -> dict[str, Any]:
+    """``$KX_MCP``'s content: ``kx mcp`` serving this attempt, in the ``mcpServers`` shape agent CLIs read."""
+    program = Path(sys.executable).parent / "kx"  # this installation's
+    command, first = (str(program), []) if program.is_file() else (sys.executable, ["-m", "cli.main"])
+    env = {"KX_LEDGER": ledger, "KX_PLAN": view["plan"], "KX_PART": view["part"], "KX_ATTEMPT": view["attempt"],
+           **{name: os.environ[name] for name in ("PYTHONPATH", "KX_NOW") if name in os.environ}}
+    args = [*first, "mcp", "--ledger", ledger, "--plan", view["plan"], "--attempt", view["attempt"]]
+    return {"mcpServers": {"kx": {"command": command, "args": args, "env": env}}}
+
+
 def kx(*args: str) -> subprocess.CompletedProcess:
     """Run ``kx ARGS`` (this installation's, found on PATH) and capture its output."""
     program = shutil.which("kx")

@@ -16,6 +16,7 @@ def test_the_benchmark_suite_runs_quickly_end_to_end(capsys):
     names = [r["benchmark"] for r in rows]
     assert any(n.startswith("append rate, FULL: kx vs raw sqlite3") for n in names)
     assert any(n.startswith("kx tick latency") for n in names)
+    assert any(n.startswith("tick through a kx mcp session") for n in names)
     assert any(n.startswith("rebuild state") for n in names)
     assert any(n.startswith("kx status on") for n in names)
     assert any(n.startswith("orchestration") for n in names)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 
-from tests.benchmarks import append, orchestration, rebuild, status, tick
+from tests.benchmarks import append, mcp_session, orchestration, rebuild, status, tick
 from tests.benchmarks.big_ledger import make
 from tests.benchmarks.common import compile_kx, print_table, scratch
 
 
 def all_rows(quick: bool) -> list[dict]:
     compile_kx()
-    rows = [*append.measure(200 if quick else 2000), *tick.measure(3 if quick else 15)]
+    rows = [*append.measure(200 if quick else 2000), *tick.measure(3 if quick else 15),
+            *mcp_session.measure(5 if quick else 40)]
     long_events, short_events = (20_000, 1_000) if quick else (1_000_000, 1_000)
     with scratch() as long_folder, scratch() as short_folder:
         make(long_folder, long_events)

@@ -15,14 +15,19 @@ FLOOR = ("import sqlite3; c = sqlite3.connect('.kx/floor.db', isolation_level=No
 CLICK_FLOOR = "import click; " + FLOOR
 
 
+def make_floor_table(folder) -> None:
+    """The floor's table, in a WAL database beside the ledger (as the ledger is)."""
+    subprocess.run([sys.executable, "-c", "import sqlite3; c = sqlite3.connect('.kx/floor.db');"
+                    " c.execute('PRAGMA journal_mode = WAL'); c.execute('CREATE TABLE t (x)')"],
+                   cwd=folder, check=True)
+
+
 def measure(rounds: int = 15) -> list[dict]:
     with scratch() as folder:
         shutil.copy(FRESH_PLAN, folder / "plan.md")
         kx = kx_command()
         run([*kx, "plan", "import", "plan.md"], folder)
-        subprocess.run([sys.executable, "-c", "import sqlite3; c = sqlite3.connect('.kx/floor.db');"
-                        " c.execute('PRAGMA journal_mode = WAL'); c.execute('CREATE TABLE t (x)')"],
-                       cwd=folder, check=True)
+        make_floor_table(folder)
         env = clean_env()
         kx_times, floor_times, click_times = [], [], []
         for n in range(rounds):
