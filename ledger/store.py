@@ -32,10 +32,6 @@ BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
 
 
-class ConcurrencyConflict(KxError):
-    """A stream moved on between reading it and appending to it."""
-
-
 class Recorded:
     """An event as the ledger holds it (a plain slotted class: folds create millions of them)."""
 
@@ -258,8 +254,8 @@ class Ledger:
             self._depth = 0
             self.conn.execute("COMMIT")
 
-    def append(self, events: Sequence[Event], expected: dict[str, int] | None = None) -> list[Recorded]:
-        """Append events in order, atomically; ``expected`` maps stream → version it must still be at."""
+    def append(self, events: Sequence[Event]) -> list[Recorded]:
+        """Append events in order, atomically (callers check their rules inside the same transaction)."""
         if not events:
             return []
         with self.transaction():
@@ -267,10 +263,6 @@ class Ledger:
             position, previous, last_at, versions = self._positions(streams)
             self._check_guard((position, previous))
             recorded_at = clock.now_iso(not_before=last_at)
-            for stream, version in versions.items():
-                if expected and stream in expected and expected[stream] != version:
-                    raise ConcurrencyConflict(f"stream {stream} is at version {version}, expected"
-                                              f" {expected[stream]}; try again")
             rows: list[Recorded] = []
             values: list[tuple] = []
             for event in events:

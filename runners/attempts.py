@@ -23,10 +23,6 @@ def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
     return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / attempt.replace("#", "-")
 
 
-def log_path(ledger_path: Path, plan_id: str, attempt: str) -> Path:
-    return attempt_dir(ledger_path, plan_id, attempt) / "runner.log"
-
-
 def beat(folder: Path) -> None:
     write_atomic(folder / "heartbeat", clock.now_iso().encode())
 

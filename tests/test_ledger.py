@@ -8,7 +8,7 @@ import pytest
 from ledger import clock
 from ledger.errors import BadInput
 from ledger.events import CheckboxTicked, RunnerStarted
-from ledger.store import GENESIS, LEDGER_SCHEMA_VERSION, ConcurrencyConflict, Ledger, chain_hash
+from ledger.store import GENESIS, LEDGER_SCHEMA_VERSION, Ledger, chain_hash
 
 
 @pytest.fixture
@@ -57,15 +57,6 @@ def test_stream_versions_are_unique(ledger):
             "INSERT INTO events (position, plan, stream, version, type, data, recorded_at, schema_version, hash)"
             " VALUES (99, 'p', 'part:p:PART-1', 1, 'X', '{}', 'now', 1, 'h')"
         )
-
-
-def test_expected_version_guards_against_concurrent_appends(ledger):
-    ledger.append([tick()])
-    with pytest.raises(ConcurrencyConflict):
-        ledger.append([tick()], expected={"part:p:PART-1": 0})
-    assert ledger.count() == 1
-    ledger.append([tick()], expected={"part:p:PART-1": 1})
-    assert ledger.count() == 2
 
 
 def test_a_failed_transaction_appends_nothing(ledger):
