@@ -1,9 +1,11 @@
-"""Orchestration overhead: the bundled plan's PARTs under ``kx run`` vs ``xargs -P 6`` doing the same work.
+"""Orchestration overhead: PARTs under ``kx run`` vs ``xargs -P 6`` doing the same work, batch by batch.
 
-Each PART's runner sleeps 1 s and writes its drop to ``$KX_DROP`` (kx's
-wrapper records a drop its runner wrote but did not record). ``xargs`` runs
-the same sleeps-and-writes, batch by batch, six at a time. The ratio is kx's
-wall time over xargs's.
+``measure``: the bundled plan; each PART's runner sleeps 1 s and writes its
+drop to ``$KX_DROP`` (kx's wrapper records a drop its runner wrote but did not
+record). ``measure_reporting``: a 3-batch, 6-PART plan whose runners sleep 2 s
+and report with ``kx drop`` and ``kx tick`` as an agent does; ``xargs`` runs
+the same sleeps and, for the two reports, two bare ``python -c`` inserts into
+SQLite. The ratio is kx's wall time over xargs's.
 """
 
 from __future__ import annotations
@@ -38,7 +40,49 @@ def measure() -> dict:
     return row("orchestration: bundled plan, 1 s runners (vs xargs -P 6)", measured, floor, "s", "<= 1.15x")
 
 
+REPORTING = ('sleep 2; echo "drop of $KX_PART" > "$KX_DROP"; kx drop "$KX_PART" "$KX_DROP" > /dev/null;'
+             ' kx tick "$KX_PART" 1 2 > /dev/null')
+INSERT = ("import sqlite3; c = sqlite3.connect('floor.db', isolation_level=None); c.execute('PRAGMA synchronous = FULL');"
+          " c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t (x) VALUES (1)'); c.execute('COMMIT')")
+
+
+def reporting_plan() -> str:
+    lines = ["**Strategy**: 6 runners, 6 at a time (3 batches)", ""]
+    for n in range(1, 7):
+        if n % 2:
+            lines.append(f"# BATCH {(n + 1) // 2}: Batch")
+        lines += [f"## PART {n}: Topic {n}", f"- [ ] PART {n}: Create t/{n}.md", "**Step 1: Work**",
+                  "- [ ] Do the work", f"- [ ] Create KNOWLEDGE-DROP-t{n}-2025-11-14-[TIME].md", ""]
+    return "\n".join(lines)
+
+
+def measure_reporting() -> dict:
+    import sys
+
+    with scratch() as folder:
+        (folder / "plan.md").write_text(reporting_plan())
+        kx = kx_command()
+        run([*kx, "plan", "import", "plan.md"], folder)
+        (folder / ".kx" / "config.toml").write_text('[defaults]\nevidence = "ticked"\n')
+        subprocess.run([sys.executable, "-c", "import sqlite3; c = sqlite3.connect('floor.db');"
+                        " c.execute('PRAGMA journal_mode = WAL'); c.execute('CREATE TABLE t (x)')"], cwd=folder, check=True)
+        baseline = f'sleep 2; {sys.executable} -c "{INSERT}"; {sys.executable} -c "{INSERT}"'
+
+        def supervised():
+            run([*kx, "run", "--runner", f"sh -c '{REPORTING}'", "--review", "auto"], folder)
+
+        def xargs():
+            for batch in ((1, 2), (3, 4), (5, 6)):
+                subprocess.run(["xargs", "-P", "6", "-n", "1", "sh", "-c", baseline],
+                               input="\n".join(map(str, batch)).encode(), cwd=folder, env=clean_env(), check=True)
+
+        floor = timed(xargs)
+        measured = timed(supervised)
+    return row("orchestration: 3 batches of 2 PARTs, 2 s runners reporting with kx drop + kx tick"
+               " (vs xargs -P 6, sleeps + two python -c inserts)", measured, floor, "s", "<= 1.15x")
+
+
 if __name__ == "__main__":
     from tests.benchmarks.common import print_table
 
-    print_table([measure()])
+    print_table([measure(), measure_reporting()])

@@ -23,7 +23,7 @@ def all_rows(quick: bool) -> list[dict]:
         make(short_folder, short_events)
         rows += rebuild.measure(long_folder / ".kx" / "ledger.db", long_events)
         rows += status.measure(long_folder, long_events, short_folder, short_events)
-    rows.append(orchestration.measure())
+    rows += [orchestration.measure(), orchestration.measure_reporting()]
     return rows
 
 
