@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ledger import clock
 from ledger.errors import BadInput
+from ledger.files import write_atomic
 from machine.projections import SCHEMA, plan_summary
+from machine.report import build
 from machine.render import render
 from ledger.store import Recorded
 from machine.lint import Finding, lint_text
@@ -25,12 +29,6 @@ def list_plans(workspace: Workspace) -> dict[str, Any]:
 
 def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
     """Write the plan's HTML report (default: ``.kx/report-PLAN.html`` beside the ledger); its path and size."""
-    import os
-    import re
-
-    from ledger.files import write_atomic
-    from machine.report import build
-
     with workspace.ledger.snapshot():
         state = workspace.state()
         data = build(workspace.ledger, state).encode("utf-8")

@@ -20,7 +20,7 @@ from machine.render import render
 from machine.parser import PlanError, parse
 from machine.plan import Plan, match_boxes
 from machine.state import PlanState
-from machine.text import PlanTextError, decode, read_file
+from machine.text import PlanTextError, decode, read_file, split_lines
 from machine.workspace import Workspace
 
 
@@ -92,7 +92,6 @@ def file_marks(state: PlanState, on_disk: Plan) -> tuple[dict[str, FileMarks], l
 def _changed_lines(before: str | None, after: str) -> int:
     if before is None:
         return after.count("\n") + 1
-    from machine.text import split_lines
 
     old, new = split_lines(before), split_lines(after)
     return sum(a != b for a, b in zip(old, new)) + abs(len(old) - len(new))

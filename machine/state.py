@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger import vocabulary
+from ledger.clock import parse_time
 from ledger.store import Recorded
 from ledger.vocabulary import IMPORT
 from machine.machines import BATCH_STATES, allows, batch_machine, part_machine
@@ -395,8 +396,6 @@ _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if nam
 
 def stamp_of(recorded_at: str, tz: str | None = None) -> str:
     """A ledger time as a plan's ``(Completed YYYY-MM-DD HH:MM)`` stamp."""
-    from ledger.clock import parse_time
-
     moment = parse_time(recorded_at)
     if tz:
         from zoneinfo import ZoneInfo
