@@ -7,14 +7,13 @@ client over stdio: request, the CLI run in the server, the JSON result back.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-from tests.benchmarks.common import FRESH_PLAN, clean_env, kx_command, row, run, scratch, timed
-from tests.benchmarks.tick import FLOOR, make_floor_table
+from tests.benchmarks.common import clean_env, row, scratch, timed
+from tests.benchmarks.tick import FLOOR, bundled_project
 
 WARM_UP = 3
 
@@ -23,10 +22,7 @@ def measure(rounds: int = 40) -> list[dict]:
     import anyio
 
     with scratch() as folder:
-        shutil.copy(FRESH_PLAN, folder / "plan.md")
-        kx = kx_command()
-        run([*kx, "plan", "import", "plan.md"], folder)
-        make_floor_table(folder)
+        kx = bundled_project(folder)
         session_times, floor_times = anyio.run(_side_by_side, folder, kx, rounds)
     session_ms, floor_ms = statistics.median(session_times) * 1000, statistics.median(floor_times) * 1000
     return [row("tick through a kx mcp session vs the python -c floor", session_ms, floor_ms, "ms", "<= 0.5x")]

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 
 from tests.benchmarks.common import FRESH_PLAN, clean_env, kx_command, row, run, scratch, timed
+from tests.benchmarks.tick import FLOOR, make_floor_table
 
 RUNNER = 'sleep 1; echo "drop of $KX_PART" > "$KX_DROP"'
 BASELINE = 'sleep 1; echo "drop of $0" > "drop-$0.md"'
@@ -42,8 +43,6 @@ def measure() -> dict:
 
 REPORTING = ('sleep 2; echo "drop of $KX_PART" > "$KX_DROP"; kx drop "$KX_PART" "$KX_DROP" > /dev/null;'
              ' kx tick "$KX_PART" 1 2 > /dev/null')
-INSERT = ("import sqlite3; c = sqlite3.connect('floor.db', isolation_level=None); c.execute('PRAGMA synchronous = FULL');"
-          " c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t (x) VALUES (1)'); c.execute('COMMIT')")
 
 
 def reporting_plan() -> str:
@@ -64,9 +63,8 @@ def measure_reporting() -> dict:
         kx = kx_command()
         run([*kx, "plan", "import", "plan.md"], folder)
         (folder / ".kx" / "config.toml").write_text('[defaults]\nevidence = "ticked"\n')
-        subprocess.run([sys.executable, "-c", "import sqlite3; c = sqlite3.connect('floor.db');"
-                        " c.execute('PRAGMA journal_mode = WAL'); c.execute('CREATE TABLE t (x)')"], cwd=folder, check=True)
-        baseline = f'sleep 2; {sys.executable} -c "{INSERT}"; {sys.executable} -c "{INSERT}"'
+        make_floor_table(folder)
+        baseline = f'sleep 2; {sys.executable} -c "{FLOOR}"; {sys.executable} -c "{FLOOR}"'
 
         def supervised():
             run([*kx, "run", "--runner", f"sh -c '{REPORTING}'", "--review", "auto"], folder)

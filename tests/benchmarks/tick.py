@@ -22,12 +22,18 @@ def make_floor_table(folder) -> None:
                    cwd=folder, check=True)
 
 
+def bundled_project(folder) -> list[str]:
+    """The bundled plan imported in ``folder``, the floor's table beside its ledger; the ``kx`` command."""
+    shutil.copy(FRESH_PLAN, folder / "plan.md")
+    kx = kx_command()
+    run([*kx, "plan", "import", "plan.md"], folder)
+    make_floor_table(folder)
+    return kx
+
+
 def measure(rounds: int = 15) -> list[dict]:
     with scratch() as folder:
-        shutil.copy(FRESH_PLAN, folder / "plan.md")
-        kx = kx_command()
-        run([*kx, "plan", "import", "plan.md"], folder)
-        make_floor_table(folder)
+        kx = bundled_project(folder)
         env = clean_env()
         kx_times, floor_times, click_times = [], [], []
         for n in range(rounds):
