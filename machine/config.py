@@ -11,6 +11,8 @@
     retries = 1                # kx run's default --retries
     lease_seconds = 60         # a running attempt without a heartbeat this long is lost (> 0, at most a day)
     executor = "local"         # kx run's default --executor: "local" or "ray"
+    search_command = ["my-search", "--json-lines", "{query}"]  # the openai runner's search backend: one source
+                               # per non-empty line it prints; "{query}" is replaced by the query (no shell)
 
     [defaults.ray]             # kx run --executor ray (README, "Running on a Ray cluster")
     address = "ray://head:10001"   # default --ray-address (after $RAY_ADDRESS)
@@ -77,6 +79,7 @@ class PlanConfig(BaseModel):
     retries: int | None = Field(default=None, ge=0)
     lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
     executor: Literal["local", "ray"] | None = None
+    search_command: list[Text] | None = Field(default=None, min_length=1)
     ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
 
     @property
@@ -93,6 +96,13 @@ class PlanConfig(BaseModel):
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("search_command")
+    @classmethod
+    def _takes_the_query(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not any("{query}" in part for part in value):
+            raise ValueError('the command needs "{query}" where the query goes, e.g. ["my-search", "{query}"]')
         return value
 
     @field_validator("base_url")

@@ -58,6 +58,7 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
         "influential_files": [{"number": n, "path": files.get(n)} for n in structure.influenced_by],
         "worker_instructions": list(state.plan.worker_instructions),
         "evidence_policy": ctx.rules.policy,
+        "search_command": workspace.config().search_command,
         "boxes": [_box_view(ctx, part, structure, b, target) for b in structure.boxes],
         "section": section,
     }

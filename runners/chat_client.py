@@ -29,12 +29,28 @@ class ChatError(Exception):
 
 
 @dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass
 class ChatResult:
     text: str
     model: str
     usage: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     seconds: float = 0.0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    def message(self) -> dict[str, Any]:
+        """The assistant's turn, as the next request's history must carry it."""
+        turn: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            turn["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                  for c in self.tool_calls]
+        return turn
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -72,9 +88,11 @@ class ChatClient:
         self.model, self.retries, self.backoff, self.max_wait, self.sleep = model, retries, backoff, max_wait, sleep
         self.on_retry: Callable[[str, float], None] = lambda reason, wait: None
 
-    def complete(self, messages: list[dict[str, str]], *, stream: bool = False,
+    def complete(self, messages: list[dict[str, Any]], *, stream: bool = False, tools: list[dict] | None = None,
                  on_text: Callable[[str], None] | None = None) -> ChatResult:
         body: dict[str, Any] = {"model": self.model, "messages": messages}
+        if tools:
+            body["tools"] = tools
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
         started = time.monotonic()
@@ -107,13 +125,17 @@ class ChatClient:
             response.read()
             data = response.json()
         try:
-            text = data["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise ChatError(f"the server's answer has no choices[0].message.content: {str(data)[:200]}") from None
-        return ChatResult(text, data.get("model", self.model), data.get("usage") or {})
+            message = data["choices"][0]["message"]
+            text = message.get("content") or ""
+            calls = [ToolCall(c.get("id") or f"call_{n}", c["function"]["name"], c["function"].get("arguments") or "{}")
+                     for n, c in enumerate(message.get("tool_calls") or [])]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ChatError(f"the server's answer has no choices[0].message: {str(data)[:200]}") from None
+        return ChatResult(text, data.get("model", self.model), data.get("usage") or {}, tool_calls=calls)
 
     def _stream(self, body: dict[str, Any], on_text: Callable[[str], None] | None) -> ChatResult:
         pieces: list[str] = []
+        calls: dict[int, dict[str, str]] = {}  # a tool call arrives in pieces, by index
         usage: dict[str, int] = {}
         model = self.model
         with self._request(body) as response:
@@ -121,12 +143,18 @@ class ChatClient:
                 model = chunk.get("model", model)
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content") or ""
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") or ""
                     if text:
                         pieces.append(text)
                         if on_text:
                             on_text(text)
-        return ChatResult("".join(pieces), model, usage)
+                    for piece in delta.get("tool_calls") or []:
+                        _add_piece(calls.setdefault(piece.get("index", 0), {"id": "", "name": "", "arguments": ""}),
+                                   piece)
+        tool_calls = [ToolCall(c["id"] or f"call_{n}", c["name"], c["arguments"] or "{}")
+                      for n, c in sorted(calls.items()) if c["name"]]
+        return ChatResult("".join(pieces), model, usage, tool_calls=tool_calls)
 
     def _request(self, body: dict[str, Any]):
         return _Checked(self.http, body)
@@ -166,6 +194,13 @@ class _Checked:
     def __exit__(self, *exc_info) -> None:
         if self.response is not None:
             self.response.close()
+
+
+def _add_piece(call: dict[str, str], piece: dict[str, Any]) -> None:
+    function = piece.get("function") or {}
+    call["id"] = piece.get("id") or call["id"]
+    call["name"] = call["name"] or function.get("name") or ""  # sent whole, once (some servers repeat it)
+    call["arguments"] += function.get("arguments") or ""
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

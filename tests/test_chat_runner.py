@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -94,7 +96,7 @@ def test_evidence(box, answer, verdict):
 
 # --- the runner, end to end against a local server --------------------------------------
 
-# the openai runner reads and searches nothing (yet): a Read or Search box would stay unticked, so this plan has none
+# Section, CITE and drop boxes only; Read and Search boxes are below (WORK_PLAN)
 PLAN = """# BATCH 1: Chat
 **Strategy**: 5 runners, 5 at a time
 
@@ -200,3 +202,237 @@ def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
     assert any(path.name == "runner.log" for path in files) and any(path.suffix == ".html" for path in files)
     for path in files:
         assert key.encode() not in path.read_bytes(), path
+
+
+# --- real work for Read and Search boxes: kx reads and searches, the model may call tools ----------
+
+WORK_PLAN = """# BATCH 1: Work
+**Strategy**: 2 runners, 2 at a time
+
+**Files**:
+1. `influences/a.md` - a
+
+""" + "\n".join(f"""## PART {n}: Topic {n}
+
+- [ ] PART {n}: Create topics/{n}.md
+
+**Influenced by**: Files 1
+
+**Step 1: Read**
+- [ ] Read {read}
+- [ ] Search: "topic {n} survey"
+
+**Step 2: Create Knowledge File**
+- [ ] Section 1: Overview of topic {n}
+- [ ] **CITE**: Files 1 explicitly
+
+**Step 3: Create KNOWLEDGE DROP**
+- [ ] Create KNOWLEDGE-DROP-topic-{n}-2025-11-14-[TIME].md
+""" for n, read in ((1, "notes/one.md"), (2, "notes/missing.md")))
+
+SEARCH_BACKEND = """import sys
+query = sys.argv[1]
+if "broken" in query:
+    sys.exit("backend down")
+print(f"https://example.org/{query.replace(' ', '-')}")
+print()
+print(f"https://papers.example/{len(query)}")
+"""
+
+
+def work_project(project, search=True):
+    (project / "plan.md").write_text(WORK_PLAN)
+    (project / "influences").mkdir()
+    (project / "influences" / "a.md").write_text("# Influence A\nFusion happens early.\n")
+    (project / "notes").mkdir()
+    (project / "notes" / "one.md").write_text("# One\nThe note PART-1 reads.\n")
+    (project / "notes" / "extra.md").write_text("# Extra\nA file only a tool call reads.\n")
+    (project / "backend.py").write_text(SEARCH_BACKEND)
+    if search:
+        (project / ".kx").mkdir(exist_ok=True)
+        (project / ".kx" / "config.toml").write_text(
+            f"[defaults]\nsearch_command = [{json.dumps(sys.executable)}, \"backend.py\", \"{{query}}\"]\n")
+
+
+def run_openai(project, server, *spec):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "--json", "run", "--runner", " ".join(["openai", "--retries", "0", *spec]),
+         "--model", "fake-model", "--base-url", server.url, "--review", "auto", "--retries", "0"],
+        cwd=project, env=env, capture_output=True, timeout=180)
+
+
+def ticks_of(kx, part):
+    """Each ticked box's evidence, by the box's text."""
+    return {e["data"]["text"]: e["data"].get("evidence") for e in kx("--json", "audit", "history", part).json["events"]
+            if e["type"] == "CheckboxTicked"}
+
+
+TOOL_TURN = ("tools", [("read_file", {"path": "notes/extra.md"}), ("search", {"query": "an extra query"}),
+                       ("read_file", {"path": "../outside.md"}), ("read_file", {"path": ".kx/ledger.db"})])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_kx_reads_and_searches_for_the_runner_and_runs_the_models_tool_calls(kx, project, stream):
+    work_project(project)
+    kx("plan", "import", "plan.md")
+    with FakeChat({"PART-1": [TOOL_TURN, "answer"]}) as server:
+        run = run_openai(project, server, *(["--stream"] if stream else []))
+    assert run.returncode == 1, run.stderr.decode()  # PART-2's Read path does not exist
+    states = {p["id"]: p for p in kx("--json", "status").json["batches"][0]["parts"]}
+    assert (states["PART-1"]["state"], states["PART-2"]["state"]) == ("succeeded", "failed")
+
+    first = [r["body"] for r in server.requests if r["part"] == "PART-1"]
+    assert len(first) == 2
+    assert [t["function"]["name"] for t in first[0]["tools"]] == ["read_file", "search"]
+    sent = first[0]["messages"][1]["content"]
+    assert "Fusion happens early." in sent and "The note PART-1 reads." in sent  # the files, read by kx
+    assert "https://example.org/topic-1-survey" in sent  # the box's search, run by kx
+    results = [m["content"] for m in first[1]["messages"] if m["role"] == "tool"]
+    assert "A file only a tool call reads." in results[0]
+    assert results[1] == "1. https://example.org/an-extra-query\n2. https://papers.example/14"
+    assert "outside the plan's root" in results[2] and "kx's folder" in results[3]
+    assert first[1]["messages"][2]["tool_calls"][0]["function"]["name"] == "read_file"
+
+    ticks = ticks_of(kx, "PART-1")
+    read, search = ticks["Read notes/one.md"], ticks['Search: "topic 1 survey"']
+    assert read["kind"] == "read" and read["sha256"] == hashlib.sha256((project / "notes" / "one.md").read_bytes()).hexdigest()
+    assert search["sources"] == ["https://example.org/topic-1-survey", "https://papers.example/14"]
+
+    # PART-2: the answer says "I read notes/missing.md", and that ticks nothing
+    assert "Read notes/missing.md" not in ticks_of(kx, "PART-2") and states["PART-2"]["ticked"] == states["PART-2"]["total"] - 1
+    drop = next(project.glob("KNOWLEDGE-DROP-topic-2-*.md")).read_text()
+    assert "- Read notes/missing.md (not found in the plan's root)" in drop
+    assert "- influences/a.md: 36 of 36 bytes shown" in drop and "- topic 2 survey: 2 sources" in drop
+
+
+def test_without_a_search_backend_search_boxes_stay_unticked_and_the_outcome_says_so(kx, project):
+    work_project(project, search=False)
+    kx("plan", "import", "plan.md")
+    with FakeChat({}) as server:
+        run = run_openai(project, server)
+    assert run.returncode == 1
+    body = server.requests[0]["body"]
+    assert [t["function"]["name"] for t in body["tools"]] == ["read_file"]
+    assert "No search backend is configured" in body["messages"][0]["content"]
+    part = kx("--json", "status").json["batches"][0]["parts"][0]
+    assert part["state"] == "failed" and 'Search: "topic 1 survey"' not in ticks_of(kx, "PART-1")
+    log = next((project / ".kx").rglob("PART-1*/runner.log")).read_text()
+    assert log.rstrip().splitlines()[-1].endswith(
+        "1 Search boxes left unticked: no search backend (set search_command in .kx/config.toml or --search-command)")
+    assert "(no search backend configured)" in next(project.glob("KNOWLEDGE-DROP-topic-1-*.md")).read_text()
+
+
+def test_a_search_command_in_the_runner_spec_wins_and_a_failing_backend_gives_no_sources(kx, project):
+    work_project(project, search=False)
+    (project / "plan.md").write_text(WORK_PLAN.replace("topic 1 survey", "broken query"))
+    kx("plan", "import", "plan.md")
+    with FakeChat({}) as server:
+        run_openai(project, server, "--search-command", shlex.quote(f"{sys.executable} backend.py {{query}}"))
+    assert [t["function"]["name"] for t in server.requests[0]["body"]["tools"]] == ["read_file", "search"]
+    assert 'Search: "broken query"' not in ticks_of(kx, "PART-1")
+    assert ticks_of(kx, "PART-2")['Search: "topic 2 survey"']["sources"]
+    drop = next(project.glob("KNOWLEDGE-DROP-topic-1-*.md")).read_text()
+    assert "(no sources found)" in drop and "backend exited with status 1: backend down" in drop
+
+
+def test_a_search_command_without_the_query_is_refused(kx, project):
+    work_project(project, search=False)
+    (project / ".kx").mkdir(exist_ok=True)
+    (project / ".kx" / "config.toml").write_text('[defaults]\nsearch_command = ["my-search"]\n')
+    result = kx("plan", "import", "plan.md")
+    assert result.code == 2 and "search_command" in result.err and "{query}" in result.err
+
+
+# --- the workbench and the conversation, in process ------------------------------------------
+
+
+def bench_in(tmp_path, **kwargs):
+    from machine.paths import PathGuard
+    from runners.chat_tools import Workbench
+
+    return Workbench(PathGuard.around(tmp_path, ledger=tmp_path / ".kx" / "ledger.db"), **kwargs)
+
+
+def test_reads_are_capped_binary_is_not_shown_and_folders_are_read_file_by_file(tmp_path):
+    from runners import chat_tools
+
+    (tmp_path / "big.md").write_text("x" * (chat_tools.FILE_CAP + 10))
+    (tmp_path / "blob.bin").write_bytes(b"\0\1\2")
+    (tmp_path / "folder" / "deep").mkdir(parents=True)
+    (tmp_path / "folder" / "a.md").write_text("alpha\n")
+    (tmp_path / "folder" / "deep" / "b.md").write_text("beta\n")
+    (tmp_path / ".kx").mkdir()
+    (tmp_path / ".kx" / "ledger.db").write_text("secret rows")
+    (tmp_path / "link.md").symlink_to("/etc/hostname")
+    bench = bench_in(tmp_path)
+    assert bench.read("big.md").endswith(f"[... shown {chat_tools.FILE_CAP} of {chat_tools.FILE_CAP + 10} bytes]")
+    assert bench.read("blob.bin") == "[a binary file of 3 bytes]"
+    folder = bench.read("folder/")
+    assert folder.startswith("folder/: a folder of 2 files") and "=== folder/deep/b.md ===\nbeta" in folder
+    assert "kx's folder" in bench.read(".kx/ledger.db") and "outside the plan's root" in bench.read("link.md")
+    assert "does not exist" in bench.read("nope.md")
+    assert {r.path: (r.size, r.shown, r.files) for r in bench.reads.values()} == {
+        "big.md": (chat_tools.FILE_CAP + 10, chat_tools.FILE_CAP, 1), "blob.bin": (3, 0, 1), "folder/": (11, 11, 2)}
+    assert len(bench.problems) == 3
+
+
+def test_searches_are_run_once_per_query_and_a_bad_tool_call_is_an_answer_not_a_crash(tmp_path):
+    (tmp_path / "count.py").write_text("import sys, pathlib\np = pathlib.Path('runs'); p.write_text(p.read_text() + 'x'"
+                                       " if p.exists() else 'x')\nprint('source for', sys.argv[1])\n")
+    bench = bench_in(tmp_path, search_command=[sys.executable, "count.py", "{query}"])
+    assert bench.call("search", '{"query": "Early  Fusion"}') == "1. source for Early  Fusion"
+    assert bench.call("search", '{"query": "\\"early fusion\\""}') == "1. source for Early  Fusion"
+    assert (tmp_path / "runs").read_text() == "x" and bench.sources("EARLY FUSION") == ["source for Early  Fusion"]
+    assert bench.call("read_file", "{not json").startswith("error: the arguments are not JSON")
+    assert bench.call("delete", "{}") == "error: no tool 'delete' with those arguments; tools: read_file, search"
+    assert "no tool 'search'" in bench_in(tmp_path).call("search", '{"query": "q"}')
+
+
+def tool_turn(*calls):
+    return httpx.Response(200, json={"model": "m", "choices": [{"message": {"role": "assistant", "content": None,
+        "tool_calls": [{"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                       for n, (name, args) in enumerate(calls)]}}]})
+
+
+def test_a_model_that_keeps_calling_tools_is_asked_once_more_without_them(tmp_path):
+    from runners.chat import converse
+
+    (tmp_path / "a.md").write_text("alpha")
+    bodies = []
+
+    def handler(request):
+        bodies.append(json.loads(request.content))
+        return tool_turn(("read_file", {"path": "a.md"})) if "tools" in bodies[-1] else ok("the answer")
+
+    chat, _ = client(handler)
+    talk = converse(chat, [{"role": "user", "content": "brief"}], bench_in(tmp_path), stream=False, use_tools=True,
+                    max_rounds=3)
+    assert (talk.text, talk.tool_calls, len(bodies)) == ("the answer", 3, 4)
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["user", "assistant", "tool"] * 1 + ["assistant", "tool"] * 2
+    assert bodies[-1]["messages"][2] == {"role": "tool", "tool_call_id": "c0", "content": "alpha"}
+
+
+def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
+    from argparse import Namespace
+
+    from runners.chat import ask
+
+    def handler(request):
+        if "tools" in json.loads(request.content):
+            return httpx.Response(400, json={"error": {"message": "model llama2 does not support tools"}})
+        return ok("plain answer")
+
+    chat, _ = client(handler)
+    talk = ask(chat, [{"role": "user", "content": "b"}], bench_in(tmp_path), Namespace(stream=False, no_tools=False))
+    assert talk.text == "plain answer"
+    with pytest.raises(ChatError, match="does not support tools"):
+        chat2, _ = client(lambda r: httpx.Response(400, json={"error": {"message": "does not support tools"}}))
+        ask(chat2, [], bench_in(tmp_path), Namespace(stream=False, no_tools=False))
+
+
+def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_KEY", SECRET)
+    (tmp_path / "env.py").write_text("import os\nprint('key:', os.environ.get('LLM_KEY', 'none'))\n")
+    bench = bench_in(tmp_path, search_command=[sys.executable, "env.py", "{query}"], hidden_env=("LLM_KEY",))
+    assert bench.search("q") == "1. key: none"
