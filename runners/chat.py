@@ -194,8 +194,8 @@ def drop_text(brief: dict[str, Any], talk: Conversation, bench: Workbench, verdi
     lines += [f"- {r.path}: {r.shown} of {r.size} bytes shown" + (f" ({r.files} files)" if r.files > 1 else "")
               for r in bench.reads.values()] or ["- nothing"]
     lines += ["", "## Searches", ""]
-    for query, sources in bench.searches.items():
-        lines += [f"- {query}: {len(sources)} sources", *(f"  - {s}" for s in sources)]
+    for key, sources in bench.searches.items():
+        lines += [f"- {bench.queries[key]}: {len(sources)} sources", *(f"  - {s}" for s in sources)]
     if not bench.searches:
         lines.append("- none run" + ("" if bench.search_command else " (no search backend configured)"))
     lines += ["", "## Sections found", ""]

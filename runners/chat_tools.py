@@ -59,7 +59,8 @@ class Workbench:
     search_command: list[str] | None = None
     hidden_env: tuple[str, ...] = ()  # variables a search backend does not get (the API key's)
     reads: dict[Path, Read] = field(default_factory=dict)  # by real path
-    searches: dict[str, list[str]] = field(default_factory=dict)  # by same_query
+    searches: dict[str, list[str]] = field(default_factory=dict)  # sources, by same_query
+    queries: dict[str, str] = field(default_factory=dict)  # each query as first asked, by same_query
     problems: list[str] = field(default_factory=list)
     shown: int = 0
 
@@ -130,6 +131,7 @@ class Workbench:
     def search(self, query: str) -> str:
         key = same_query(query)
         if key not in self.searches:
+            self.queries[key] = query
             self.searches[key] = self._run_search(query)
         sources = self.searches[key]
         if not sources:

@@ -271,6 +271,9 @@ def test_reopened_imported_parts_run_again(kx, seed_plan):
     assert [parts[p]["attempts"] for p in sorted(parts)] == [1, 0, 1, 0, 0, 0, 1, 1, 1]
     assert batch_states(kx) == ["approved", "approved"]
     assert kx("audit", "verify").code == 0
+    assert kx("consolidate").code == 3  # the four PARTs the import approved have no files in this folder
+    done = kx("consolidate", "--allow-missing")
+    assert done.code == 0 and "consolidated 5 knowledge files" in done.text
 
 
 def test_a_read_model_saved_by_an_older_fold_is_folded_afresh(kx, plan, project):
