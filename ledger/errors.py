@@ -38,3 +38,12 @@ class Unknown(KxError):
     """Unknown plan, PART, batch or checkbox (exit 4)."""
 
     code = 4
+
+
+class DamagedLedger(BadInput):
+    """An event whose data cannot be read (exit 2, as a ledger that is not a kx ledger)."""
+
+    def __init__(self, position: int | None, event_type: str | None):
+        where = f" at position {position} ({event_type})" if position is not None else ""
+        super().__init__(f"the ledger holds a damaged event{where}: its data is not JSON; 'kx audit verify' lists"
+                         " every finding and 'kx events' shows the raw row")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger import clock, guard, logs, readmodel, sql_views, vocabulary
-from ledger.errors import BadInput, KxError
+from ledger.errors import BadInput, DamagedLedger, KxError
 from ledger.upcasting import upcast, upcast_text
 
 if TYPE_CHECKING:
@@ -338,17 +338,37 @@ class Ledger:
         until_time: str | None = None,
         stream: str | None = None,
         types: Sequence[str] | None = None,
+        keep_damaged: bool = False,
     ) -> list[Recorded]:
-        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive."""
+        """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive. An event whose data is
+        not JSON is :class:`DamagedLedger`, or with ``keep_damaged`` shown as ``{"damaged", "raw"}``."""
         where, params = _filters(plan, since, until, until_time, stream, types)
         loads, current = json.loads, vocabulary.EVENT_SCHEMA_VERSION
         sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
                f" WHERE {where} ORDER BY position")
-        return [
-            Recorded(pos, stream_, version, type_,
-                     loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
-            for pos, stream_, version, type_, data, at, plan_, digest, written in self.conn.execute(sql, params)
-        ]
+        rows = self.conn.execute(sql, params).fetchall()
+        try:
+            return [
+                Recorded(pos, stream_, version, type_,
+                         loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
+                for pos, stream_, version, type_, data, at, plan_, digest, written in rows
+            ]
+        except (ValueError, TypeError):  # a damaged row: found again, row by row, off the fast path
+            return [self._decoded(row, keep_damaged) for row in rows]
+
+    @staticmethod
+    def _decoded(row: tuple, keep_damaged: bool) -> Recorded:
+        pos, stream_, version, type_, data, at, plan_, digest, written = row
+        try:
+            decoded = json.loads(data)
+            if not isinstance(decoded, dict):
+                raise ValueError("not an object")
+            decoded = decoded if written >= vocabulary.EVENT_SCHEMA_VERSION else upcast(type_, written, decoded)
+        except (ValueError, TypeError):
+            if not keep_damaged:
+                raise DamagedLedger(pos, type_) from None
+            decoded = {"damaged": "the data is not a JSON object; see 'kx audit verify'", "raw": str(data)[:1000]}
+        return Recorded(pos, stream_, version, type_, decoded, at, plan_, digest)
 
     def stored(self) -> Iterator[tuple]:
         """Every event as stored, data as text, not upcast: ``(position, stream, version, type, data,
@@ -364,11 +384,22 @@ class Ledger:
         faster than Python parses their JSON (they are most of a long ledger); a row older than this kx's event
         schema comes with its data upcast (``kx_upcast``), ticks included, so that the fold reads that instead."""
         where, params = _filters(plan, since, until, until_time)
-        return self.conn.execute(
-            "SELECT position, stream, version, type, recorded_at, CASE WHEN schema_version < ?"
-            f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} AND instr(data, '\"evidence\"') = 0"
-            " THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
-            f" FROM events WHERE {where} ORDER BY position", [vocabulary.EVENT_SCHEMA_VERSION, *params])
+        try:
+            return self.conn.execute(
+                "SELECT position, stream, version, type, recorded_at, CASE WHEN schema_version < ?"
+                f" THEN kx_upcast(type, schema_version, data) WHEN type IN {_TICKS} AND instr(data, '\"evidence\"') = 0"
+                " THEN NULL ELSE data END, json_extract(data, '$.part'), json_extract(data, '$.box')"
+                f" FROM events WHERE {where} ORDER BY position", [vocabulary.EVENT_SCHEMA_VERSION, *params])
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" not in str(exc):
+                raise
+            raise self.damaged(where, params) from None
+
+    def damaged(self, where: str = "1", params: Sequence[Any] = ()) -> DamagedLedger:
+        """The first event (of those ``where`` selects) whose data is not JSON, as the error that names it."""
+        row = self.conn.execute(f"SELECT position, type FROM events WHERE ({where}) AND NOT json_valid(data)"
+                                " ORDER BY position LIMIT 1", list(params)).fetchone()
+        return DamagedLedger(*(row or (None, None)))
 
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -59,7 +59,7 @@ def replay(workspace: Workspace, until: int | None = None, at: str | None = None
 
 def events(workspace: Workspace, since: int = 0) -> list[Recorded]:
     plan = workspace.plan_id() if workspace.plan_choice else None
-    return workspace.ledger.read(plan=plan, since=since)
+    return workspace.ledger.read(plan=plan, since=since, keep_damaged=True)  # the raw stream shows a damaged row
 
 
 def event_view(event: Recorded) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger import vocabulary
 from ledger.clock import parse_time
+from ledger.errors import DamagedLedger
 from ledger.store import Recorded
 from ledger.vocabulary import IMPORT
 from machine.machines import BATCH_STATES, allows, batch_machine, part_machine
@@ -143,12 +145,19 @@ class PlanState:
         import json
 
         loads = json.loads
-        for position, stream, version, kind, recorded_at, data, part, box in rows:
-            if data is None:
-                self.mark(part, box, kind == "CheckboxTicked", position)
-            else:
-                self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
-            self.position = position
+        try:
+            for position, stream, version, kind, recorded_at, data, part, box in rows:
+                if data is None:
+                    self.mark(part, box, kind == "CheckboxTicked", position)
+                else:
+                    self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
+                self.position = position
+        except json.JSONDecodeError:
+            raise DamagedLedger(position, kind) from None
+        except sqlite3.OperationalError as exc:  # SQLite's json_extract of the next row
+            if "malformed JSON" not in str(exc):
+                raise
+            raise DamagedLedger(None, None) from None
         return self
 
     def mark(self, part_id: str, box: int, ticked: bool, position: int,
