@@ -178,9 +178,9 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
 
     data = rebuild(options.workspace(), until=until, at=at).encode("utf-8")
     if output is not None:
-        from ledger.files import write_atomic
+        from machine.app import write_output
 
-        write_atomic(output, data)
+        write_output(options.workspace(), output, data)
         options.emit({"output": str(output), "bytes": len(data)}, None)
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)

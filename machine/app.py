@@ -34,11 +34,24 @@ def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
         data = build(workspace.ledger, state).encode("utf-8")
     if output is None:
         output = workspace.ledger.path.parent / f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', state.id)}.html"
-    elif not output.parent.resolve().is_dir():
-        raise BadInput(f"no folder {output.parent} for the report; create it or pass another -o")
+    else:
+        output = checked_output(workspace, state, output)
     write_atomic(output, data)
     shown = os.path.relpath(output.resolve()) if output.resolve().is_relative_to(Path.cwd()) else str(output.resolve())
     return {"output": shown, "bytes": len(data)}
+
+
+def checked_output(workspace: Workspace, state: PlanState, output: Path) -> Path:
+    """An ``-o`` path: inside the plan's root, out of ``.kx/``, neither the plan nor the ledger, in a folder."""
+    real = PathGuard.of(workspace, state).check(output.absolute(), name=output)
+    if not real.parent.is_dir():
+        raise BadInput(f"no folder {output.parent} for {output.name}; create it or pass another -o")
+    return real
+
+
+def write_output(workspace: Workspace, output: Path, data: bytes) -> None:
+    """Write a command's ``-o`` file atomically, where :func:`checked_output` allows."""
+    write_atomic(checked_output(workspace, workspace.state(), output), data)
 
 
 def replay(workspace: Workspace, until: int | None = None, at: str | None = None) -> str:
