@@ -543,16 +543,21 @@ def _run_options(func):
                      help="Where runners run: wrappers on this machine (default), or Ray tasks (pip install 'kx[ray]')."),
         click.option("--ray-address", metavar="ADDRESS", help="With --executor ray: the cluster (default: $RAY_ADDRESS,"
                      " else address in .kx/config.toml, else a Ray started here)."),
+        click.option("--plain", is_flag=True, help="Plain lines, not the live view a terminal gets (also with"
+                     " NO_COLOR or TERM=dumb; piped or --json: always)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _supervise(options: Options, **run_options: Any) -> None:
+def _supervise(options: Options, plain: bool, **run_options: Any) -> None:
+    from cli.live import progress_for
     from runners.run import run_plan
 
-    result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner, **run_options)
+    with progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
+        result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner,
+                          progress=progress, ask=ask, **run_options)
     options.emit(result.summary, result.message)
     sys.exit(result.code)
 

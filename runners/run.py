@@ -23,7 +23,8 @@ def ask_on_terminal(question: str, choices: list[str]) -> str:
 def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
              review: str | None, until_batch: int | None, backoff: float, interactive: bool,
              model: str | None = None, base_url: str | None = None, executor: str | None = None,
-             ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None) -> RunResult:
+             ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None,
+             progress: Progress | None = None, ask: Callable[[str, list[str]], str] = ask_on_terminal) -> RunResult:
     check_plan_id(workspace.plan_id())  # it names the attempt folders: refused before any attempt starts
     config = workspace.config()
     command = runner_command(runner if runner is not None else config.runner, model=model or config.model,
@@ -46,7 +47,7 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
             ray_address=ray_address,
             run_cli=run_cli,
         )
-        supervisor = Supervisor(workspace, options, Progress(), ask_on_terminal if interactive else None,
+        supervisor = Supervisor(workspace, options, progress or Progress(), ask if interactive else None,
                                 fork_server=server)
     except BaseException:
         if server is not None:

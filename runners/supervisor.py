@@ -90,6 +90,7 @@ class Supervisor:
         self.executor: Executor
         self.failed_seen: dict[str, float] = {}
         self.interrupted = 0
+        self.told_stopping = False
         self.waiting_for: int | None = None
         self.last_reconcile = 0.0
         self.lease = workspace.config().lease_seconds or DEFAULT_LEASE_S
@@ -115,11 +116,10 @@ class Supervisor:
         return LocalExecutor(self.ws, self.options.command, self.lease, self.fork_server)
 
     def _interrupt(self, _signum, _frame) -> None:
+        # Only counted here: saying it from the handler would print and log inside whatever print, log or import
+        # the signal cut into (the first log line imports structlog); the loop says it on its next turn.
         self.interrupted += 1
-        if self.interrupted == 1:
-            self.progress.say("stopping: no new runners; the running ones finish and record their outcome"
-                              " (Ctrl-C again to leave now; 'kx resume' continues)")
-        else:
+        if self.interrupted > 1:
             raise KeyboardInterrupt
 
     def _loop(self) -> RunResult:
@@ -131,6 +131,10 @@ class Supervisor:
             state = self.ws.state()
             self.progress.update(state)
             if self.interrupted:
+                if not self.told_stopping:
+                    self.told_stopping = True
+                    self.progress.say("stopping: no new runners; the running ones finish and record their outcome"
+                                      " (Ctrl-C again to leave now; 'kx resume' continues)")
                 if not self.children:
                     return self._result(state, 130, "interrupted", "interrupted; 'kx resume' continues")
                 time.sleep(self.options.poll)
