@@ -100,6 +100,11 @@ def _existing_plan(workspace: Workspace, stored: str) -> str | None:
         return workspace.plan_choice
     if workspace.plan_choice:
         return None
+    return plan_of_file(workspace, stored)
+
+
+def plan_of_file(workspace: Workspace, stored: str) -> str | None:
+    """The plan of the ledger whose file is ``stored`` (a path as the ledger stores it), if one is."""
     rows = workspace.ledger.read(types=["PlanImported", "PlanRevised"])
     latest = {row.plan: row.get("path") for row in rows}
     return next((plan for plan, path in latest.items() if path == stored), None)

@@ -9,6 +9,7 @@ ones ``kx plan import`` refuses). Everything else is a warning.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from machine.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, unlisted_numbers
@@ -31,11 +32,13 @@ class Finding:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None) -> list[Finding]:
-    """The findings about plan ``text``; ``guard`` (the plan's root, ledger, plan file) also checks its paths."""
+def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None,
+              dropped: Collection[str] = ()) -> list[Finding]:
+    """The findings about plan ``text``; ``guard`` (the plan's root, ledger, plan file) also checks its paths;
+    ``dropped``: the PARTs whose drop the ledger recorded (under its real name: no ``[TIME]`` left to fill)."""
     plan = parse(text, name, strict=False)
     findings = [
-        *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan), *_mojibake(text),
+        *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan, dropped), *_mojibake(text),
         *_file_lists(plan, text), *(_paths(plan, guard) if guard else ()),
     ]
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
@@ -106,8 +109,10 @@ def _claims(plan: Plan):
                           " it does not count as succeeded", header.line + 1)
 
 
-def _drop_names(plan: Plan):
+def _drop_names(plan: Plan, dropped: Collection[str]):
     for part in plan.parts:
+        if part.id in dropped:
+            continue
         done = bool(part.header and part.header.ticked)
         for box in part.boxes:
             name = DROP_NAME.search(box.text)
