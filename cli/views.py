@@ -158,13 +158,17 @@ def table(rows: list[tuple[Any, ...]]) -> str:
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def rendered(result: dict[str, Any], check: bool) -> str:
+def rendered(result: dict[str, Any], check: bool, repair: bool = False) -> str:
     if not result["changed"]:
         text = f"{result['path']} is up to date"
     elif check:
-        text = f"{result['path']} is out of date: {result['lines']} lines differ; run 'kx render'"
+        text = (f"{result['path']} is out of date: {result['lines']} lines differ;"
+                f" run 'kx render{' --repair' if repair else ''}'")
     else:
         text = f"{result['path']}: {result['lines']} lines rewritten"
+    if result.get("repaired"):
+        runs = ", ".join(f"{r['from']} → {r['to']} ×{r['count']}" for r in result["repaired"])
+        text += f"\n{'would mend' if check else 'mended'} mojibake: {runs}"
     if result["missing"]:
         text += "\nticked in the ledger but not found in the file: " + "; ".join(result["missing"])
     if result["kept"]:

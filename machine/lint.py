@@ -8,16 +8,14 @@ ones ``kx plan import`` refuses). Everything else is a warning.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
+from machine.mojibake import RUN, mend
 from machine.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, unlisted_numbers
 from machine.paths import PathGuard, unsafe_paths
 from machine.plan import Plan
 from machine.text import body, split_lines
-
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")
 
 
 @dataclass(frozen=True)
@@ -139,19 +137,8 @@ def _file_lists(plan: Plan, text: str):
 
 def _mojibake(text: str):
     lines = [number for number, line in enumerate(split_lines(text), 1) if any(
-        _is_mojibake(run) for run in _NON_ASCII_RUN.findall(body(line)))]
+        mend(run) is not None for run in RUN.findall(body(line)))]
     if lines:
         shown = ", ".join(map(str, lines[:8])) + (", ..." if len(lines) > 8 else "")
         yield Finding("warning", "mojibake", f"{len(lines)} lines hold UTF-8 read as Mac Roman or"
-                      f" Windows-1252 (e.g. '‚úì' for '✓'), lines {shown}", lines[0])
-
-
-def _is_mojibake(run: str) -> bool:
-    for codec in ("mac_roman", "cp1252"):
-        try:
-            fixed = run.encode(codec).decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            continue
-        if fixed != run:
-            return True
-    return False
+                      f" Windows-1252 (e.g. '‚úì' for '✓'), lines {shown}; 'kx render --repair' mends them", lines[0])
