@@ -79,7 +79,7 @@ def test_changed_file_is_a_revision_carrying_ticks_over(kx, small_plan, project)
     kx("plan", "import", "plan.md")
     small_plan.write_text(SMALL_PLAN.replace("- [ ] Section 2: Alpha details", "- [x] Section 2: Alpha details"))
     kx("plan", "import", "plan.md")
-    edited = SMALL_PLAN.replace("**Step 1: Create Knowledge File**\n- [ ] Section 1: Alpha overview",
+    edited = small_plan.read_text().replace("**Step 1: Create Knowledge File**\n- [ ] Section 1: Alpha overview",
                                 "**Step 1: Create Knowledge File**\n- [ ] Section 0: Alpha history\n"
                                 "- [ ] Section 1: Alpha overview", 1)
     small_plan.write_text(edited)
