@@ -408,13 +408,21 @@ def review(options: Options, batch: int, parts: tuple[str, ...], decision: str |
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if the file is out of date.")
+@click.option("--repair", is_flag=True, help="Also mend the file's mojibake ('‚úì' back to '✓'); with --check: show"
+              " what it would mend.")
 @pass_options
-def render(options: Options, check: bool) -> None:
-    """Rewrite the plan file's marks and Completed stamps from the ledger, every other byte kept."""
+def render(options: Options, check: bool, repair: bool) -> None:
+    """Rewrite the plan file's marks and Completed stamps from the ledger, every other byte kept.
+
+    \b
+    Example:
+      kx render --repair --check   # what --repair would mend, per glyph; writes nothing
+      kx render --repair           # mend it, then write the marks
+    """
     from machine.plan_file import render_file
 
-    result = render_file(options.workspace(), check=check)
-    options.emit(result, views.rendered(result, check))
+    result = render_file(options.workspace(), check=check, repair=repair)
+    options.emit(result, views.rendered(result, check, repair))
     if check and result["changed"]:
         sys.exit(1)
 

@@ -27,10 +27,8 @@ def import_result(result: Any) -> str:
     line = (f"{result.plan}: {result.action} {result.path} — {result.batches} batches, {result.parts} PARTs,"
             f" {result.events} events recorded")
     if result.action == "revised":
-        line += f"; {result.carried} ticks carried over"
-        if result.dropped:
-            line += f", {len(result.dropped)} ticked boxes no longer in the file: " + "; ".join(result.dropped)
-    return line
+        line += f"; {result.carried} ticks carried over" + (f", {len(result.dropped)} dropped" if result.dropped else "")
+    return "\n".join([line, *(change["message"] for change in result.changes)])
 
 
 def plan_list(result: dict[str, Any]) -> str:
@@ -63,7 +61,12 @@ def status(view: dict[str, Any], terminal: Terminal | None = None) -> str:
                  p.get("attempt", "") if p["state"] in ("running", "lost") else p.get("reason", "") or "")
                 for p in batch["parts"]]
         lines.append(table(rows))
-    return "\n".join(lines)
+    return "\n".join(lines + _findings_lines(view))
+
+
+def _findings_lines(view: dict[str, Any]) -> list[str]:
+    """The status's findings (a succeeded PART with boxes added since), one line each after the batches."""
+    return ["", *(f"! {finding['message']}" for finding in view["findings"])] if view.get("findings") else []
 
 
 def _status_header(view: dict[str, Any]) -> list[str]:
@@ -142,7 +145,7 @@ def status_table(view: dict[str, Any], terminal: Terminal) -> str:
             lines.append(" " * (number_width + 2) + shown + more)
     legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
     lines += ["", legend]
-    return "\n".join(lines)
+    return "\n".join(lines + [_paint(line, "33", terminal) if line else line for line in _findings_lines(view)])
 
 
 def event_line(view: dict[str, Any]) -> str:
@@ -158,13 +161,17 @@ def table(rows: list[tuple[Any, ...]]) -> str:
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def rendered(result: dict[str, Any], check: bool) -> str:
+def rendered(result: dict[str, Any], check: bool, repair: bool = False) -> str:
     if not result["changed"]:
         text = f"{result['path']} is up to date"
     elif check:
-        text = f"{result['path']} is out of date: {result['lines']} lines differ; run 'kx render'"
+        text = (f"{result['path']} is out of date: {result['lines']} lines differ;"
+                f" run 'kx render{' --repair' if repair else ''}'")
     else:
         text = f"{result['path']}: {result['lines']} lines rewritten"
+    if result.get("repaired"):
+        runs = ", ".join(f"{r['from']} → {r['to']} ×{r['count']}" for r in result["repaired"])
+        text += f"\n{'would mend' if check else 'mended'} mojibake: {runs}"
     if result["missing"]:
         text += "\nticked in the ledger but not found in the file: " + "; ".join(result["missing"])
     if result["kept"]:

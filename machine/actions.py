@@ -200,7 +200,8 @@ def _sent_back(ctx: Context, parts: list[str], members: list[str], failed: list[
         part, _ = ctx.part(ref)
         if part.id not in members:
             raise Unknown(f"{part.id} is not in this batch (its PARTs: {', '.join(members)})")
-        named.append(part.id)
+        if part.id not in named:  # '3' and 'PART-3' name one PART
+            named.append(part.id)
     if not named and not failed:
         raise BadInput("nothing to send back: no PART failed; name the PARTs to redo after --reject")
     return named or failed

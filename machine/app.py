@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ledger import clock
-from ledger.errors import BadInput
+from ledger.errors import BadInput, KxError
 from ledger.files import write_atomic
 from machine.projections import SCHEMA, plan_summary
 from machine.report import build
 from machine.render import render
 from ledger.store import Recorded
+from machine.importer import plan_of_file
 from machine.lint import Finding, lint_text
 from machine.parser import PlanError
 from machine.paths import PathGuard
@@ -89,14 +91,31 @@ def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None 
         raw = read_file(file)
         guard = PathGuard.around(file.parent, ledger=ledger, plan=file)
         try:
-            return lint_text(decode(raw, str(file)), str(file), guard)
+            return lint_text(decode(raw, str(file)), str(file), guard, _drops_recorded_for(file, ledger))
         except (PlanTextError, PlanError) as exc:
             raise BadInput(str(exc)) from None
     if workspace is None:
         raise BadInput("give a plan FILE, or run inside a project with a ledger")
     state = workspace.state()
     text = render(state.source, state.plan, state.parts)
-    return lint_text(text, state.path, PathGuard.of(workspace, state)) + _history_findings(state)
+    return (lint_text(text, state.path, PathGuard.of(workspace, state), drops_recorded(state))
+            + _history_findings(state))
+
+
+def drops_recorded(state: PlanState) -> set[str]:
+    return {part.id for part in state.parts.values() if part.drops}
+
+
+def _drops_recorded_for(file: Path, ledger: Path | None) -> set[str]:
+    """The PARTs whose drop the ledger recorded, when ``file`` is a plan it holds; a file lints without a ledger."""
+    if ledger is None or not ledger.is_file():
+        return set()
+    try:
+        workspace = Workspace.open(str(ledger))
+        plan_id = plan_of_file(workspace, workspace.store_path(file))
+        return drops_recorded(workspace.state(plan_id=plan_id)) if plan_id else set()
+    except (KxError, sqlite3.Error):  # not a kx ledger, or not readable: the file's own findings stand
+        return set()
 
 
 def _history_findings(state: PlanState) -> list[Finding]:

@@ -3,7 +3,9 @@
 Ticked boxes and ticked PART headers in the file become events recorded ``by``
 ``import``; a batch followed by a batch with progress counts as approved by
 ``import``. A revision keeps each box's stable id when its text is still there
-(matched in order with difflib), so ticks carry over.
+(matched in order with difflib), so ticks carry over; of its marks, only what
+changed since the file last imported counts (:mod:`machine.revision`), and a
+tick a person removed is recorded as their untick.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ledger import logs
-from ledger.errors import BadInput
+from ledger.errors import BadInput, Refused
 from ledger.events import IMPORT, BatchReviewed, CheckboxTicked, Event, PlanImported, PlanRevised, RunnerSucceeded
+from machine import revision
+from machine.acting import Act
 from machine.parser import PlanError, parse
 from machine.paths import PathGuard, refuse_unsafe_paths
 from machine.plan import Part, Plan, match_boxes
+from machine.projections import findings
+from machine.revision import Change, box_mark, header_mark
 from machine.text import read_file
-from machine.state import PlanState
+from machine.state import PartState, PlanState
+from machine.ticks import tick
 from machine.workspace import Workspace
 
 
@@ -35,6 +42,7 @@ class ImportResult:
     batches: int = 0
     carried: int = 0
     dropped: list[str] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # what a revision changed, one line each (machine.revision)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -83,6 +91,7 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
         refuse_unsafe_paths(plan, guard, stored)
     plan = carry_box_ids(state.plan, plan, state.box_ids)
     carried, dropped = _carried_ticks(state, plan)
+    changes = revision.changes(state, plan)
     revised = PlanRevised(
         plan=state.id, path=stored, root=workspace.store_path(root) if root else state.root, sha256=sha,
         source=raw.decode("utf-8"), structure=plan.to_dict(), previous_sha256=state.sha256,
@@ -90,9 +99,41 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
     )
     events = [revised, *file_history(state.id, plan, state)]
     workspace.record(state, events)
-    logs.get().info("plan revised", plan=state.id, path=stored, carried=carried, dropped=len(dropped))
-    return ImportResult(state.id, "revised", stored, len(events), len(plan.parts), len(plan.batches),
-                        carried, dropped)
+    unticked = _record_unticks(workspace, state.id, [c for c in changes if c.kind == "unticked"])
+    changes += _added_to_successes(workspace, state.id, changes)
+    logs.get().info("plan revised", plan=state.id, path=stored, carried=carried, dropped=len(dropped),
+                    changes=len(changes))
+    return ImportResult(state.id, "revised", stored, len(events) + unticked, len(plan.parts), len(plan.batches),
+                        carried, dropped, [c.as_dict() for c in changes])
+
+
+def _record_unticks(workspace: Workspace, plan_id: str, unticks: list[Change]) -> int:
+    """The ticks a person removed in the file, recorded as their ``kx untick``, under its rules, PART by PART;
+    each change says what became of it. How many were recorded."""
+    pinned = replace(workspace, plan_choice=plan_id)  # the ledger may hold other plans
+    by_part: dict[str, list[Change]] = {}
+    for change in unticks:
+        by_part.setdefault(change.part, []).append(change)
+    recorded = 0
+    for part, group in by_part.items():
+        act = Act()
+        try:
+            tick(pinned, part, [c.details["box"] for c in group], act, ticked=False)
+        except Refused as refusal:
+            for change in group:
+                revision.untick_message(change, refusal=refusal.message)
+            continue
+        for change in group:
+            revision.untick_message(change, by=act.actor)
+        recorded += len(group)
+    return recorded
+
+
+def _added_to_successes(workspace: Workspace, plan_id: str, changes: list[Change]) -> list[Change]:
+    """The findings about succeeded PARTs this revision added boxes to, as ``kx status`` shows them."""
+    touched = {c.part for c in changes if c.kind in ("box_added", "box_edited")}
+    return [Change("finding", f["part"], f["message"], {"code": f["code"], "boxes": f["boxes"], "fix": f["fix"]})
+            for f in findings(workspace.state(plan_id=plan_id)) if f["part"] in touched]
 
 
 def _existing_plan(workspace: Workspace, stored: str) -> str | None:
@@ -100,6 +141,11 @@ def _existing_plan(workspace: Workspace, stored: str) -> str | None:
         return workspace.plan_choice
     if workspace.plan_choice:
         return None
+    return plan_of_file(workspace, stored)
+
+
+def plan_of_file(workspace: Workspace, stored: str) -> str | None:
+    """The plan of the ledger whose file is ``stored`` (a path as the ledger stores it), if one is."""
     rows = workspace.ledger.read(types=["PlanImported", "PlanRevised"])
     latest = {row.plan: row.get("path") for row in rows}
     return next((plan for plan, path in latest.items() if path == stored), None)
@@ -118,24 +164,34 @@ def file_history(plan_id: str, plan: Plan, known: PlanState | None) -> list[Even
     """What the file shows as done that the ledger does not know yet, as events by ``import``."""
     events: list[Event] = []
     for part in plan.parts:
-        current = known.parts.get(part.id) if known else None
+        before, current = _known(known, part)
         for box in part.boxes:
-            if box.ticked and not (current and box.id in current.ticked):
+            if box_mark(box, before, current) == "ticked":
                 events.append(CheckboxTicked(plan=plan_id, part=part.id, box=box.id, text=box.text, by=IMPORT))
-        if part.header and part.header.ticked and not (current and current.state == "succeeded"):
+        if header_mark(part, before, current) == "succeeded":
             events.append(RunnerSucceeded(plan=plan_id, part=part.id, by=IMPORT, completed_at=part.header.stamp))
     approved = {n for n, b in (known.batches.items() if known else ()) if b.state == "approved"}
     for index, batch in enumerate(plan.batches):
         later = plan.batches[index + 1 :]
-        if batch.number not in approved and any(_has_progress(plan, b.parts) for b in later):
+        if batch.number not in approved and any(_has_progress(plan, b.parts, known) for b in later):
             events.append(BatchReviewed(plan=plan_id, batch=batch.number, decision="approve", by=IMPORT,
                                         note="a later batch already has progress in the imported file"))
     return events
 
 
-def _has_progress(plan: Plan, numbers: tuple[int, ...]) -> bool:
-    parts = [plan.part(n) for n in numbers]
-    return any(p and ((p.header and p.header.ticked) or any(b.ticked for b in p.boxes)) for p in parts)
+def _known(known: PlanState | None, part: Part) -> tuple[Part | None, PartState | None]:
+    """The PART as the file last imported had it, and its state in the ledger (None, None: a first import)."""
+    return (known.plan.part(part.id), known.parts.get(part.id)) if known else (None, None)
+
+
+def _has_progress(plan: Plan, numbers: tuple[int, ...], known: PlanState | None) -> bool:
+    """Whether the file shows progress in these PARTs that the ledger is to record (a revision: new in it)."""
+    for part in filter(None, (plan.part(n) for n in numbers)):
+        before, current = _known(known, part)
+        if header_mark(part, before, current) == "succeeded" or any(
+                box_mark(box, before, current) == "ticked" for box in part.boxes):
+            return True
+    return False
 
 
 def carry_box_ids(old: Plan, new: Plan, used: dict[str, int]) -> Plan:

@@ -8,15 +8,14 @@ ones ``kx plan import`` refuses). Everything else is a warning.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
+from machine.mojibake import RUN, mend
 from machine.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, unlisted_numbers
 from machine.paths import PathGuard, unsafe_paths
 from machine.plan import Plan
 from machine.text import body, split_lines
-
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,13 @@ class Finding:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None) -> list[Finding]:
-    """The findings about plan ``text``; ``guard`` (the plan's root, ledger, plan file) also checks its paths."""
+def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None,
+              dropped: Collection[str] = ()) -> list[Finding]:
+    """The findings about plan ``text``; ``guard`` (the plan's root, ledger, plan file) also checks its paths;
+    ``dropped``: the PARTs whose drop the ledger recorded (under its real name: no ``[TIME]`` left to fill)."""
     plan = parse(text, name, strict=False)
     findings = [
-        *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan), *_mojibake(text),
+        *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan, dropped), *_mojibake(text),
         *_file_lists(plan, text), *(_paths(plan, guard) if guard else ()),
     ]
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
@@ -106,8 +107,10 @@ def _claims(plan: Plan):
                           " it does not count as succeeded", header.line + 1)
 
 
-def _drop_names(plan: Plan):
+def _drop_names(plan: Plan, dropped: Collection[str]):
     for part in plan.parts:
+        if part.id in dropped:
+            continue
         done = bool(part.header and part.header.ticked)
         for box in part.boxes:
             name = DROP_NAME.search(box.text)
@@ -134,19 +137,8 @@ def _file_lists(plan: Plan, text: str):
 
 def _mojibake(text: str):
     lines = [number for number, line in enumerate(split_lines(text), 1) if any(
-        _is_mojibake(run) for run in _NON_ASCII_RUN.findall(body(line)))]
+        mend(run) is not None for run in RUN.findall(body(line)))]
     if lines:
         shown = ", ".join(map(str, lines[:8])) + (", ..." if len(lines) > 8 else "")
         yield Finding("warning", "mojibake", f"{len(lines)} lines hold UTF-8 read as Mac Roman or"
-                      f" Windows-1252 (e.g. '‚úì' for '✓'), lines {shown}", lines[0])
-
-
-def _is_mojibake(run: str) -> bool:
-    for codec in ("mac_roman", "cp1252"):
-        try:
-            fixed = run.encode(codec).decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            continue
-        if fixed != run:
-            return True
-    return False
+                      f" Windows-1252 (e.g. '‚úì' for '✓'), lines {shown}; 'kx render --repair' mends them", lines[0])

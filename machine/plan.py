@@ -172,8 +172,10 @@ def parse_part_number(ref: str) -> int | None:
 
 
 def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
-    """Index in ``new`` → the box of ``old`` with the same text, matched in order (difflib)."""
+    """Index in ``new`` → the box of ``old`` with the same text (its mojibake mended), matched in order (difflib)."""
     from difflib import SequenceMatcher  # revisions only, off kx tick's path
 
-    matcher = SequenceMatcher(None, [b.text for b in old], [b.text for b in new], autojunk=False)
+    from machine.mojibake import mended
+
+    matcher = SequenceMatcher(None, [mended(b.text) for b in old], [mended(b.text) for b in new], autojunk=False)
     return {block.b + k: old[block.a + k] for block in matcher.get_matching_blocks() for k in range(block.size)}

@@ -6,16 +6,20 @@ ledger's mark, a box the ledger does not know keeps the mark it has, and a
 ticked box of the ledger that the file no longer has is reported, not guessed.
 A box a person ticked in the file that the ledger has never ticked or unticked
 keeps its tick (reported, so that it can be recorded): render never removes a
-mark that only a person wrote.
+mark that only a person wrote. New ticks take the glyph the file uses most; with
+``repair`` (``kx render --repair``) the file's mojibake is mended first
+(:mod:`machine.mojibake`), its ``‚úì`` ticks becoming ``✓``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ledger.errors import BadInput
 from ledger.files import write_atomic
+from machine.mojibake import repair as mend_mojibake
 from machine.render import render
 from machine.parser import PlanError, parse
 from machine.plan import Plan, match_boxes
@@ -31,23 +35,21 @@ class FileMarks:
     completed_at: str | None = None
 
 
-def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
+def render_file(workspace: Workspace, *, check: bool = False, repair: bool = False) -> dict[str, Any]:
+    """Write the file's marks and stamps from the ledger (``check``: only say whether it is out of date);
+    ``repair`` also mends its mojibake, and new ticks then take the mended glyph."""
     state = workspace.state()
     path = workspace.resolve(state.path)
     if path.exists() and not path.is_file():
         raise BadInput(f"cannot render into {path}: it is not a file; move it away and kx render writes the plan afresh")
-    if path.exists():
-        raw = read_file(path)
-        try:
-            current = decode(raw, str(path))
-            on_disk = parse(current, str(path))
-        except (PlanTextError, PlanError) as exc:
-            raise BadInput(f"cannot render into {path}: {exc}") from None
-        marks, missing, kept = file_marks(state, on_disk)
-        wanted = render(current, on_disk, marks)
+    current = _read_plan_text(path) if path.exists() else None
+    mending = mend_mojibake(current if current is not None else state.source) if repair else None
+    if mending is not None:  # columns move where runs shrink: the mended text is parsed afresh
+        wanted, missing, kept = _render_over(state, mending.text, str(path))
+    elif current is not None:
+        wanted, missing, kept = _render_over(state, current, str(path))
     else:
-        current, missing, kept = None, [], []
-        wanted = render(state.source, state.plan, state.parts)
+        wanted, missing, kept = render(state.source, state.plan, state.parts), [], []
     changed = wanted != current
     if changed and not check:
         write_atomic(path, wanted.encode("utf-8"))
@@ -58,7 +60,31 @@ def render_file(workspace: Workspace, *, check: bool = False) -> dict[str, Any]:
         "lines": _changed_lines(current, wanted),
         "missing": missing,
         "kept": kept,
+        "repaired": _mended_runs(mending.counts) if mending else [],
     }
+
+
+def _read_plan_text(path: Path) -> str:
+    raw = read_file(path)
+    try:
+        return decode(raw, str(path))
+    except PlanTextError as exc:
+        raise BadInput(f"cannot render into {path}: {exc}") from None
+
+
+def _render_over(state: PlanState, text: str, name: str) -> tuple[str, list[str], list[str]]:
+    """``text`` (the file's) with the ledger's marks and stamps, and the ticks it could not place or kept."""
+    try:
+        on_disk = parse(text, name)
+    except PlanError as exc:
+        raise BadInput(f"cannot render into {name}: {exc}") from None
+    marks, missing, kept = file_marks(state, on_disk)
+    return render(text, on_disk, marks), missing, kept
+
+
+def _mended_runs(counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    ordered = sorted(counts.items(), key=lambda item: -item[1])
+    return [{"from": before, "to": after, "count": count} for (before, after), count in ordered]
 
 
 def file_marks(state: PlanState, on_disk: Plan) -> tuple[dict[str, FileMarks], list[str], list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from machine.plan import part_id
+from machine.refs import index_of
 from machine.state import PlanState
 
 SCHEMA = 1
@@ -30,7 +31,31 @@ def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
         view["target"] = structure.header.target
     if part.reason and part.state in ("failed", "lost"):
         view["reason"] = part.reason
+    if added := added_since_success(state, part_id):
+        view["added_since_success"] = added
     return view
+
+
+def added_since_success(state: PlanState, part_id: str) -> list[str]:
+    """The refs of the boxes a revision added to the PART while it was succeeded, and nobody has ticked."""
+    part, structure = state.parts[part_id], state.plan.part(part_id)
+    if part.state != "succeeded" or structure is None:
+        return []
+    return [index_of(structure, box) for box in structure.boxes
+            if box.id in part.added_since_success and box.id not in part.ticked]
+
+
+def findings(state: PlanState) -> list[dict[str, Any]]:
+    """What a person should look at: succeeded PARTs that have boxes added since (a revision's)."""
+    found = []
+    for structure in state.plan.parts:
+        if added := added_since_success(state, structure.id):
+            view, fix = part_view(state, structure.id), f"kx reopen {structure.id} --reason ..."
+            boxes = "a box" if len(added) == 1 else f"{len(added)} boxes"
+            found.append({"part": structure.id, "code": "added_since_success", "boxes": added, "fix": fix,
+                          "message": f"{structure.id} succeeded but has {boxes} added since:"
+                                     f" {view['ticked']}/{view['total']}; {fix}"})
+    return found
 
 
 def status_view(state: PlanState) -> dict[str, Any]:
@@ -60,6 +85,7 @@ def status_view(state: PlanState) -> dict[str, Any]:
         "found": {"batches": len(plan.batches), "parts": len(plan.parts)},
         "position": state.position,
         "consolidated": state.consolidated is not None,
+        "findings": findings(state),
     }
 
 

@@ -17,7 +17,7 @@ from machine.plan import Plan, part_id
 
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 3  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 4  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -33,6 +33,7 @@ class PartState:
     state: str = "pending"
     ticked: set[int] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)  # boxes any tick or untick event named
+    added_since_success: set[int] = field(default_factory=set)  # boxes a revision added while it was succeeded
     evidence: dict[int, dict[str, Any]] = field(default_factory=dict)  # box → what its tick's evidence says
     attempts: int = 0
     attempt: str | None = None
@@ -72,6 +73,7 @@ class PartState:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ticked"], data["touched"] = sorted(self.ticked), sorted(self.touched)
+        data["added_since_success"] = sorted(self.added_since_success)
         data["evidence"] = {str(box): self.evidence[box] for box in sorted(self.evidence)}  # JSON keys are text
         return data
 
@@ -79,6 +81,7 @@ class PartState:
     def from_dict(cls, data: dict[str, Any]) -> PartState:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         fields["ticked"], fields["touched"] = set(fields["ticked"]), set(fields["touched"])
+        fields["added_since_success"] = set(fields.get("added_since_success", ()))
         fields["evidence"] = {int(box): value for box, value in fields.get("evidence", {}).items()}
         return cls(**fields)
 
@@ -247,7 +250,12 @@ class PlanState:
 
     def _on_PlanRevised(self, event: Recorded) -> None:
         self.revisions += 1
+        before = {part.id: {box.id for box in part.boxes} for part in self.plan.parts}
         self._on_PlanImported(event)
+        for part in self.plan.parts:
+            state = self.parts[part.id]
+            if state.state == "succeeded" and part.id in before:
+                state.added_since_success |= {box.id for box in part.boxes} - before[part.id]
 
     def _on_PlanConsolidated(self, event: Recorded) -> None:
         self.consolidated = event.data
@@ -351,6 +359,8 @@ class PlanState:
             return False
         machine.events[trigger].trigger(obj, plan=self)
         if isinstance(obj, PartState):
+            if obj.state != "succeeded":  # boxes added to a success concern that success only
+                obj.added_since_success.clear()
             self._advance(self.batches.get(obj.batch))
         return True
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 
 def ask_on_terminal(question: str, choices: list[str]) -> str:
+    """One of ``choices``, or free text (Enter: empty) when there are none."""
+    if not choices:
+        return click.prompt(question, type=str, default="", show_default=False, err=True)
     return click.prompt(question, type=click.Choice(choices), err=True)
 
 

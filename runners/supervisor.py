@@ -12,12 +12,13 @@ Ray tasks on a cluster (``runners.ray_executor``).
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ledger.errors import BadInput, Refused
+from ledger.errors import BadInput, Refused, Unknown
 from machine.actions import Act, fail, finish, retry, review
 from machine.state import PlanState
 from machine.workspace import Workspace
@@ -55,7 +56,7 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-Ask = Callable[[str, list[str]], str]
+Ask = Callable[[str, list[str]], str]  # (question, choices; none: free text) → the answer
 
 
 class Attempt(Protocol):
@@ -274,7 +275,28 @@ class Supervisor:
                 return None
             review(self.ws, number, approve=True, parts=[], note=None, act=act, accept_failed=accept)
         else:
-            members = [p.id for p in state.members(state.batches[number])]
-            chosen = failed or [self.ask("which PART goes back?", members)]
-            review(self.ws, number, approve=False, parts=chosen, note=None, act=act)
+            self._send_back(state, number, failed, act)
         return None
+
+    def _send_back(self, state: PlanState, number: int, failed: list[str], act: Act) -> None:
+        """Reject batch ``number``, sending back the PARTs the reviewer names (several at once, as
+        ``kx review --reject`` takes them); a bad one is a one-line error and the question again."""
+        members = [p.id for p in state.members(state.batches[number])]
+        enter = f"; Enter: {', '.join(failed)}" if failed else ""
+        question = f"which PARTs go back? (e.g. {members[0]} {members[-1]} or 1,3{enter})"
+        while True:
+            named = named_parts(self.ask(question, []))
+            if not named and not failed:
+                self.progress.say(f"kx: error: name at least one PART to send back ({', '.join(members)})")
+                continue
+            try:
+                review(self.ws, number, approve=False, parts=named, note=None, act=act)
+                return
+            except (BadInput, Unknown) as exc:
+                self.progress.say(f"kx: error: {exc.message}")
+
+
+def named_parts(answer: str) -> list[str]:
+    """The PARTs an answer names: ``PART-3 PART-5``, ``3,5`` or ``part 3, 5``, in the order given."""
+    answer = re.sub(r"(?i)\bpart[\s_#-]*(?=\d)", "PART-", answer)
+    return [token for token in re.split(r"[\s,;]+", answer) if token]

@@ -79,7 +79,7 @@ def test_changed_file_is_a_revision_carrying_ticks_over(kx, small_plan, project)
     kx("plan", "import", "plan.md")
     small_plan.write_text(SMALL_PLAN.replace("- [ ] Section 2: Alpha details", "- [x] Section 2: Alpha details"))
     kx("plan", "import", "plan.md")
-    edited = SMALL_PLAN.replace("**Step 1: Create Knowledge File**\n- [ ] Section 1: Alpha overview",
+    edited = small_plan.read_text().replace("**Step 1: Create Knowledge File**\n- [ ] Section 1: Alpha overview",
                                 "**Step 1: Create Knowledge File**\n- [ ] Section 0: Alpha history\n"
                                 "- [ ] Section 1: Alpha overview", 1)
     small_plan.write_text(edited)
@@ -231,3 +231,16 @@ def test_usage_errors_are_one_line_exit_2(kx, small_plan):
 def test_version(kx):
     result = kx("--version")
     assert result.code == 0 and "kx" in result.text
+
+
+def test_lint_says_nothing_of_time_once_the_drop_is_recorded(kx, small_plan, project):
+    kx("plan", "import", "plan.md")
+    assert kx("start", "PART-1").code == 0
+    (project / "KNOWLEDGE-DROP-alpha-2025-11-14-1000.md").write_text("drop\n")
+    assert kx("drop", "PART-1", "KNOWLEDGE-DROP-alpha-2025-11-14-1000.md", "--attempt", "PART-1#1").code == 0
+    assert kx("tick", "PART-1", "Create KNOWLEDGE-DROP", "--attempt", "PART-1#1").code == 0
+    assert kx("tick", "PART-2", "Create KNOWLEDGE-DROP").code == 0  # a person's tick: no drop recorded
+    assert kx("render").code == 0
+    for argv in (("plan", "lint"), ("plan", "lint", "plan.md")):
+        times = [f["message"] for f in kx("--json", *argv).json["findings"] if f["code"] == "time"]
+        assert times == ["PART-2: drop name KNOWLEDGE-DROP-beta-2025-11-14-[TIME].md still has [TIME]"], argv
