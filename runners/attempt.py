@@ -3,11 +3,12 @@
 It runs in its own session, so it outlives a supervisor that is killed or
 interrupted. It records the start (the limit and gate are checked then), stops
 the runners of the PART's earlier attempts that still run on this machine,
-writes the brief, runs the runner (the leader of its own process group, noted
-in ``runner.json``) with its output to the attempt's log, keeps a heartbeat,
-and records the outcome itself: ``RunnerSucceeded`` when the runner exits 0
-and the evidence holds, else ``RunnerFailed`` with the exit code and the log's
-last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
+writes the brief, makes the folders of its target and drop, runs the runner
+(the leader of its own process group, noted in ``runner.json``) with its
+output to the attempt's log, keeps a heartbeat, and records the outcome
+itself: ``RunnerSucceeded`` when the runner exits 0 and the evidence holds,
+else ``RunnerFailed`` with the exit code and the log's last lines. Exit status:
+0 succeeded, 1 failed, 3 start refused.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from ledger.errors import KxError, Refused
 from machine.actions import Act, drop, fail, finish, start
+from machine.paths import PathGuard
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail, record_runner
@@ -69,8 +71,16 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     folder, view = write_brief(workspace, part, attempt)
     env = runner_env(workspace, view, folder / "brief.md")
     (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
+    make_folders(workspace, view)
     code = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+
+
+def make_folders(workspace: Workspace, view: dict) -> None:
+    """The folders the runner writes its target and drop in ($KX_TARGET, $KX_DROP), inside the plan's root only."""
+    guard = PathGuard.of(workspace, workspace.state())
+    for path in (view["target_path"], view["drop_path"]):
+        guard.make_parent(path)
 
 
 def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
