@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from machine.plan import part_id
-from machine.state import PlanState
+from machine.state import PartState, PlanState
 
 SCHEMA = 1
 PAST = {"approve": "approved", "reject": "rejected"}
+IMPORTED_NOTE = "imported without evidence"
 
 
 def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
@@ -30,7 +31,17 @@ def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
         view["target"] = structure.header.target
     if part.reason and part.state in ("failed", "lost"):
         view["reason"] = part.reason
+    if part.last_output and part.state in ("failed", "lost"):
+        view["last_output"] = part.last_output
+    if part.state == "succeeded" and view["ticked"] < view["total"]:
+        view["warning"] = unticked_warning(part, view["ticked"], view["total"])
     return view
+
+
+def unticked_warning(part: PartState, ticked: int, total: int) -> str:
+    """What a succeeded PART with unticked boxes needs said (imported: its success holds no evidence for them)."""
+    advice = f": {IMPORTED_NOTE}; see 'kx reopen {part.id}'" if part.imported else ""
+    return f"succeeded with {ticked}/{total} ticked{advice}"
 
 
 def status_view(state: PlanState) -> dict[str, Any]:
