@@ -559,14 +559,19 @@ def _run_options(func):
     return func
 
 
-def _supervise(options: Options, plain: bool, **run_options: Any) -> None:
+def _supervise(options: Options, command: str, plain: bool, **run_options: Any) -> None:
+    from click.core import ParameterSource
+
     from cli.live import progress_for
     from runners.run import run_plan
 
+    context = click.get_current_context()
+    explicit = frozenset(name for name in run_options
+                         if context.get_parameter_source(name) is not ParameterSource.DEFAULT)
     with progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
         result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner,
-                          progress=progress, ask=ask, **run_options)
-    options.emit(result.summary, result.message)
+                          command=command, explicit=explicit, progress=progress, ask=ask, **run_options)
+    options.emit(result.summary, views.run_result(result.summary))
     sys.exit(result.code)
 
 
@@ -575,15 +580,21 @@ def _supervise(options: Options, plain: bool, **run_options: Any) -> None:
 @pass_options
 def run(options: Options, **kwargs: Any) -> None:
     """Run the plan: runners batch by batch under the rules; after a crash, the same command resumes."""
-    _supervise(options, **kwargs)
+    _supervise(options, "run", **kwargs)
 
 
 @cli.command()
 @_run_options
 @pass_options
 def resume(options: Options, **kwargs: Any) -> None:
-    """Same as 'kx run', named for after a crash: lost attempts are reconciled first."""
-    _supervise(options, **kwargs)
+    """Same as 'kx run', named for after a crash: lost attempts are reconciled first.
+
+    It reuses the options of the plan's last run that shape attempts, as the ledger recorded them (RunStarted):
+    --runner, --model, --base-url, --retries, --max-parallel, --backoff, --executor, --ray-address. Options given
+    here win. --review and --until-batch are not reused. A key is never recorded: a runner that took one on its
+    command line needs --runner again.
+    """
+    _supervise(options, "resume", **kwargs)
 
 
 class _LazyViews:

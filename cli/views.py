@@ -6,8 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from machine.projections import PAST
-from machine.text import printable
+from machine.projections import IMPORTED_NOTE, PAST
+from machine.output import last_output, reason_line
+from machine.text import one_line, printable
+
+HISTORY_WIDTH = 1000  # an event's details in 'kx audit history', one line per event
 
 
 def printable_view(value: Any) -> Any:
@@ -57,8 +60,7 @@ def status(view: dict[str, Any], terminal: Terminal | None = None) -> str:
         done = sum(p["state"] == "succeeded" for p in batch["parts"])
         lines.append(f"\nBATCH {batch['number']}  {batch['state']:<15} {done}/{len(batch['parts'])} succeeded"
                      f"  {batch['title']}{_review_note(batch)}")
-        rows = [(f"  {p['id']}", p["state"], f"{p['ticked']}/{p['total']}", f"attempts {p['attempts']}",
-                 p.get("attempt", "") if p["state"] in ("running", "lost") else p.get("reason", "") or "")
+        rows = [(f"  {p['id']}", p["state"], f"{p['ticked']}/{p['total']}", f"attempts {p['attempts']}", _note(p))
                 for p in batch["parts"]]
         lines.append(table(rows))
     return "\n".join(lines + _findings_lines(view))
@@ -67,6 +69,27 @@ def status(view: dict[str, Any], terminal: Terminal | None = None) -> str:
 def _findings_lines(view: dict[str, Any]) -> list[str]:
     """The status's findings (a succeeded PART with boxes added since), one line each after the batches."""
     return ["", *(f"! {finding['message']}" for finding in view["findings"])] if view.get("findings") else []
+
+
+def _note(part: dict[str, Any]) -> str:
+    """The last column of a PART's line: its attempt while it runs, why it failed or was lost, on one line."""
+    if part["state"] == "running":
+        return part.get("attempt", "")
+    if part["state"] == "lost":
+        return f"{part.get('attempt', '')}: {why(part)}"
+    return why(part) if part["state"] == "failed" else ""
+
+
+def why(part: dict[str, Any]) -> str:
+    """A failed or lost PART's reason and its runner's last line, folded to one line."""
+    return reason_line(part.get("reason"), part.get("last_output"))
+
+
+def run_result(summary: dict[str, Any]) -> str:
+    """The end of ``kx run``: its message, then each failed or lost PART on a line of its own."""
+    lines = [summary["message"]]
+    lines += [f"  {f['part']} {f['state']} ({f['attempt']}): {why(f)}" for f in summary.get("failures", [])]
+    return "\n".join(lines)
 
 
 def _status_header(view: dict[str, Any]) -> list[str]:
@@ -137,15 +160,51 @@ def status_table(view: dict[str, Any], terminal: Terminal) -> str:
         title = f"{batch['title']}{_review_note(batch)}"
         room = max(10, terminal.width - (number_width + 2 + 16 + bar_width + 10))
         lines.append(head + (title if len(title) <= room else title[: room - 1] + "…"))
-        notable = [p for p in parts if p["state"] in ("running", "failed", "lost")]
-        if notable:
-            shown = " · ".join(_paint(f"{p['state']} {p.get('attempt') or p['id']}", BAR[p["state"]][1], terminal)
-                               + f" {p['ticked']}/{p['total']}" for p in notable[:8])
-            more = f" · +{len(notable) - 8} more" if len(notable) > 8 else ""
-            lines.append(" " * (number_width + 2) + shown + more)
+        lines += _needing_a_look(parts, terminal, " " * (number_width + 2))
     legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
     lines += ["", legend]
     return "\n".join(lines + [_paint(line, "33", terminal) if line else line for line in _findings_lines(view)])
+
+
+FLAG = ("!", "33;1")  # a succeeded PART with unticked boxes
+SHOWN_REASONS = 3  # failed or lost PARTs of a batch whose reason gets a line of its own
+
+
+def _needing_a_look(parts: list[dict[str, Any]], terminal: Terminal, indent: str) -> list[str]:
+    """Below a batch's line: its running, failed and lost PARTs and those succeeded with unticked boxes, then
+    why the first failed or lost ones failed, and what to do about the unticked boxes; each within the width."""
+    notable = [p for p in parts if p["state"] in ("running", "failed", "lost")]
+    flagged = [p for p in parts if p.get("warning")]
+    if not notable and not flagged:
+        return []
+    labels = [(f"{p['state']} {p.get('attempt') or p['id']}", BAR[p["state"]][1], f" {p['ticked']}/{p['total']}")
+              for p in notable]
+    labels += [(f"{FLAG[0]} {p['id']}", FLAG[1], f" {p['ticked']}/{p['total']}") for p in flagged]
+    lines = [indent + _fitted_labels(labels, terminal, terminal.width - len(indent))]
+    for part in [p for p in notable if p["state"] != "running"][:SHOWN_REASONS]:
+        lines.append(_fit(f"{indent}{part.get('attempt') or part['id']} {part['state']}: {why(part)}", terminal.width))
+    imported = [p["id"] for p in flagged if IMPORTED_NOTE in p["warning"]]
+    if imported:
+        note = f"{FLAG[0]} succeeded with unticked boxes, {IMPORTED_NOTE}; see 'kx reopen {' '.join(imported)}'"
+        lines.append(_fit(indent + note, terminal.width))
+    return lines
+
+
+def _fitted_labels(labels: list[tuple[str, str, str]], terminal: Terminal, room: int) -> str:
+    """``label ticks · label ticks · +N more``, as many as fit in ``room`` columns (at least one), painted."""
+    shown, used = [], 0
+    for index, (label, code, rest) in enumerate(labels):
+        piece = len(label) + len(rest) + (3 if shown else 0)
+        after = len(labels) - index - 1
+        if shown and used + piece + (len(f" · +{after} more") if after else 0) > room:
+            return " · ".join(shown) + f" · +{len(labels) - index} more"
+        shown.append(_paint(label, code, terminal) + rest)
+        used += piece
+    return " · ".join(shown)
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def event_line(view: dict[str, Any]) -> str:
@@ -209,7 +268,7 @@ def details(event: dict[str, Any]) -> str:
         return f"completed {data.get('completed_at') or '(no stamp)'}{target}{overrides}{who}"
     if kind in ("RunnerFailed", "RunnerLost"):
         code = f" (exit {data['exit_code']})" if data.get("exit_code") is not None else ""
-        return f"{data['reason']}{code}{who}"
+        return reason_line(f"{data['reason']}{code}{who}", data.get("last_output") or last_output(data.get("log_tail")))
     if kind == "BatchReviewed":
         sent = f", sent back {', '.join(data['parts'])}" if data.get("parts") else ""
         cleared = "".join(f"; {part} {_cleared(what)}" for part, what in (data.get("cleared") or {}).items())
@@ -246,7 +305,8 @@ def evidence_check(result: dict[str, Any]) -> str:
 
 
 def history(view: dict[str, Any]) -> str:
-    rows = [(e["recorded_at"], e["type"], e.get("attempt") or "-", details(e)) for e in view["events"]]
+    rows = [(e["recorded_at"], e["type"], e.get("attempt") or "-", one_line(details(e), HISTORY_WIDTH))
+            for e in view["events"]]
     return f"{view['part']}: {view['title']} (batch {view['batch']}, {view['state']})\n" + table(rows)
 
 

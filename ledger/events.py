@@ -65,6 +65,16 @@ class PlanRevised(PlanImported):
     dropped: list[str] = Field(default_factory=list, description="ticked boxes the new file no longer has")
 
 
+class RunStarted(Event):
+    """``kx run`` or ``kx resume`` began starting attempts, with the options it was given that shape them: what
+    ``kx resume`` reuses. Never a secret: a key comes from an environment variable, which only the options name."""
+
+    command: Literal["run", "resume"]
+    by: str
+    options: dict[str, Any] = Field(description="--runner (the spec as given), --model, --base-url, --retries,"
+                                    " --max-parallel, --backoff, --executor, --ray-address: those given")
+
+
 class PlanConsolidated(Event):
     paths: dict[str, str] = Field(default_factory=dict)
     commit: str | None = None
@@ -140,10 +150,14 @@ class RunnerFailed(PartEvent):
     reason: str
     exit_code: int | None = None
     log_tail: str | None = None
+    last_output: str | None = Field(default=None, description="the last meaningful line the runner wrote"
+                                    " (its stderr's, when it wrote one there), folded to one line")
 
 
 class RunnerLost(PartEvent):
     reason: str
+    last_output: str | None = Field(default=None, description="the last meaningful line in the runner's log when"
+                                    " the attempt was found lost")
 
 
 class PartRetried(PartEvent):
@@ -162,7 +176,7 @@ class PartReopened(PartEvent):
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        PlanImported, PlanRevised, PlanConsolidated, BatchReviewed, RunnerStarted, CheckboxTicked,
+        PlanImported, PlanRevised, PlanConsolidated, RunStarted, BatchReviewed, RunnerStarted, CheckboxTicked,
         CheckboxUnticked, DropRecorded, RunnerSucceeded, RunnerFailed, RunnerLost, PartRetried, PartReopened,
     )
 }

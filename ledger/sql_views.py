@@ -9,7 +9,7 @@ them as ``TEMP`` views instead.
 - ``plan_parts``: every PART of each plan's latest import (batch, title, target, box count)
 - ``part_states``: each PART's current state, ticks, attempts, failures and drop (the evidence a rejection or a
   reopening cleared, and drops from before the latest start or retry, no longer count)
-- ``attempts``: one row per ``RunnerStarted``: start, end, seconds, outcome, lost
+- ``attempts``: one row per ``RunnerStarted``: start, end, seconds, outcome, lost, the reasons it ended and was lost
 - ``running_timeline``: every start and end in ledger order with the running count and the limit
 - ``batch_reviews``: every ``BatchReviewed``: decision, reviewer, note
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = "2"
+VERSION = "3"
 META_KEY = "views_version"
 
 _LATEST_PLAN = """
@@ -134,6 +134,9 @@ first_end AS (
     SELECT stream, attempt, recorded_at, min(position) AS position, sum(type = 'RunnerLost') AS losses
     FROM ends GROUP BY stream, attempt
 ),
+first_loss AS (
+    SELECT stream, attempt, reason, min(position) FROM ends WHERE type = 'RunnerLost' GROUP BY stream, attempt
+),
 last_end AS (SELECT stream, attempt, type, reason, max(position) FROM ends GROUP BY stream, attempt),
 pp AS MATERIALIZED (SELECT plan, part, batch FROM plan_parts)
 SELECT s.plan, s.part, pp.batch, s.attempt,
@@ -142,11 +145,12 @@ SELECT s.plan, s.part, pp.batch, s.attempt,
        round((julianday(f.recorded_at) - julianday(s.recorded_at)) * 86400.0, 3) AS seconds,
        CASE l.type WHEN 'RunnerSucceeded' THEN 'succeeded' WHEN 'RunnerFailed' THEN 'failed'
                    WHEN 'RunnerLost' THEN 'lost' ELSE 'running' END AS outcome,
-       coalesce(f.losses, 0) > 0 AS lost, l.reason AS reason, s.by AS by,
+       coalesce(f.losses, 0) > 0 AS lost, l.reason AS reason, lost.reason AS lost_reason, s.by AS by,
        s.position AS start_position, f.position AS end_position
 FROM started AS s
 LEFT JOIN first_end AS f ON f.stream = s.stream AND f.attempt = s.attempt
 LEFT JOIN last_end AS l ON l.stream = s.stream AND l.attempt = s.attempt
+LEFT JOIN first_loss AS lost ON lost.stream = s.stream AND lost.attempt = s.attempt
 LEFT JOIN pp ON pp.plan = s.plan AND pp.part = s.part
 ORDER BY s.position""",
 

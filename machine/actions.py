@@ -7,6 +7,7 @@ between the check and the append. A refused act appends nothing.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,16 @@ from ledger.errors import BadInput, Refused, Unknown
 from ledger.secrets import redact_argv, redact_text
 from ledger.events import (
     BatchReviewed, DropRecorded, PartReopened, PartRetried, RunnerFailed, RunnerLost, RunnerStarted, RunnerSucceeded,
+    RunStarted,
 )
 from machine.acting import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.ticks import tick  # noqa: F401 - re-exported
 from machine.machines import allows, batch_machine
 from machine.evidence import sha256_of
 from machine.paths import PathGuard
+from machine.queries import last_run
 from machine.state import BatchState, PartState, PlanState, stamp_of
+from machine.text import one_line
 from machine.workspace import Workspace
 
 
@@ -98,25 +102,46 @@ def _overridden(overrides: dict[str, str]) -> str:
 
 
 def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,
-         log_tail: str | None = None) -> Outcome:
+         log_tail: str | None = None, last_output: str | None = None) -> Outcome:
+    """``last_output``: the runner's last meaningful line (``machine.output``), recorded redacted as the tail is."""
     if not reason.strip():
         raise BadInput("give the failure's reason with --reason TEXT")
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
                                            by=act.actor, reason=redact_text(reason), exit_code=exit_code,
-                                           log_tail=redact_text(log_tail) if log_tail else None))
-        return Outcome(part.id, recorded, f"{part.id} failed: {reason}")
+                                           log_tail=redact_text(log_tail) if log_tail else None,
+                                           last_output=redact_text(last_output) if last_output else None))
+        return Outcome(part.id, recorded, f"{part.id} failed: {one_line(reason)}")
 
 
-def lose(workspace: Workspace, ref: str, attempt: str, reason: str) -> Outcome:
+def lose(workspace: Workspace, ref: str, attempt: str, reason: str, last_output: str | None = None) -> Outcome:
     """Record that ``attempt`` died without an outcome (housekeeping, no actor)."""
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         if part.attempt != attempt or part.state != "running":
             return Outcome(part.id, [], f"{attempt} is not running; nothing recorded")
-        recorded = ctx.append(RunnerLost(plan=ctx.state.id, part=part.id, attempt=attempt, reason=reason))
+        recorded = ctx.append(RunnerLost(plan=ctx.state.id, part=part.id, attempt=attempt, reason=reason,
+                                         last_output=redact_text(last_output) if last_output else None))
         return Outcome(part.id, recorded, f"{attempt} lost: {reason}")
+
+
+def record_run(workspace: Workspace, command: str, options: dict[str, Any], act: Act) -> Outcome:
+    """``RunStarted`` with the run's options (the runner spec redacted), unless the plan's last run had the same."""
+    shown = {**options, "runner": redact_spec(options["runner"])} if options.get("runner") else dict(options)
+    with acting(workspace) as ctx:
+        last = last_run(workspace, ctx.state.id)
+        if last is not None and last["options"] == shown:
+            return Outcome(ctx.state.id, [], "the run's options are recorded already")
+        recorded = ctx.append(RunStarted(plan=ctx.state.id, command=command, by=act.actor, options=shown))
+        return Outcome(ctx.state.id, recorded, f"{command} of {ctx.state.id} recorded")
+
+
+def redact_spec(spec: str) -> str:
+    """A runner spec as the ledger may keep it: a key given on its command line is hidden (``redact_argv``)."""
+    argv = shlex.split(spec)
+    shown = redact_argv(argv)
+    return spec if shown == argv else shlex.join(shown)
 
 
 def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -> Outcome:

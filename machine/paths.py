@@ -90,6 +90,18 @@ class PathGuard:
             raise BadInput(f"{name or path} {problem}; {RULE}")
         return (self.root / path).resolve()
 
+    def make_parent(self, path: Path | str | None) -> bool:
+        """Make the folder ``path`` goes in (for a runner that writes it), when the guard allows ``path``;
+        whether it is there now. A path it refuses is left for the runner to fail on (import refuses it first)."""
+        if path is None or not self.allows(path):
+            return False
+        parent = (self.root / path).resolve().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return True
+
 
 def plan_paths(plan: Plan) -> Iterator[tuple[int, str]]:
     """Every path the plan text names, with its line (1-based): targets, drops, Read boxes, influential files."""

@@ -6,10 +6,11 @@ from typing import Any
 
 from machine.plan import part_id
 from machine.refs import index_of
-from machine.state import PlanState
+from machine.state import PartState, PlanState
 
 SCHEMA = 1
 PAST = {"approve": "approved", "reject": "rejected"}
+IMPORTED_NOTE = "imported without evidence"
 
 
 def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
@@ -33,7 +34,17 @@ def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
         view["reason"] = part.reason
     if added := added_since_success(state, part_id):
         view["added_since_success"] = added
+    if part.last_output and part.state in ("failed", "lost"):
+        view["last_output"] = part.last_output
+    if part.state == "succeeded" and view["ticked"] < view["total"]:
+        view["warning"] = unticked_warning(part, view["ticked"], view["total"])
     return view
+
+
+def unticked_warning(part: PartState, ticked: int, total: int) -> str:
+    """What a succeeded PART with unticked boxes needs said (imported: its success holds no evidence for them)."""
+    advice = f": {IMPORTED_NOTE}; see 'kx reopen {part.id}'" if part.imported else ""
+    return f"succeeded with {ticked}/{total} ticked{advice}"
 
 
 def added_since_success(state: PlanState, part_id: str) -> list[str]:

@@ -126,6 +126,12 @@ def history(workspace: Workspace, ref: str) -> dict[str, Any]:
             "state": part.state, "events": events}
 
 
+def last_run(workspace: Workspace, plan_id: str | None = None) -> dict[str, Any] | None:
+    """The data of the plan's last ``RunStarted`` (``command``, ``options``), or None."""
+    runs = workspace.ledger.read(stream=plan_stream(plan_id or workspace.plan_id()), types=["RunStarted"])
+    return runs[-1].data if runs else None
+
+
 def brief_markdown(view: dict[str, Any]) -> str:
     lines = [f"# Brief: {view['part']} — {view['title']}", "",
              f"- plan: {view['plan_title'] or view['plan']} (batch {view['batch']})",

@@ -51,6 +51,28 @@ def size_text(size: int | None) -> str:
     return f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
 
 
+def story(attempt: dict[str, Any]) -> str:
+    """What became of an attempt (an ``attempts`` row): its outcome, after "lost, then" when it was lost first."""
+    if attempt["lost"] and attempt["outcome"] != "lost":
+        return f"lost, then {attempt['outcome']}"
+    return attempt["outcome"]
+
+
+def reasons(attempt: dict[str, Any]) -> str:
+    """Why it was lost, if it was, and why it ended."""
+    return "; ".join(dict.fromkeys(r for r in (attempt["lost_reason"], attempt["reason"]) if r))
+
+
+def troubles(attempts: list[dict[str, Any]]) -> str:
+    """A PART's attempts that failed or were lost, counted by what became of them: ``1 failed, 1 lost, then
+    succeeded``."""
+    counts: dict[str, int] = {}
+    for attempt in attempts:
+        if attempt["outcome"] in ("failed", "lost") or attempt["lost"]:
+            counts[story(attempt)] = counts.get(story(attempt), 0) + 1
+    return ", ".join(f"{n} {what}" for what, n in counts.items())
+
+
 # --- the data -------------------------------------------------------------------------
 
 
@@ -226,10 +248,10 @@ class Timeline:
                 start = self.scale.x(began)
                 width = max(1.5, self.scale.x(ended) - start)
                 kind = OUTCOMES[attempt["outcome"]] + (" waslost" if attempt["lost"] else "")
-                tip = (f"{attempt['attempt']} {attempt['outcome']}" + (" (was lost)" if attempt["lost"] and
-                       attempt["outcome"] != "lost" else "") + f", {seconds_text(ended - began)}"
+                why = reasons(attempt)
+                tip = (f"{attempt['attempt']} {story(attempt)}, {seconds_text(ended - began)}"
                        f", {attempt['started_at'][11:19]} → {(attempt['ended_at'] or 'now')[11:19]} UTC"
-                       + (f": {attempt['reason']}" if attempt["reason"] else ""))
+                       + (f": {why}" if why else ""))
                 out.append(f'<rect class="a {kind}" x="{f1(start)}" y="{f1(y)}" width="{f1(width)}"'
                            f' height="{f1(height)}" rx="{1 if self.row < 8 else 3}"><title>{e(tip)}</title></rect>')
                 if self.row >= 14 and width >= 26 and attempt["number"] and attempt["number"] > 1:
@@ -430,7 +452,7 @@ def parts(data: Data) -> str:
         for part in batch["parts"]:
             drop = data.state.parts[part["id"]].drop
             done = part["ticked"] / part["total"] if part["total"] else 0
-            troubled = sum(1 for a in attempts.get(part["id"], []) if a["outcome"] in ("failed", "lost") or a["lost"])
+            troubled = troubles(attempts.get(part["id"], []))
             drop_cell = (f"<code>{e(drop['path'])}</code> <span class=\"muted\">{e(size_text(drop['size']))}"
                          f" · sha256 <code title=\"{e(drop['sha256'])}\">{e(drop['sha256'][:12])}</code></span>"
                          if drop else "<span class=\"muted\">-</span>")
@@ -438,7 +460,7 @@ def parts(data: Data) -> str:
                         f"<td>{_state(part['state'])}</td>"
                         f"<td class=\"num\"><span class=\"mini\"><i style=\"width:{100 * done:.0f}%\"></i></span>"
                         f"{part['ticked']}/{part['total']}</td>"
-                        f"<td class=\"num\">{part['attempts']}{f' ({troubled} failed/lost)' if troubled else ''}</td>"
+                        f"<td class=\"num\">{part['attempts']}{f' ({e(troubled)})' if troubled else ''}</td>"
                         f"<td>{drop_cell}</td><td><code>{e(part.get('target') or '-')}</code></td></tr>")
         done = sum(p["state"] == "succeeded" for p in batch["parts"])
         opened = "" if many and done == len(batch["parts"]) else " open"

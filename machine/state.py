@@ -13,6 +13,7 @@ from ledger.errors import DamagedLedger
 from ledger.store import Recorded
 from ledger.vocabulary import IMPORT
 from machine.machines import BATCH_STATES, allows, batch_machine, part_machine
+from machine.output import last_output
 from machine.plan import Plan, part_id
 
 
@@ -47,6 +48,8 @@ class PartState:
     losses: int = 0
     retries: int = 0
     reason: str | None = None
+    last_output: str | None = None  # the last meaningful line the current attempt's runner wrote, if known
+    imported: bool = False  # its success is the imported file's history, not an attempt's
     last_position: int = 0
 
     @property
@@ -288,7 +291,7 @@ class PlanState:
             part.attempts += 1
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
-            part.reason, part.finished_at = None, None
+            part.reason, part.last_output, part.finished_at = None, None, None
             part.evidence_from = event.position
             self._advance(self.batches.get(part.batch))
 
@@ -306,7 +309,8 @@ class PlanState:
     def _on_RunnerSucceeded(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
-            if event.get("by") == IMPORT:  # the file's own stamp, or none
+            part.imported = event.get("by") == IMPORT
+            if part.imported:  # the file's own stamp, or none
                 self._fire(part_machine(), part, "import_succeeded")
                 part.completed_at = event.get("completed_at")
             else:
@@ -319,12 +323,14 @@ class PlanState:
         if part:
             part.failures += 1
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
+            part.last_output = event.get("last_output") or last_output(event.get("log_tail"))
             self._fire(part_machine(), part, "fail")
 
     def _on_RunnerLost(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
+            part.last_output = event.get("last_output")
             if self._fire(part_machine(), part, "lose"):
                 part.losses += 1
 

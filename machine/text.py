@@ -62,6 +62,13 @@ def printable(text: str) -> str:
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` folded to one line for a listing: newlines and tabs become spaces, at most ``limit`` characters
+    (cut with an ellipsis). Reasons and runners' output are others' text: one of them must not break a listing."""
+    folded = " ".join(printable(text).split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
 def split_lines(text: str) -> list[str]:
     """Lines with their endings (LF, CRLF or CR); ``"".join`` gives ``text`` back."""
     return _LINE.findall(text)

@@ -3,11 +3,13 @@
 It runs in its own session, so it outlives a supervisor that is killed or
 interrupted. It records the start (the limit and gate are checked then), stops
 the runners of the PART's earlier attempts that still run on this machine,
-writes the brief, runs the runner (the leader of its own process group, noted
-in ``runner.json``) with its output to the attempt's log, keeps a heartbeat,
-and records the outcome itself: ``RunnerSucceeded`` when the runner exits 0
-and the evidence holds, else ``RunnerFailed`` with the exit code and the log's
-last lines. Exit status: 0 succeeded, 1 failed, 3 start refused.
+writes the brief, makes the folders of its target and drop, runs the runner
+(the leader of its own process group, noted in ``runner.json``) with its
+output to the attempt's log (stderr through a pipe, to keep its last line
+apart), keeps a heartbeat, and records the outcome itself: ``RunnerSucceeded``
+when the runner exits 0 and the evidence holds, else ``RunnerFailed`` with the
+exit code, the log's last lines and the runner's last meaningful line. Exit
+status: 0 succeeded, 1 failed, 3 start refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 from ledger.errors import KxError, Refused
 from machine.actions import Act, drop, fail, finish, start
+from machine.output import last_output
+from machine.paths import PathGuard
 from machine.queries import brief, brief_markdown
 from machine.workspace import Workspace
 from runners.attempts import attempt_dir, beat, log_tail, record_runner
@@ -33,6 +37,7 @@ from runners.reconcile import stop_runner
 from runners.spec import is_rehearsal
 
 WRAPPER = "kx run"
+STDERR_DRAIN_S = 2.0  # how long the runner's stderr may stay open after it exited (held by a child it left)
 
 
 def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, str]:
@@ -69,8 +74,16 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
     folder, view = write_brief(workspace, part, attempt)
     env = runner_env(workspace, view, folder / "brief.md")
     (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
-    code = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
-    return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"])
+    make_folders(workspace, view)
+    code, stderr = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
+    return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"], stderr=stderr)
+
+
+def make_folders(workspace: Workspace, view: dict) -> None:
+    """The folders the runner writes its target and drop in ($KX_TARGET, $KX_DROP), inside the plan's root only."""
+    guard = PathGuard.of(workspace, workspace.state())
+    for path in (view["target_path"], view["drop_path"]):
+        guard.make_parent(path)
 
 
 def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
@@ -91,18 +104,21 @@ def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, di
     return folder, view
 
 
-def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> int:
+def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> tuple[int, str]:
+    """The runner's exit code and the end of what it wrote to stderr (which goes to its log as well)."""
     heartbeat = Heartbeat(folder, max(0.5, lease / 3))
     heartbeat.start()
     with open(folder / "runner.log", "ab") as log:
         try:
-            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
             log.write(f"kx: cannot start runner {command[0]!r}: {exc.strerror}\n".encode())
             heartbeat.done.set()
-            return 127
+            return 127, ""
         record_runner(folder, process.pid)
+        stderr = StderrTee(process.stderr, log.fileno())
+        stderr.start()
 
         def forward(signum, _frame):
             try:
@@ -113,13 +129,42 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, forward)
         code = process.wait()
+        stderr.join(timeout=STDERR_DRAIN_S)  # a child the runner left behind may hold its stderr open
     heartbeat.done.set()
-    return code
+    return code, stderr.tail()
+
+
+class StderrTee(threading.Thread):
+    """The runner's stderr copied into its log (appended, beside its stdout), its last few KB kept.
+
+    It writes through a descriptor of its own: the log may be closed while a child the runner left still writes."""
+
+    KEEP = 4000
+
+    def __init__(self, pipe, log_fd: int):
+        super().__init__(daemon=True)
+        self.pipe, self.log_fd, self.kept = pipe, os.dup(log_fd), bytearray()
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self.pipe.fileno(), 65536):
+                try:
+                    os.write(self.log_fd, chunk)
+                except OSError:
+                    pass
+                self.kept = (self.kept + chunk)[-self.KEEP:]
+        finally:
+            os.close(self.log_fd)
+
+    def tail(self) -> str:
+        return bytes(self.kept).decode("utf-8", "replace")
 
 
 def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log: Path,
-                   drop_path: str | None = None) -> int:
-    """The outcome, unless the runner already reported one or the attempt is no longer current."""
+                   drop_path: str | None = None, stderr: str | None = None) -> int:
+    """The outcome, unless the runner already reported one or the attempt is no longer current.
+
+    ``stderr``: the end of what the runner wrote there, if it was kept apart; its last line is preferred."""
     state = workspace.state()
     current = state.parts[part]
     if not workspace.rules(state).is_current(current, attempt):
@@ -139,7 +184,7 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     else:
         reason = f"runner exited with status {code}"
     try:
-        fail(workspace, part, reason, act, exit_code=code, log_tail=tail)
+        fail(workspace, part, reason, act, exit_code=code, log_tail=tail, last_output=last_output(tail, stderr))
     except Refused:
         pass  # someone else settled the attempt meanwhile
     return 1

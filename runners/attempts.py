@@ -11,6 +11,7 @@ from typing import Any
 from ledger import clock
 from ledger.errors import BadInput
 from ledger.files import write_atomic
+from machine.output import last_output
 from machine.paths import check_plan_id
 
 ATTEMPT = re.compile(r"PART-\d+#\d+")
@@ -64,3 +65,8 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 4000) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def last_output_of(folder: Path) -> str | None:
+    """The last meaningful line in the attempt's ``runner.log`` (``machine.output.last_output``), if any."""
+    return last_output(log_tail(folder / "runner.log"))

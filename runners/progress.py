@@ -7,6 +7,7 @@ from typing import TextIO
 
 from ledger import logs
 from machine.state import PlanState
+from machine.output import reason_line
 from machine.text import printable
 from machine.packet import duration
 
@@ -45,7 +46,7 @@ class Progress:
             elif part.state == "succeeded":
                 messages.append(f"{part.id} succeeded{timing}")
             elif part.state in ("failed", "lost"):
-                messages.append(f"{part.id} {part.state}{timing}: {part.reason}")
+                messages.append(f"{part.id} {part.state}{timing}: {reason_line(part.reason, part.last_output)}")
             elif part.state == "pending":
                 messages.append(f"{part.id} pending again")
         for number, batch in state.batches.items():

@@ -39,7 +39,7 @@ from machine.config import RayConfig
 from machine.paths import PathGuard
 from machine.workspace import Workspace
 from runners.attempt import WRAPPER, record_outcome, write_brief
-from runners.attempts import beat, log_tail
+from runners.attempts import beat, last_output_of, log_tail
 from runners.ray_node import Mailbox, run_task
 from runners.ray_shim import failure
 from runners.spec import is_rehearsal
@@ -277,7 +277,8 @@ class RayAttempt:
         except ray.exceptions.RayTaskError as error:  # kx's task code raised on the node
             self.code = self._fail(f"its Ray task raised {_summary(getattr(error, 'cause', None) or error)}")
         except ray.exceptions.RayError as error:  # worker or node died, cancelled, out of memory, ...
-            lose(self.ws, self.part, self.attempt, f"its Ray task ended without an outcome: {_summary(error)}")
+            lose(self.ws, self.part, self.attempt, f"its Ray task ended without an outcome: {_summary(error)}",
+                 last_output_of(self.folder))
             self.code = 1
         else:
             with open(self.folder / "runner.log", "ab") as log:
@@ -304,7 +305,7 @@ class RayAttempt:
     def _fail(self, reason: str) -> int:
         try:
             fail(self.ws, self.part, reason, Act(attempt=self.attempt), log_tail=log_tail(self.folder / "runner.log")
-                 or None)
+                 or None, last_output=last_output_of(self.folder))
         except Refused:
             pass  # someone else settled the attempt meanwhile
         return 1

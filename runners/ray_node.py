@@ -131,9 +131,12 @@ def run_task(job: dict[str, Any], mailbox: Any) -> dict[str, Any]:
         root = root.resolve()
         view = on_node(job["brief"], root)
         brief_path = base / "brief.md"
+        from machine.paths import PathGuard
         from machine.queries import brief_markdown
 
         brief_path.write_text(brief_markdown(view) + "\n", encoding="utf-8")
+        for path in (view["target_path"], view["drop_path"]):  # the folders the runner writes them in
+            PathGuard.around(root).make_parent(path)
 
         def ask(request: dict) -> dict:
             return ray.get(mailbox.ask.remote(attempt, _located(request, root, shared=bool(job.get("shared_root")))))

@@ -19,7 +19,7 @@ from typing import Any
 from ledger import clock, logs
 from machine.state import PlanState
 from machine.workspace import Workspace
-from runners.attempts import attempt_dir, last_beat, runner_of
+from runners.attempts import attempt_dir, last_beat, last_output_of, runner_of
 
 DEFAULT_LEASE_S = 60.0
 STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKILL
@@ -111,10 +111,13 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
     lost = []
     for part in state.running():
         reason = why_gone(workspace, state.id, part.started or {}, lease)
-        if reason and lose(workspace, part.id, part.attempt, reason).recorded:
+        if not reason:
+            continue
+        folder = attempt_dir(workspace.ledger.path, state.id, part.attempt)
+        if lose(workspace, part.id, part.attempt, reason, last_output_of(folder)).recorded:
             logs.get().info("attempt lost", attempt=part.attempt, reason=reason)
             lost.append(part.attempt)
-            if stop_runner(attempt_dir(workspace.ledger.path, state.id, part.attempt)):
+            if stop_runner(folder):
                 logs.get().info("runner of a lost attempt stopped", attempt=part.attempt)
     return lost
 

@@ -1,12 +1,15 @@
-"""The entry point of ``kx run`` / ``kx resume``: options from the command line and the plan's config."""
+"""The entry point of ``kx run`` / ``kx resume``: options from the command line, the last run and the plan's config."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from ledger.errors import BadInput
+from ledger.secrets import REDACTED
 from machine.paths import check_plan_id
+from machine.queries import last_run
 from machine.workspace import Workspace
 from runners.forkserver import ForkServer
 from runners.progress import Progress
@@ -14,6 +17,10 @@ from runners.spec import protect_runner_key, runner_command
 
 if TYPE_CHECKING:
     from runners.supervisor import RunResult
+
+# The options that shape attempts: recorded when a run starts its first attempt, reused by 'kx resume'
+ATTEMPT_OPTIONS = ("runner", "model", "base_url", "retries", "max_parallel", "backoff", "executor", "ray_address")
+RUNNER_OPTIONS = ("model", "base_url")  # they go with the runner: a runner given again does not take the recorded ones
 
 
 def ask_on_terminal(question: str, choices: list[str]) -> str:
@@ -23,32 +30,41 @@ def ask_on_terminal(question: str, choices: list[str]) -> str:
     return click.prompt(question, type=click.Choice(choices), err=True)
 
 
-def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | None, retries: int | None,
-             review: str | None, until_batch: int | None, backoff: float, interactive: bool,
-             model: str | None = None, base_url: str | None = None, executor: str | None = None,
-             ray_address: str | None = None, run_cli: Callable[..., tuple[int, str, str]] | None = None,
-             progress: Progress | None = None, ask: Callable[[str, list[str]], str] = ask_on_terminal) -> RunResult:
+def run_plan(workspace: Workspace, *, review: str | None, until_batch: int | None, interactive: bool,
+             run_cli: Callable[..., tuple[int, str, str]] | None = None, command: str = "run",
+             explicit: frozenset[str] | None = None, progress: Progress | None = None,
+             ask: Callable[[str, list[str]], str] = ask_on_terminal, **attempt_options: Any) -> RunResult:
+    """``attempt_options``: ATTEMPT_OPTIONS' values (None: not given); ``explicit``: the names given on the
+    command line (default: those not None). ``command`` "resume" takes the others from the plan's last run."""
     check_plan_id(workspace.plan_id())  # it names the attempt folders: refused before any attempt starts
+    given = {name: value for name, value in attempt_options.items()
+             if (name in explicit if explicit is not None else value is not None)}
+    if command == "resume":
+        given = resumed_options(workspace, given)
     config = workspace.config()
-    command = runner_command(runner if runner is not None else config.runner, model=model or config.model,
-                             base_url=base_url or config.base_url)
-    protect_runner_key(command)
+    runner, executor = given.get("runner"), given.get("executor") or config.executor or "local"
+    argv = runner_command(runner if runner is not None else config.runner, model=given.get("model") or config.model,
+                          base_url=given.get("base_url") or config.base_url)
+    protect_runner_key(argv)
     # A local run's wrappers come from a fork server, a fresh interpreter that loads kx as this process does:
     # started before this process loads the supervisor, the two load side by side.
-    server = ForkServer() if (executor or config.executor or "local") == "local" else None
+    server = ForkServer() if executor == "local" else None
     try:
         from runners.supervisor import RunOptions, Supervisor
 
+        retries = given.get("retries")
         options = RunOptions(
-            command=command,
-            max_parallel=max_parallel,
+            command=argv,
+            max_parallel=given.get("max_parallel"),
             retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
             review=review or ("prompt" if interactive else "wait"),
             until_batch=until_batch,
-            backoff=backoff,
-            executor=executor or config.executor or "local",
-            ray_address=ray_address,
+            backoff=given.get("backoff", 1.0),
+            executor=executor,
+            ray_address=given.get("ray_address"),
             run_cli=run_cli,
+            run=command,
+            given=given,
         )
         supervisor = Supervisor(workspace, options, progress or Progress(), ask if interactive else None,
                                 fork_server=server)
@@ -57,3 +73,15 @@ def run_plan(workspace: Workspace, *, runner: str | None, max_parallel: int | No
             server.close()
         raise
     return supervisor.run()
+
+
+def resumed_options(workspace: Workspace, given: dict[str, Any]) -> dict[str, Any]:
+    """The options of the plan's last recorded run, under those given now."""
+    recorded = dict((last_run(workspace) or {}).get("options", {}))
+    if "runner" in given:
+        for name in RUNNER_OPTIONS:
+            recorded.pop(name, None)
+    elif REDACTED in (recorded.get("runner") or ""):
+        raise BadInput("the run being resumed had a secret on its runner's command line, which kx does not record:"
+                       " give --runner again (better: have the runner read its key from an environment variable)")
+    return {**{name: value for name, value in recorded.items() if name in ATTEMPT_OPTIONS}, **given}

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ledger.errors import BadInput, Refused, Unknown
-from machine.actions import Act, fail, finish, retry, review
-from machine.state import PlanState
+from machine.actions import Act, fail, finish, record_run, retry, review
+from machine.state import PartState, PlanState
 from machine.workspace import Workspace
 from machine.packet import batch_packet, packet_text
 from runners.progress import Progress
@@ -46,6 +46,9 @@ class RunOptions:
     executor: str = "local"
     ray_address: str | None = None
     run_cli: Callable[..., tuple[int, str, str]] | None = None  # the CLI, for runners' kx on Ray nodes
+    run: str = "run"  # the command, "run" or "resume", recorded with ``given``
+    given: dict[str, Any] | None = None  # the options that shape attempts, as given: recorded (RunStarted) when
+    # the first attempt starts, for 'kx resume'; None: nothing recorded
 
 
 @dataclass
@@ -57,6 +60,12 @@ class RunResult:
 
 
 Ask = Callable[[str, list[str]], str]  # (question, choices; none: free text) → the answer
+
+
+def _failure(part: PartState) -> dict[str, Any]:
+    """A failed or lost PART as a run's summary names it: why, and the last line its runner wrote."""
+    shown = {"part": part.id, "attempt": part.attempt, "state": part.state, "reason": part.reason}
+    return {**shown, "last_output": part.last_output} if part.last_output else shown
 
 
 class Attempt(Protocol):
@@ -94,6 +103,7 @@ class Supervisor:
         self.told_stopping = False
         self.waiting_for: int | None = None
         self.last_reconcile = 0.0
+        self.recorded = options.given is None
         self.lease = workspace.config().lease_seconds or DEFAULT_LEASE_S
 
     # --- the loop --------------------------------------------------------------------
@@ -164,8 +174,17 @@ class Supervisor:
             "succeeded": sum(p.state == "succeeded" for p in parts),
             "failed": sum(p.state == "failed" for p in parts),
             "parts": len(parts),
+            "failures": [_failure(p) for p in parts if p.state in ("failed", "lost")
+                         and state.batches[p.batch].state != "approved"],
         }
         return RunResult(code, outcome, message, summary)
+
+    def _stopped(self, state: PlanState, number: int, message: str) -> RunResult:
+        """The run stops at batch ``number``'s review: exit 1 when PARTs of it failed, else 0."""
+        failed = self.ws.rules(state).failed_parts(state.batches[number])
+        if failed:
+            message += f"; failed: {', '.join(failed)}"
+        return self._result(state, 1 if failed else 0, "stopped", message)
 
     def _running(self, state: PlanState) -> bool:
         return bool(self.children) or bool(state.running())
@@ -173,7 +192,11 @@ class Supervisor:
     # --- runners -------------------------------------------------------------------
 
     def _launch(self, state: PlanState) -> None:
-        for part in self.ws.rules(state).startable(claimed=self.children, limit=self.options.max_parallel):
+        startable = self.ws.rules(state).startable(claimed=self.children, limit=self.options.max_parallel)
+        if startable and not self.recorded:
+            record_run(self.ws, self.options.run, self.options.given or {}, Act(by=SUPERVISOR))
+            self.recorded = True
+        for part in startable:
             self.children[part] = self.executor.spawn(state.id, part)
 
     def _reap(self) -> None:
@@ -213,7 +236,8 @@ class Supervisor:
                     return "acted"
                 if part.attempts > self.options.retries:
                     if part.state == "lost":
-                        fail(self.ws, part.id, f"lost and out of retries ({part.reason})", Act(attempt=part.attempt))
+                        fail(self.ws, part.id, f"lost and out of retries ({part.reason})", Act(attempt=part.attempt),
+                             last_output=part.last_output)
                         return "acted"
                     continue
                 seen = self.failed_seen.setdefault(part.id, time.monotonic())
@@ -231,8 +255,8 @@ class Supervisor:
 
     def _review(self, state: PlanState, number: int) -> RunResult | None:
         if self.options.until_batch is not None and number >= self.options.until_batch:
-            return self._result(state, 0, "stopped", f"stopped at the gate: batch {number} awaits review"
-                                f" ('kx review {number} --approve', then 'kx resume')")
+            return self._stopped(state, number, f"stopped at the gate: batch {number} awaits review"
+                                 f" ('kx review {number} --approve' or '--reject', then 'kx resume')")
         mode = self.options.review
         if mode == "prompt" and self.ask is None:
             mode = "wait"
@@ -265,7 +289,7 @@ class Supervisor:
         answer = self.ask(f"batch {number}: {' / '.join(choices)}?", choices)
         act = Act(by=None)
         if answer == "quit":
-            return self._result(state, 0, "stopped", f"stopped at batch {number}'s review; 'kx resume' continues")
+            return self._stopped(state, number, f"stopped at batch {number}'s review; 'kx resume' continues")
         if answer == "retry":
             for part in failed:
                 retry(self.ws, part, act, reason="reviewer asked for a retry")

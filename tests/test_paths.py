@@ -8,6 +8,7 @@ got into the ledger without that check (an older kx, a hand-made event).
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import BadInput
-from tests.conftest import FROZEN_AT, SMALL_PLAN, SMALL_PLAN_SOURCES, complete, event_count
+from tests.conftest import FROZEN_AT, SMALL_PLAN, SMALL_PLAN_SOURCES, complete, event_count, kx_run
 
 TARGET = "- [ ] PART 1: Create topics/00-alpha.md"
 READ = "- [ ] Read influences/00-alpha.md"
@@ -278,3 +279,41 @@ def test_ship_globs_stay_inside_the_root(project):
     (project / "config.toml").write_text('[defaults.ray]\nship = ["../secrets/*"]\n')
     with pytest.raises(BadInput, match="relative to the plan's root"):
         load_config(project, "plan")
+
+
+# --- a runner's folders: made before it starts, inside the root only ----------------------------------------
+
+WRITING_RUNNER = """\
+import os, subprocess, sys
+open(os.environ["KX_TARGET"], "w").write("# Alpha\\n")
+open(os.environ["KX_DROP"], "w").write("a drop\\n")
+subprocess.run(["kx", "drop", os.environ["KX_PART"], os.environ["KX_DROP"]], check=True)
+"""
+
+
+@pytest.mark.real_time
+def test_a_runner_writes_its_target_into_a_folder_that_did_not_exist(kx, project):
+    (project / "plan.md").write_text("# BATCH 1: One\n\n## PART 1: Alpha\n\n- [ ] PART 1: Create deep/new/alpha.md\n\n"
+                                     "- [ ] Create KNOWLEDGE-DROP-alpha-2025-11-14-[TIME].md\n", encoding="utf-8")
+    (project / ".kx").mkdir()
+    (project / ".kx" / "config.toml").write_text('[plans.plan]\nevidence = "drop"\n', encoding="utf-8")
+    assert kx("plan", "import", "plan.md").code == 0
+    (project / "writer.py").write_text(WRITING_RUNNER, encoding="utf-8")
+    spec = f"{shlex.quote(sys.executable)} writer.py"
+    code, _, err = kx_run(project, "run", "--runner", spec, "--until-batch", "1", "--review", "auto")
+    log = next((project / ".kx" / "attempts" / "plan").glob("PART-1-1/runner.log")).read_text()
+    assert code == 0, err + log
+    assert (project / "deep" / "new" / "alpha.md").read_text() == "# Alpha\n"
+    assert kx("--json", "status").json["batches"][0]["parts"][0]["state"] == "succeeded"
+
+
+def test_only_folders_inside_the_root_are_made(tmp_path):
+    from machine.paths import PathGuard
+
+    root = tmp_path / "root"
+    root.mkdir()
+    guard = PathGuard.around(root, ledger=root / ".kx" / "ledger.db")
+    assert guard.make_parent(root / "a" / "b" / "c.md") and (root / "a" / "b").is_dir()
+    assert not guard.make_parent(tmp_path / "outside" / "x.md") and not (tmp_path / "outside").exists()
+    assert not guard.make_parent(root / ".kx" / "attempts" / "x.md") and not (root / ".kx").exists()
+    assert not guard.make_parent(None)

@@ -95,6 +95,16 @@ def test_plan_text_is_escaped_and_42_parts_are_labelled(kx, tmp_path, monkeypatc
     assert len(html.encode()) < 100_000
 
 
+def test_a_lost_attempt_finished_later_is_told_as_it_was(kx, tmp_path, monkeypatch):
+    made = simulate(tmp_path, 42)
+    lost = next(a for a in made if a.lost)
+    html = report_of(kx, tmp_path, monkeypatch)
+    assert f"{lost.attempt} lost, then succeeded" in html and "no heartbeat for 61s (lease 60s)" in html
+    row = html[html.index(f'<tr id="{lost.part}">'):]
+    row = row[: row.index("</tr>")]
+    assert "failed/lost" not in row and "(1 lost, then succeeded)" in row
+
+
 def test_1000_parts_collapse_to_batch_labels_and_stay_small(kx, tmp_path, monkeypatch):
     made = simulate(tmp_path, 1000, per_batch=20)
     started = time.perf_counter()

@@ -150,3 +150,27 @@ def test_the_readme_queries_run_and_answer(midway):
                                                             if a.outcome in ("failed", "lost") or a.lost)
     assert troubled == sorted(troubled, key=lambda r: -r["seconds"])
     assert peak == [{"plan": "plan", "peak": 6, "parallel_limit": 6, "starts": len(made)}]
+
+
+def test_a_lost_attempt_finished_later_keeps_why_it_was_lost(midway):
+    folder, made = midway
+    lost = [a.attempt for a in made if a.lost]
+    rows = query(folder, "SELECT attempt, outcome, reason, lost_reason FROM attempts WHERE lost")
+    assert [r["attempt"] for r in rows] == lost and lost
+    assert {(r["outcome"], r["lost_reason"]) for r in rows} >= {("succeeded", "no heartbeat for 61s (lease 60s)")}
+    assert all(r["lost_reason"] == "no heartbeat for 61s (lease 60s)" for r in rows)
+    assert query(folder, "SELECT count(*) AS n FROM attempts WHERE NOT lost AND lost_reason IS NOT NULL") == [{"n": 0}]
+
+
+def test_views_of_an_older_version_are_recreated(kx, small_plan, project):
+    assert kx("plan", "import", "plan.md").code == 0
+    path = project / ".kx" / "ledger.db"
+    with sqlite3.connect(path) as conn:  # as a ledger whose views an earlier kx made, without lost_reason
+        conn.execute("DROP VIEW running_timeline")
+        conn.execute("DROP VIEW attempts")
+        conn.execute("CREATE VIEW attempts AS SELECT plan, 1 AS reason FROM events")
+        conn.execute("UPDATE kx_meta SET value = '2' WHERE key = ?", (sql_views.META_KEY,))
+    assert kx("status").code == 0
+    assert "lost_reason" in [r["name"] for r in query(project, "PRAGMA table_info(attempts)")]
+    assert query(project, "SELECT value FROM kx_meta WHERE key = ?", sql_views.META_KEY) == [
+        {"value": sql_views.VERSION}]
