@@ -29,6 +29,18 @@ class Options:
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
         self.given = given  # the supervisor's workspace, for a runner's call run here (run_for_runner)
 
+    def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
+        """The global options given after a command's name: they win over those before it."""
+        self.ledger = self.ledger if ledger is None else ledger
+        self.plan = self.plan if plan is None else plan
+        self.as_json = self.as_json or as_json
+        if verbose and not self.verbose:
+            self.verbose = True
+            if self.given is None:  # as the root does: a runner's call logs as its supervisor does
+                from ledger import logs
+
+                logs.configure(True)
+
     def workspace(self, *, create: bool = False):
         if self.given is not None:
             return self.given
@@ -61,15 +73,67 @@ class Options:
 pass_options = click.make_pass_decorator(Options)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ledger", type=click.Path(dir_okay=False), help="The ledger file (default: $KX_LEDGER, else the nearest .kx/ledger.db).")
-@click.option("--plan", "plan", metavar="ID", help="The plan, when the ledger holds several.")
-@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout: one JSON object with \"schema\": 1.")
-@click.option("-v", "--verbose", is_flag=True, help="Log to stderr; show tracebacks.")
+GLOBAL_OPTIONS = (
+    click.Option(["--ledger"], type=click.Path(dir_okay=False),
+                 help="The ledger file (default: $KX_LEDGER, else the nearest .kx/ledger.db)."),
+    click.Option(["--plan", "plan"], metavar="ID", help="The plan, when the ledger holds several."),
+    click.Option(["--json", "as_json"], is_flag=True,
+                 help="Machine output on stdout: one JSON object with \"schema\": 1."),
+    click.Option(["-v", "--verbose"], is_flag=True, help="Log to stderr; show tracebacks."),
+)
+GLOBAL_NAMES = frozenset(option.name for option in GLOBAL_OPTIONS)
+
+
+class _TakesGlobalOptions:
+    """A command or group that takes kx's global options after its name too (``kx status --json``), the one
+    written last winning, and shows them in its help apart from its own.
+
+    The options are shared, not copied onto each command: ``kx tick`` does not pay for building them 30 times."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *GLOBAL_OPTIONS]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is not None:  # the root's are its callback's arguments
+            given = {name: ctx.params.pop(name) for name in GLOBAL_NAMES}
+            ctx.find_object(Options).override(**given)
+        return super().invoke(ctx)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        shared: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and isinstance(param, click.Option):
+                (shared if param.name in GLOBAL_NAMES else own).append(record)
+        for title, records in (("Options", own), ("Global options (before or after the command)", shared)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+        if isinstance(self, click.Group):
+            self.format_commands(ctx, formatter)
+
+
+class KxCommand(_TakesGlobalOptions, click.Command):
+    pass
+
+
+class KxGroup(_TakesGlobalOptions, click.Group):
+    command_class = KxCommand
+    group_class = type  # a group's subgroups are KxGroups too
+
+
+@click.group(cls=KxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="kx")
 @click.pass_context
 def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
-    """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger."""
+    """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger.
+
+    Example:
+
+    \b
+        kx plan import plan.md && kx run --runner rehearse --review auto
+    """
     from ledger import clock, logs
 
     call = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
@@ -86,7 +150,14 @@ def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool,
 
 @cli.group()
 def plan() -> None:
-    """Import, list and lint plans."""
+    """Import, list and lint plans.
+
+    Example:
+
+    \b
+        kx plan import plan.md
+        kx plan lint --json
+    """
 
 
 @plan.command("import")
@@ -95,7 +166,13 @@ def plan() -> None:
               help="Folder that drops and knowledge files must stay inside (default: the plan's folder).")
 @pass_options
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
-    """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision)."""
+    """Record the plan FILE in the ledger (same bytes again: no-op; changed: a revision).
+
+    Example:
+
+    \b
+        kx plan import vlm-mastery.md --root .
+    """
     from ledger.locate import ledger_for
     from machine.importer import import_plan
 
@@ -106,7 +183,13 @@ def plan_import(options: Options, file: Path, root: Path | None) -> None:
 @plan.command("list")
 @pass_options
 def plan_list(options: Options) -> None:
-    """The plans in the ledger."""
+    """The plans in the ledger.
+
+    Example:
+
+    \b
+        kx plan list
+    """
     from machine.app import list_plans
 
     result = list_plans(options.workspace())
@@ -117,7 +200,13 @@ def plan_list(options: Options) -> None:
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @pass_options
 def plan_lint(options: Options, file: Path | None) -> None:
-    """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors."""
+    """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors.
+
+    Example:
+
+    \b
+        kx plan lint vlm-mastery.md
+    """
     from ledger.locate import ledger_for
     from machine.app import lint
 
@@ -134,7 +223,13 @@ def plan_lint(options: Options, file: Path | None) -> None:
 @cli.command()
 @pass_options
 def status(options: Options) -> None:
-    """Batches and PARTs with their states, ticks and attempts."""
+    """Batches and PARTs with their states, ticks and attempts.
+
+    Example:
+
+    \b
+        kx status --json --plan vlm-mastery
+    """
     from runners.reconcile import reconciled_status
 
     result = reconciled_status(options.workspace())
@@ -147,7 +242,24 @@ def status(options: Options) -> None:
 @click.option("--follow", is_flag=True, help="Keep printing new events as they are appended (Ctrl-C stops).")
 @pass_options
 def events(options: Options, since: int, follow: bool) -> None:
-    """The raw event stream, in ledger order."""
+    """The raw event stream, in ledger order: a row per event (--json: {"events": [...]}; with --follow, an
+    object per line).
+
+    \b
+    Columns (the events table's own; the JSON fields have the same names):
+      position  the event's place in the whole ledger (what --since counts)
+      stream    what it is about: plan:PLAN, batch:PLAN:N or part:PLAN:PART-N
+                (one stream per PART, across all its attempts)
+      version   the event's number within its stream (1, 2, 3... without gaps);
+                not an attempt
+      data      the event's fields; "attempt": "PART-7#1" is PART-7's first
+                attempt (kx start numbers them)
+
+    Example:
+
+    \b
+        kx events --since 120 --follow
+    """
     from machine.app import event_view, events as read_events
 
     workspace = options.workspace()
@@ -155,12 +267,18 @@ def events(options: Options, since: int, follow: bool) -> None:
     if options.as_json and not follow:
         options.emit({"events": [event_view(e) for e in rows]}, None)
         return
+    width = None  # the stream column's, set by the first rows
     while True:
         for row in rows:
             view = event_view(row)
-            line = json.dumps(view, ensure_ascii=False) if options.as_json else views.printable(views.event_line(view))
-            click.echo(line)
-            since = row.position
+            if options.as_json:
+                click.echo(json.dumps(view, ensure_ascii=False))
+                continue
+            if width is None:
+                width = max(len("stream"), *(len(r.stream) for r in rows))
+                click.echo(views.event_header(width))
+            click.echo(views.printable(views.event_line(view, width)))
+        since = rows[-1].position if rows else since
         if not follow:
             return
         time.sleep(0.5)
@@ -173,7 +291,13 @@ def events(options: Options, since: int, follow: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically) instead of stdout.")
 @pass_options
 def replay(options: Options, until: int | None, at: str | None, output: Path | None) -> None:
-    """The plan markdown rebuilt from events alone, as it was then."""
+    """The plan markdown rebuilt from events alone, as it was then.
+
+    Example:
+
+    \b
+        kx replay --at 2025-11-16T18:00:00Z -o then.md
+    """
     from machine.app import replay as rebuild
 
     data = rebuild(options.workspace(), until=until, at=at).encode("utf-8")
@@ -196,7 +320,13 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
               help="Write here (default: .kx/report-PLAN.html beside the ledger).")
 @pass_options
 def report(options: Options, output: Path | None) -> None:
-    """One self-contained HTML page of the run: progress, a timeline of every attempt, reviews, PARTs."""
+    """One self-contained HTML page of the run: progress, a timeline of every attempt, reviews, PARTs.
+
+    Example:
+
+    \b
+        kx report -o report.html
+    """
     from machine.app import report as write_report
 
     result = write_report(options.workspace(), output)
@@ -228,7 +358,13 @@ def _report_outcome(options: Options, outcome) -> None:
 @cli.command("next")
 @pass_options
 def next_(options: Options) -> None:
-    """The PARTs that may start now, in plan order (at most the free slots)."""
+    """The PARTs that may start now, in plan order (at most the free slots).
+
+    Example:
+
+    \b
+        kx next
+    """
     from machine.queries import next_parts
 
     result = next_parts(options.workspace())
@@ -240,7 +376,13 @@ def next_(options: Options) -> None:
 @attempt_option
 @pass_options
 def brief(options: Options, part: str, attempt: str | None) -> None:
-    """What a runner needs for PART: instructions, section, target, drop name, files to cite."""
+    """What a runner needs for PART: instructions, section, target, drop name, files to cite.
+
+    Example:
+
+    \b
+        kx brief PART-7 --attempt "$KX_ATTEMPT"
+    """
     from machine.queries import brief as make_brief, brief_markdown
 
     result = make_brief(options.workspace(), part, attempt)
@@ -254,10 +396,11 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
 def check(options: Options, part: str, attempt: str | None) -> None:
     """Whether each box of PART has its evidence now, and the target and drop; exit 0 when finish would succeed.
 
-    \b
     Example:
-      kx check PART-7            # one line per box, then the target and the drop
-      kx --json check PART-7     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], "target": ..., "drop": ...}
+
+    \b
+        kx check PART-7            # one line per box, then the target and the drop
+        kx check PART-7 --json     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], ...}
     """
     from machine.queries import check as check_part
 
@@ -272,7 +415,13 @@ def check(options: Options, part: str, attempt: str | None) -> None:
 @by_option
 @pass_options
 def start(options: Options, part: str, by: str | None) -> None:
-    """Claim PART: records RunnerStarted and prints the attempt id."""
+    """Claim PART: records RunnerStarted and prints the attempt id.
+
+    Example:
+
+    \b
+        kx start PART-7            # PART-7#1
+    """
     from machine.actions import start as start_part
 
     outcome = start_part(options.workspace(), part, _act(None, by))
@@ -301,9 +450,10 @@ def tick(options: Options, part: str, refs: tuple[str, ...], sources: tuple[str,
     a Search box needs --source; a drop box, the drop recorded first. Without --attempt the tick is a person's
     override.
 
-    \b
     Example:
-      kx tick PART-7 1.1 --source https://arxiv.org/abs/2103.00020
+
+    \b
+        kx tick PART-7 1.1 --source https://arxiv.org/abs/2103.00020
     """
     _tick(options, part, refs, attempt, by, ticked=True, sources=sources)
 
@@ -313,7 +463,13 @@ def tick(options: Options, part: str, refs: tuple[str, ...], sources: tuple[str,
 @click.argument("refs", nargs=-1, required=True)
 @acting_options
 def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None) -> None:
-    """Untick boxes of PART (same REFs as tick). Idempotent."""
+    """Untick boxes of PART (same REFs as tick). Idempotent.
+
+    Example:
+
+    \b
+        kx untick PART-7 2.4
+    """
     _tick(options, part, refs, attempt, by, ticked=False)
 
 
@@ -322,7 +478,13 @@ def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | No
 @click.argument("file", type=click.Path(path_type=Path))
 @acting_options
 def drop(options: Options, part: str, file: Path, attempt: str | None, by: str | None) -> None:
-    """Record FILE as PART's KNOWLEDGE DROP (sha256 and size); it must be inside the plan's root."""
+    """Record FILE as PART's KNOWLEDGE DROP (sha256 and size); it must be inside the plan's root.
+
+    Example:
+
+    \b
+        kx drop PART-7 "$KX_DROP"
+    """
     from machine.actions import drop as record_drop
 
     _report_outcome(options, record_drop(options.workspace(), part, file, _act(attempt, by)))
@@ -332,7 +494,13 @@ def drop(options: Options, part: str, file: Path, attempt: str | None, by: str |
 @click.argument("part")
 @acting_options
 def finish(options: Options, part: str, attempt: str | None, by: str | None) -> None:
-    """Record PART's success, or refuse listing the missing evidence."""
+    """Record PART's success, or refuse listing the missing evidence.
+
+    Example:
+
+    \b
+        kx finish PART-7
+    """
     from machine.actions import finish as finish_part
 
     _report_outcome(options, finish_part(options.workspace(), part, _act(attempt, by)))
@@ -343,7 +511,13 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
 @click.option("--reason", required=True, help="Why it failed.")
 @acting_options
 def fail(options: Options, part: str, reason: str, attempt: str | None, by: str | None) -> None:
-    """Record that PART failed."""
+    """Record that PART failed.
+
+    Example:
+
+    \b
+        kx fail PART-7 --reason "the model server timed out"
+    """
     from machine.actions import fail as fail_part
 
     _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by)))
@@ -355,7 +529,13 @@ def fail(options: Options, part: str, reason: str, attempt: str | None, by: str 
 @by_option
 @pass_options
 def retry(options: Options, part: str, reason: str | None, by: str | None) -> None:
-    """Send a failed or lost PART back to pending."""
+    """Send a failed or lost PART back to pending.
+
+    Example:
+
+    \b
+        kx retry PART-7 --reason "server is back"
+    """
     from machine.actions import retry as retry_part
 
     _report_outcome(options, retry_part(options.workspace(), part, _act(None, by), reason))
@@ -372,9 +552,10 @@ def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None
     Their next attempt earns every tick and its drop again. A batch already approved needs review again, and
     the batches after it that are not approved lock until it is.
 
-    \b
     Example:
-      kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
+
+    \b
+        kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
     """
     from machine.actions import reopen as reopen_parts
 
@@ -393,7 +574,14 @@ def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None
 @pass_options
 def review(options: Options, batch: int, parts: tuple[str, ...], decision: str | None, accept_failed: bool,
            note: str | None, by: str | None) -> None:
-    """Review BATCH once it is awaiting review: --approve, or --reject [PART...]."""
+    """Review BATCH once it is awaiting review: --approve, or --reject [PART...].
+
+    Example:
+
+    \b
+        kx review 2 --approve --note "drops read"
+        kx review 2 --reject PART-8 PART-11 --note "too thin"
+    """
     from ledger.errors import BadInput
     from machine.actions import review as review_batch
 
@@ -414,10 +602,12 @@ def review(options: Options, batch: int, parts: tuple[str, ...], decision: str |
 def render(options: Options, check: bool, repair: bool) -> None:
     """Rewrite the plan file's marks and Completed stamps from the ledger, every other byte kept.
 
-    \b
     Example:
-      kx render --repair --check   # what --repair would mend, per glyph; writes nothing
-      kx render --repair           # mend it, then write the marks
+
+    \b
+        kx render --check || kx render
+        kx render --repair --check   # what --repair would mend, per glyph; writes nothing
+        kx render --repair           # mend it, then write the marks
     """
     from machine.plan_file import render_file
 
@@ -429,14 +619,27 @@ def render(options: Options, check: bool, repair: bool) -> None:
 
 @cli.group()
 def audit() -> None:
-    """Who did what, and whether the ledger holds up."""
+    """Who did what, and whether the ledger holds up.
+
+    Example:
+
+    \b
+        kx audit history PART-7
+        kx audit verify
+    """
 
 
 @audit.command()
 @click.argument("part")
 @pass_options
 def history(options: Options, part: str) -> None:
-    """PART's events in order: time, type, attempt, details (and its batch's reviews)."""
+    """PART's events in order: time, type, attempt, details (and its batch's reviews).
+
+    Example:
+
+    \b
+        kx audit history PART-7 --json
+    """
     from machine.queries import history as part_history
 
     result = part_history(options.workspace(), part)
@@ -446,7 +649,13 @@ def history(options: Options, part: str) -> None:
 @audit.command()
 @pass_options
 def verify(options: Options) -> None:
-    """Ledger integrity and rule invariants over all of history; exit 1 on any finding."""
+    """Ledger integrity and rule invariants over all of history; exit 1 on any finding.
+
+    Example:
+
+    \b
+        kx audit verify
+    """
     from machine.audit import verify as verify_ledger
 
     result = verify_ledger(options.workspace())
@@ -469,6 +678,11 @@ def consolidate(options: Options, index: Path | None, skill: Path | None, comple
     """After the last batch is approved: index the knowledge files, move the plan to completed/.
 
     Refused (exit 3) while a drop or knowledge file changed or is gone since it was recorded, unless --allow-missing.
+
+    Example:
+
+    \b
+        kx consolidate --index INDEX.md --commit
     """
     from machine.acting import person
     from machine.consolidate import consolidate as run_consolidation
@@ -481,7 +695,13 @@ def consolidate(options: Options, index: Path | None, skill: Path | None, comple
 @audit.command()
 @pass_options
 def rebuild(options: Options) -> None:
-    """Rewrite the read model (kx_plans, kx_parts) from the events."""
+    """Rewrite the read model (kx_plans, kx_parts) from the events.
+
+    Example:
+
+    \b
+        kx audit rebuild
+    """
     from machine.audit import rebuild as rebuild_read_model
 
     result = rebuild_read_model(options.workspace())
@@ -496,10 +716,11 @@ def rebuild(options: Options) -> None:
 def repair_guard(options: Options, reanchor: bool) -> None:
     """Restore the ledger's append-only guard (its triggers and head) after someone removed or altered it.
 
-    \b
     Example:
-      kx audit verify          # append-only guard: trigger events_no_delete is missing; ...
-      kx audit repair-guard    # trigger events_no_delete created
+
+    \b
+        kx audit verify          # append-only guard: trigger events_no_delete is missing; ...
+        kx audit repair-guard    # trigger events_no_delete created
     """
     from machine.audit import repair_guard as repair
 
@@ -511,23 +732,29 @@ def repair_guard(options: Options, reanchor: bool) -> None:
 
 
 @cli.command("mcp")
-@click.option("--ledger", "ledger", type=click.Path(dir_okay=False),
-              help="The ledger (default: kx's own --ledger, $KX_LEDGER, else the nearest .kx/ledger.db).")
-@click.option("--plan", "plan", metavar="ID", help="The plan, when the ledger holds several.")
 @attempt_option
 @pass_options
-def mcp(options: Options, ledger: str | None, plan: str | None, attempt: str | None) -> None:
-    """Serve the runner's commands as MCP tools on stdio (for agents that take tools over MCP)."""
+def mcp(options: Options, attempt: str | None) -> None:
+    """Serve the runner's commands as MCP tools on stdio (for agents that take tools over MCP).
+
+    --ledger and --plan (before or after 'mcp') pick the ledger and plan the tools act on.
+
+    Example:
+
+    \b
+        kx mcp --attempt "$KX_ATTEMPT"
+    """
     from runners.mcp_server import serve
 
-    workspace = Options(ledger or options.ledger, plan or options.plan, True, options.verbose).workspace()
+    workspace = Options(options.ledger, options.plan, True, options.verbose).workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
     serve(workspace, run_for_runner, _commands(), attempt=attempt or None, version=VERSION)
 
 
 def _commands() -> dict[str, tuple[str, frozenset[str]]]:
     """Each command's help and option names: the MCP tools are made from them."""
-    return {name: (command.help or "", frozenset(opt for param in command.params for opt in param.opts))
+    return {name: ((command.help or "").replace("\b\n", ""),  # click's "keep these lines" mark is no text
+                   frozenset(opt for param in command.params for opt in param.opts))
             for name, command in cli.commands.items()}
 
 
@@ -579,7 +806,14 @@ def _supervise(options: Options, command: str, plain: bool, **run_options: Any) 
 @_run_options
 @pass_options
 def run(options: Options, **kwargs: Any) -> None:
-    """Run the plan: runners batch by batch under the rules; after a crash, the same command resumes."""
+    """Run the plan: runners batch by batch under the rules; after a crash, the same command resumes.
+
+    Example:
+
+    \b
+        kx run --runner rehearse --review auto
+        kx run --runner 'sh -c "my-agent --brief $KX_BRIEF"' --max-parallel 3
+    """
     _supervise(options, "run", **kwargs)
 
 
@@ -593,6 +827,11 @@ def resume(options: Options, **kwargs: Any) -> None:
     --runner, --model, --base-url, --retries, --max-parallel, --backoff, --executor, --ray-address. Options given
     here win. --review and --until-batch are not reused. A key is never recorded: a runner that took one on its
     command line needs --runner again.
+
+    Example:
+
+    \b
+        kx resume --review wait
     """
     _supervise(options, "resume", **kwargs)
 

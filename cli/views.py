@@ -207,10 +207,17 @@ def _fit(line: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def event_line(view: dict[str, Any]) -> str:
+def event_header(stream_width: int = 0) -> str:
+    """The names of :func:`event_line`'s columns: the ``events`` table's own."""
+    return (f"{'position':>8}  {'recorded_at':<27}  {'type':<17} {'stream':<{stream_width}}  {'version':>7}  data")
+
+
+def event_line(view: dict[str, Any], stream_width: int = 0) -> str:
+    """One event: its stream's version (the event's number in the stream) apart from the stream, so that it
+    is not read as an attempt (``PART-7#1``, in the data)."""
     data = {k: v for k, v in view["data"].items() if k not in ("plan", "source", "structure")}
-    return (f"{view['position']:>6}  {view['recorded_at']}  {view['type']:<17} {view['stream']}"
-            f"#{view['version']}  {json.dumps(data, ensure_ascii=False)}")
+    return (f"{view['position']:>8}  {view['recorded_at']:<27}  {view['type']:<17} {view['stream']:<{stream_width}}"
+            f"  {view['version']:>7}  {json.dumps(data, ensure_ascii=False)}")
 
 
 def table(rows: list[tuple[Any, ...]]) -> str:

@@ -105,18 +105,38 @@ def fire(machine: Any, obj: Any, trigger: str, rules: Any = None, **kwargs: Any)
     An invalid transition becomes exit 3 naming the commands that are possible from there.
     """
     if not allows(machine, obj, trigger):
-        raise Refused(not_possible(machine, obj, trigger), rule="transition")
+        raise Refused(not_possible(machine, obj, trigger, getattr(rules, "state", None)), rule="transition")
     machine.events[trigger].trigger(copy.copy(obj), rules=rules, **kwargs)
 
 
-# what a person runs to fire each trigger (the others are kx's own housekeeping)
-COMMANDS = {"start": "kx start", "succeed": "kx finish", "fail": "kx fail", "retry": "kx retry",
-            "send_back": "kx review N --reject", "approve": "kx review N --approve",
-            "reject": "kx review N --reject", "reopen": "kx reopen"}
+# the command a person runs to fire each trigger, as typed (the other triggers are kx's own housekeeping)
+PART_COMMANDS = {"start": "kx start {part}", "succeed": "kx finish {part}", "fail": "kx fail {part} --reason TEXT",
+                 "retry": "kx retry {part}", "send_back": "kx review {batch} --reject {part}",
+                 "reopen": "kx reopen {part} --reason TEXT"}
+BATCH_COMMANDS = {"approve": "kx review {batch} --approve", "reject": "kx review {batch} --reject"}
 
 
-def not_possible(machine: Any, obj: Any, trigger: str) -> str:
+def command_for(obj: Any, trigger: str) -> str | None:
+    """The command line that fires ``trigger`` on a PART or a batch, or None when no command does."""
+    part = getattr(obj, "id", None)  # a PART has an id and a batch; a batch, a number
+    template = (PART_COMMANDS if part else BATCH_COMMANDS).get(trigger)
+    return template.format(part=part, batch=getattr(obj, "batch", getattr(obj, "number", None))) if template else None
+
+
+def not_possible(machine: Any, obj: Any, trigger: str, plan: Any = None) -> str:
+    """Why ``trigger`` may not fire on ``obj``, and the commands that may, each as it is typed.
+
+    Sending a PART back is offered only when ``plan`` (the folded state) shows its batch awaiting review,
+    the one time 'kx review N --reject' takes it."""
     name = getattr(obj, "label", type(obj).__name__)
-    commands = [COMMANDS[t] for t in machine.get_triggers(obj.state) if t in COMMANDS and t != trigger]
-    return (f"{name} is {obj.state.replace('_', ' ')}: '{COMMANDS.get(trigger, trigger)}' is not possible from there"
-            + (f" (possible: {', '.join(dict.fromkeys(commands))})" if commands else ""))
+    possible = [command_for(obj, t) for t in machine.get_triggers(obj.state)
+                if t != trigger and (t != "send_back" or _reviewable(plan, obj))]
+    tried = command_for(obj, trigger) or trigger.replace("_", " ")
+    shown = ", ".join(f"'{command}'" for command in dict.fromkeys(filter(None, possible)))
+    return (f"{name} is {obj.state.replace('_', ' ')}: '{tried}' is not possible from there"
+            + (f" (possible: {shown})" if shown else ""))
+
+
+def _reviewable(plan: Any, part: Any) -> bool:
+    batch = plan.batches.get(part.batch) if plan is not None else None
+    return batch is not None and batch.state == "awaiting_review"

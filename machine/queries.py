@@ -84,7 +84,8 @@ def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[st
 
 def _blocked(ctx: Context, part: PartState, attempt: str | None) -> list[str]:
     """What stops ``finish`` apart from the evidence: a stale attempt, a locked batch, the PART's state."""
-    problems = [] if allows(part_machine(), part, "succeed") else [not_possible(part_machine(), part, "succeed")]
+    machine = part_machine()
+    problems = [] if allows(machine, part, "succeed") else [not_possible(machine, part, "succeed", ctx.state)]
     try:
         ctx.rules.may_act(part, attempt)
     except Refused as refusal:

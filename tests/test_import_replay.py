@@ -194,7 +194,7 @@ def test_events_since_and_text(kx, seed_plan):
     assert [e["position"] for e in events] == [71, 72, 73, 74, 75]
     assert events[-1]["type"] == "BatchReviewed" and events[-1]["data"]["by"] == "import"
     lines = kx("events", "--since", "74").text.splitlines()
-    assert len(lines) == 1 and "BatchReviewed" in lines[0]
+    assert len(lines) == 2 and lines[0].split()[:2] == ["position", "recorded_at"] and "BatchReviewed" in lines[1]
 
 
 def test_lint_reports_claims_without_evidence(kx, seed_plan):

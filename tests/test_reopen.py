@@ -191,10 +191,10 @@ def test_reopen_of_failed_and_lost_parts(kx, plan, project):
 def test_reopen_refusals_name_what_is_possible_and_append_nothing(kx, plan, project):
     refused = kx("reopen", "PART-1", "--reason", "x")
     assert refused.code == 3 and refused.err.count("\n") == 1
-    assert "PART-1 is pending" in refused.err and "possible: kx start" in refused.err
+    assert "PART-1 is pending" in refused.err and "possible: 'kx start PART-1', 'kx finish PART-1'" in refused.err
     kx("start", "PART-1")
     refused = kx("reopen", "PART-1", "--reason", "x")
-    assert refused.code == 3 and "PART-1 is running" in refused.err and "kx finish" in refused.err
+    assert refused.code == 3 and "PART-1 is running" in refused.err and "'kx finish PART-1'" in refused.err
     assert complete(kx, project, "PART-2").code == 0  # a person's success
     before = event_count(project)
     assert kx("reopen", "PART-2", "PART-1", "--reason", "x").code == 3  # one refused: none reopened

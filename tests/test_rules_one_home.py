@@ -94,5 +94,5 @@ def test_refusals_name_commands_that_exist(kx, plan):
     assert kx("start", "PART-1").code == 0
     again = kx("start", "PART-1")
     assert again.code == 3
-    assert "possible: kx finish, kx fail" in again.err
+    assert "possible: 'kx finish PART-1', 'kx fail PART-1 --reason TEXT'" in again.err
     assert "send back" not in again.err and "succeed" not in again.err
