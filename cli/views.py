@@ -24,11 +24,15 @@ def printable_view(value: Any) -> Any:
     return value
 
 
+def counted(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def import_result(result: Any) -> str:
     if result.action == "unchanged":
         return f"{result.plan}: {result.path} unchanged; nothing recorded"
-    line = (f"{result.plan}: {result.action} {result.path} — {result.batches} batches, {result.parts} PARTs,"
-            f" {result.events} events recorded")
+    line = (f"{result.plan}: {result.action} {result.path} — {counted(result.batches, 'batch', 'batches')},"
+            f" {counted(result.parts, 'PART')}, {counted(result.events, 'event')} recorded")
     if result.action == "revised":
         line += f"; {result.carried} ticks carried over" + (f", {len(result.dropped)} dropped" if result.dropped else "")
     return "\n".join([line, *(change["message"] for change in result.changes)])
