@@ -89,7 +89,10 @@ def prepare(bench: Workbench, brief: dict[str, Any]) -> str:
     blocks = ["# What kx read and searched for you", ""]
     named = [(f"File {f['number']}: {f['path']}", f["path"]) for f in brief["influential_files"] if f["path"]]
     named += [(f"Read {box['path']}", box["path"]) for box in brief["boxes"] if box["kind"] == "read" and box.get("path")]
-    for title, path in dict((path, (title, path)) for title, path in named).values():
+    titles: dict[str, str] = {}
+    for title, path in named:
+        titles.setdefault(path, title)  # a file both influential and read: shown once
+    for path, title in titles.items():
         blocks += [f"## {title}", "", fenced(bench.read(path)), ""]
     if bench.search_command:
         for box in brief["boxes"]:
