@@ -766,7 +766,7 @@ def _run_options(func):
         click.option("--runner", "runner", metavar="SPEC", help="'rehearse [ARGS]' or any command line, run per PART"
                      " (default: runner in .kx/config.toml)."),
         click.option("--max-parallel", type=number(min=1), help="At most this many at once (never above the plan's limit)."),
-        click.option("--retries", type=number(), help="Retries per PART after a failure or loss (default 1)."),
+        click.option("--retries", type=number(), help="Retries per PART after a failure or loss (default 1; counted afresh after a review sends it back or a reopen)."),
         click.option("--review", type=click.Choice(["prompt", "wait", "auto"]), default=None,
                      help="Between batches: ask here (default on a terminal), wait for 'kx review', or approve."),
         click.option("--until-batch", type=number(), metavar="N", help="Stop cleanly at the gate after batch N."),

@@ -18,7 +18,7 @@ from machine.plan import Plan, part_id
 
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 4  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 5  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -37,6 +37,7 @@ class PartState:
     added_since_success: set[int] = field(default_factory=set)  # boxes a revision added while it was succeeded
     evidence: dict[int, dict[str, Any]] = field(default_factory=dict)  # box → what its tick's evidence says
     attempts: int = 0
+    tries: int = 0  # attempts since it was last sent back or reopened: what the retry budget counts
     attempt: str | None = None
     started: dict[str, Any] | None = None
     drops: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +73,7 @@ class PartState:
         self.ticked -= boxes
         self.touched |= boxes  # the ledger now says "unticked": render writes it
         self.evidence_from, self.target, self.completed_at = position, None, None
+        self.tries = 0  # fresh work: its retries start again
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -289,6 +291,7 @@ class PlanState:
         part = self._part_event(event)
         if part and self._fire(part_machine(), part, "start"):
             part.attempts += 1
+            part.tries += 1
             part.attempt = event.get("attempt")
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
             part.reason, part.last_output, part.finished_at = None, None, None

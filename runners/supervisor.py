@@ -234,17 +234,17 @@ class Supervisor:
                     finish(self.ws, part.id, Act(attempt=part.attempt, by=SUPERVISOR))
                     self.progress.say(f"{part.id}: {part.attempt} was lost after leaving complete evidence; finished")
                     return "acted"
-                if part.attempts > self.options.retries:
+                if part.tries > self.options.retries:
                     if part.state == "lost":
                         fail(self.ws, part.id, f"lost and out of retries ({part.reason})", Act(attempt=part.attempt),
                              last_output=part.last_output)
                         return "acted"
                     continue
                 seen = self.failed_seen.setdefault(part.id, time.monotonic())
-                if time.monotonic() - seen < self.options.backoff * 2 ** (part.attempts - 1):
+                if time.monotonic() - seen < self.options.backoff * 2 ** (part.tries - 1):
                     waiting = "waiting"
                     continue
-                retry(self.ws, part.id, Act(by=SUPERVISOR), reason=f"retry {part.attempts} of {self.options.retries}")
+                retry(self.ws, part.id, Act(by=SUPERVISOR), reason=f"retry {part.tries} of {self.options.retries}")
                 self.failed_seen.pop(part.id, None)
                 return "acted"
             except Refused:

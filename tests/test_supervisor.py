@@ -19,20 +19,6 @@ from tests.conftest import (batches_map, check_rules_from_events, events_of, kil
 pytestmark = pytest.mark.slow
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def test_a_three_batch_run_keeps_every_rule(kx, project, plan3):
     code, out, err = kx_run(project, "run", "--runner", "rehearse --sleep 0.4", "--review", "auto")
     assert code == 0, err
@@ -65,6 +51,18 @@ def test_failures_are_retried_and_an_exhausted_one_stops_auto_review(kx, project
     code, _, err = kx_run(project, "run", "--runner", "rehearse", "--review", "auto", "--until-batch", "2")
     assert code == 0 and "stopped at the gate: batch 2 awaits review" in err + _
     assert kx("--json", "status").json["batches"][2]["state"] == "locked"
+
+
+def test_a_part_sent_back_by_review_gets_its_retries_again(kx, project, plan3):
+    failing = ["--runner", "rehearse --fail PART-2 --fail-attempts 9", "--backoff", "0.05", "--until-batch", "1"]
+    assert kx_run(project, "run", *failing, "--review", "auto")[0] == 1  # PART-2#1, then its one retry #2
+    assert kx("review", "1", "--reject", "PART-2").code == 0
+    code, out, err = kx_run(project, "run", *failing, "--review", "auto")
+    assert code == 1, err
+    starts = [e["data"]["attempt"] for e in events_of(kx) if e["type"] == "RunnerStarted" and e["data"]["part"] == "PART-2"]
+    assert starts == ["PART-2#1", "PART-2#2", "PART-2#3", "PART-2#4"]  # the rejection gave it a fresh retry
+    retried = [e["data"]["reason"] for e in events_of(kx) if e["type"] == "PartRetried"]
+    assert retried == ["retry 1 of 1", "retry 1 of 1"]
 
 
 def test_a_retry_after_one_failure_succeeds(kx, project, plan3):
