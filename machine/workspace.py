@@ -40,7 +40,7 @@ class DefaultConfig:
 class Workspace:
     ledger: Ledger
     plan_choice: str | None = None
-    _configs: dict[str, PlanConfig] = field(default_factory=dict)
+    _configs: dict[str, tuple[tuple[int, int] | None, PlanConfig]] = field(default_factory=dict)  # by plan: (stamp, it)
 
     @classmethod
     def open(cls, ledger_path: str | None = None, plan: str | None = None, *, create: bool = False) -> Workspace:
@@ -83,15 +83,24 @@ class Workspace:
         return ids[0]
 
     def config(self, plan_id: str | None = None) -> PlanConfig:
+        """The plan's configuration as the file says now: a long-lived workspace (``kx run``, a ``kx mcp``
+        session) sees an edit at its next act."""
         plan_id = plan_id or self.plan_id()
-        if plan_id not in self._configs:
-            if (self.ledger.path.parent / CONFIG_FILE).is_file():
+        try:
+            found = (self.ledger.path.parent / CONFIG_FILE).stat()
+            stamp: tuple[int, int] | None = (found.st_mtime_ns, found.st_size)
+        except FileNotFoundError:
+            stamp = None
+        cached = self._configs.get(plan_id)
+        if cached is None or cached[0] != stamp:
+            if stamp is not None:
                 from machine.config import load_config
 
-                self._configs[plan_id] = load_config(self.ledger.path.parent, plan_id)
+                cached = (stamp, load_config(self.ledger.path.parent, plan_id))
             else:
-                self._configs[plan_id] = DefaultConfig()
-        return self._configs[plan_id]
+                cached = (None, DefaultConfig())
+            self._configs[plan_id] = cached
+        return cached[1]
 
     def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None) -> PlanState:
         """The plan's state now (read model + the events after it), or as it was (a fold up to then)."""

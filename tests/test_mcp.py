@@ -275,3 +275,19 @@ def test_kx_run_gives_each_runner_a_ready_mcp_config(kx, project):
     assert part["state"] == "succeeded" and part["ticked"] == part["total"]
     assert {e["attempt"] for e in history if e["type"] in types} == {"PART-1#1"}
     assert kx("audit", "verify").code == 0
+
+
+def test_a_held_session_reads_the_config_as_it_is_now(kx, small_plan, project):
+    assert kx("plan", "import", small_plan).code == 0
+    config = project / ".kx" / "config.toml"
+
+    async def work():
+        async with session(kx_mcp(project)) as client:
+            before = (await call(client, "brief", part="PART-1"))["evidence_policy"]
+            config.write_text('[defaults]\nevidence = "ticked"\n', encoding="utf-8")
+            edited = (await call(client, "brief", part="PART-1"))["evidence_policy"]
+            config.unlink()
+            removed = (await call(client, "brief", part="PART-1"))["evidence_policy"]
+            return before, edited, removed
+
+    assert anyio.run(work) == ("verified", "ticked", "verified")
