@@ -127,7 +127,7 @@ class ChatClient:
         try:
             message = data["choices"][0]["message"]
             text = message.get("content") or ""
-            calls = [ToolCall(c.get("id") or f"call_{n}", c["function"]["name"], c["function"].get("arguments") or "{}")
+            calls = [ToolCall(c.get("id") or f"call_{n}", c["function"]["name"], _arguments(c["function"].get("arguments")))
                      for n, c in enumerate(message.get("tool_calls") or [])]
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ChatError(f"the server's answer has no choices[0].message: {str(data)[:200]}") from None
@@ -194,6 +194,13 @@ class _Checked:
     def __exit__(self, *exc_info) -> None:
         if self.response is not None:
             self.response.close()
+
+
+def _arguments(value: Any) -> str:
+    """A call's arguments as JSON text: some servers send the object itself."""
+    if value is None or value == "":
+        return "{}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _add_piece(call: dict[str, str], piece: dict[str, Any]) -> None:

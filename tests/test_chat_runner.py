@@ -436,3 +436,14 @@ def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
     (tmp_path / "env.py").write_text("import os\nprint('key:', os.environ.get('LLM_KEY', 'none'))\n")
     bench = bench_in(tmp_path, search_command=[sys.executable, "env.py", "{query}"], hidden_env=("LLM_KEY",))
     assert bench.search("q") == "1. key: none"
+
+
+def test_tool_calls_are_read_whether_arguments_come_as_text_or_as_an_object():
+    calls = [{"id": "a", "function": {"name": "read_file", "arguments": '{"path": "x.md"}'}},
+             {"function": {"name": "search", "arguments": {"query": "q"}}},
+             {"id": "c", "function": {"name": "read_file"}}]
+    chat, _ = client(lambda r: httpx.Response(200, json={"choices": [{"message": {"content": None, "tool_calls": calls}}]}))
+    result = chat.complete([], tools=[{"type": "function"}])
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in result.tool_calls] == [
+        ("a", "read_file", {"path": "x.md"}), ("call_1", "search", {"query": "q"}), ("c", "read_file", {})]
+    assert result.text == "" and result.message()["tool_calls"][1]["function"]["arguments"] == '{"query": "q"}'
