@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,10 @@ def number(min: int = 0) -> click.IntRange:
 
 
 class Options:
-    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, given=None):
+    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, given=None, here=None):
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
         self.given = given  # the supervisor's workspace, for a runner's call run here (run_for_runner)
+        self.here = here  # that call's path arguments as they are here (see FilePath)
 
     def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
         """The global options given after a command's name: they win over those before it."""
@@ -73,8 +73,19 @@ class Options:
 pass_options = click.make_pass_decorator(Options)
 
 
+class FilePath(click.Path):
+    """Every path argument of kx: as given, or, in a call relayed from a Ray node or an MCP session
+    (:func:`run_for_runner`), as that call's ``here`` maps it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # the call, then Options
+        if here is not None:
+            value = here(os.fspath(value))
+        return super().convert(value, param, ctx)
+
+
 GLOBAL_OPTIONS = (
-    click.Option(["--ledger"], type=click.Path(dir_okay=False),
+    click.Option(["--ledger"], type=FilePath(dir_okay=False),
                  help="The ledger file (default: $KX_LEDGER, else the nearest .kx/ledger.db)."),
     click.Option(["--plan", "plan"], metavar="ID", help="The plan, when the ledger holds several."),
     click.Option(["--json", "as_json"], is_flag=True,
@@ -142,7 +153,7 @@ def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool,
     else:
         call.admit(ctx.invoked_subcommand)
     clock.now()  # a bad $KX_NOW fails every command alike (exit 2), not only the ones that record
-    ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None)
+    ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None, call.here if call else None)
 
 
 # --- plan -------------------------------------------------------------------
@@ -161,8 +172,8 @@ def plan() -> None:
 
 
 @plan.command("import")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("file", type=FilePath(path_type=Path))
+@click.option("--root", type=FilePath(file_okay=False, path_type=Path),
               help="Folder that drops and knowledge files must stay inside (default: the plan's folder).")
 @pass_options
 def plan_import(options: Options, file: Path, root: Path | None) -> None:
@@ -197,7 +208,7 @@ def plan_list(options: Options) -> None:
 
 
 @plan.command("lint")
-@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.argument("file", required=False, type=FilePath(path_type=Path))
 @pass_options
 def plan_lint(options: Options, file: Path | None) -> None:
     """Warnings and errors about FILE (default: the ledger's plan, history included). Exit 1 on errors.
@@ -288,7 +299,7 @@ def events(options: Options, since: int, follow: bool) -> None:
 @cli.command()
 @click.option("--until", type=number(), help="Only events up to this position.")
 @click.option("--at", "at", metavar="TIME", help="Only events recorded at or before this ISO-8601 time.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically) instead of stdout.")
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), help="Write here (atomically) instead of stdout.")
 @pass_options
 def replay(options: Options, until: int | None, at: str | None, output: Path | None) -> None:
     """The plan markdown rebuilt from events alone, as it was then.
@@ -316,7 +327,7 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
 
 
 @cli.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path),
               help="Write here (default: .kx/report-PLAN.html beside the ledger).")
 @pass_options
 def report(options: Options, output: Path | None) -> None:
@@ -475,7 +486,7 @@ def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | No
 
 @cli.command()
 @click.argument("part")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=FilePath(path_type=Path))
 @acting_options
 def drop(options: Options, part: str, file: Path, attempt: str | None, by: str | None) -> None:
     """Record FILE as PART's KNOWLEDGE DROP (sha256 and size); it must be inside the plan's root.
@@ -665,9 +676,9 @@ def verify(options: Options) -> None:
 
 
 @cli.command()
-@click.option("--index", type=click.Path(dir_okay=False, path_type=Path), help="The index to update (default: ROOT/INDEX.md).")
-@click.option("--skill", type=click.Path(dir_okay=False, path_type=Path), help="Also update this SKILL.md.")
-@click.option("--completed-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
+@click.option("--index", type=FilePath(dir_okay=False, path_type=Path), help="The index to update (default: ROOT/INDEX.md).")
+@click.option("--skill", type=FilePath(dir_okay=False, path_type=Path), help="Also update this SKILL.md.")
+@click.option("--completed-dir", type=FilePath(file_okay=False, path_type=Path), help="Where the plan moves (default: ROOT/completed).")
 @click.option("--commit", is_flag=True, help="Commit knowledge files, drops, index, report and moved plan in one commit.")
 @click.option("--allow-missing", is_flag=True,
               help="Consolidate although drops or knowledge files changed or are gone (the index and report say so).")
@@ -859,23 +870,9 @@ def run_for_runner(call) -> tuple[int, str, str]:
     """
     from click.testing import CliRunner
 
-    with CliRunner().isolation(env=call.env) as (out, err, _), _paths_through(call.here):
+    with CliRunner().isolation(env=call.env) as (out, err, _):
         code = run_guarded(cli, call.argv, obj=call)
     return code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
-
-
-@contextmanager
-def _paths_through(here):
-    """Each path argument (a ``click.Path``, whichever command has it) through ``here`` before click reads it."""
-    if here is None:
-        yield
-        return
-    convert = click.Path.convert
-    click.Path.convert = lambda self, value, param, ctx: convert(self, here(os.fspath(value)), param, ctx)
-    try:
-        yield
-    finally:
-        click.Path.convert = convert
 
 
 def main() -> None:
