@@ -250,11 +250,15 @@ class Rules:
 
     def records_tick(self, part: PartState, box: Box, attempt: str | None) -> bool:
         """Whether a tick of ``box`` records anything: an unticked box, one ticked without evidence, or one a
-        runner's evidence now backs where a person's override or a rehearsal stood."""
+        runner's evidence now backs where a person's override, a rehearsal or a tick accepted unchecked under
+        another policy stood."""
         if box.id not in part.ticked:
             return True
         evidence = part.evidence.get(box.id)
-        return evidence is None or (attempt is not None and bool(evidence.get("override") or evidence.get("rehearsal")))
+        if evidence is None:
+            return True
+        unchecked = self.policy == "verified" and evidence.get("policy", "verified") != "verified"
+        return attempt is not None and bool(evidence.get("override") or evidence.get("rehearsal") or unchecked)
 
     def tick_evidence(self, part: PartState, box: Box, attempt: str | None, sources: list[str]) -> dict[str, Any]:
         """What kx finds for a tick of ``box`` now (a Read box's file is hashed): the tick's ``evidence``."""
@@ -271,6 +275,8 @@ class Rules:
             evidence["sha256"] = part.drop["sha256"]
         if attempt is None:
             evidence["override"] = True
+        elif self.policy != "verified":
+            evidence["policy"] = self.policy  # accepted unchecked: audit judges it by this, not a later policy
         return evidence
 
     def may_tick(self, part: PartState, tick: dict[str, Any]) -> None:
@@ -281,7 +287,8 @@ class Rules:
         """What a runner's tick lacks under "verified" (a person's is an override; a tick with no evidence at all
         was recorded before kx checked ticks); the message says what supplies it."""
         evidence = tick.get("evidence")
-        if evidence is None or tick.get("attempt") is None or self.policy != "verified":
+        if evidence is None or tick.get("attempt") is None or self.policy != "verified" \
+                or evidence.get("policy", "verified") != "verified":
             return None
         kind = self.kind(tick.get("text", ""))
         problem = self.lacking(part, kind, evidence)

@@ -315,7 +315,22 @@ def test_under_ticked_a_runners_read_of_a_missing_file_is_recorded_as_not_found(
     (project / "influences" / "00-alpha.md").unlink()
     kx("start", "PART-1")
     result = kx("--json", "tick", "PART-1", "0.1", "--attempt", "PART-1#1")
-    assert result.json["evidence"]["1"] == {"kind": "read", "path": "influences/00-alpha.md", "found": False}
+    assert result.json["evidence"]["1"] == {"kind": "read", "path": "influences/00-alpha.md", "found": False,
+                                            "policy": "ticked"}
+
+
+def test_a_tick_accepted_under_an_earlier_policy_is_judged_by_it_not_by_todays(kx, small_plan, project):
+    kx("plan", "import", "plan.md")
+    config = project / ".kx" / "config.toml"
+    config.write_text('[defaults]\nevidence = "ticked"\n')
+    (project / "influences" / "00-alpha.md").unlink()
+    kx("start", "PART-1")
+    assert kx("tick", "PART-1", "0.1", "--attempt", "PART-1#1").code == 0
+    config.write_text('[defaults]\nevidence = "verified"\n')
+    assert kx("audit", "verify").code == 0  # the tick broke no rule when it was recorded
+    box = kx("--json", "check", "PART-1").json["boxes"][0]
+    assert box["ok"] is False  # but it is no evidence for a success under "verified"
+    assert kx("tick", "PART-1", "0.1", "--attempt", "PART-1#1").code == 3  # nor may it be ticked so again
 
 
 def test_a_rehearsal_attempt_may_tick_a_read_box_whose_file_is_missing(kx, small_plan, project):
