@@ -323,8 +323,9 @@ def history(view: dict[str, Any]) -> str:
 
 def verified(result: dict[str, Any]) -> str:
     if not result["findings"]:
-        return f"ok: {result['events']} events, {len(result['plans'])} plans; integrity and rules hold"
-    return "\n".join(result["findings"]) + f"\n{len(result['findings'])} findings in {result['events']} events"
+        return f"ok: {counted(result['events'], 'event')}, {counted(len(result['plans']), 'plan')}; integrity and rules hold"
+    found = counted(len(result["findings"]), "finding")
+    return "\n".join(result["findings"]) + f"\n{found} in {counted(result['events'], 'event')}"
 
 
 def consolidated(result: dict[str, Any]) -> str:
