@@ -195,7 +195,8 @@ def test_resume_reuses_the_runner_and_options_of_the_run(kx, small_plan, project
     code, _, err = kx_run(project, "resume", "--until-batch", "1", "--review", "auto", "--retries", "3")
     assert code == 1, err
     attempts = [e["data"]["attempt"] for e in events_of(kx) if e["type"] == "RunnerStarted"]
-    assert "PART-1#4" in attempts and "PART-1#5" not in attempts  # --retries 3 given here won over the recorded 0
+    # --retries 3 given here won over the recorded 0: the rejected PART's first try and its 3 retries
+    assert "PART-1#6" in attempts and "PART-1#7" not in attempts
     last = [e for e in events_of(kx) if e["type"] == "RunStarted"][-1]["data"]
     assert last["command"] == "resume" and last["options"] == {"runner": spec, "retries": 3, "backoff": 0.0}
 
