@@ -8,7 +8,10 @@ and leave every other byte alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from difflib import SequenceMatcher
 
 # Plain frozen dataclasses, not pydantic models: the structure is read on every command
 # (``kx tick`` included), and building pydantic schemas for it would double that command's start-up.
@@ -171,11 +174,16 @@ def parse_part_number(ref: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
-    """Index in ``new`` → the box of ``old`` with the same text (its mojibake mended), matched in order (difflib)."""
+def align_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> SequenceMatcher:
+    """difflib's alignment of two box lists by their text (its mojibake mended): how a revision knows a box again."""
     from difflib import SequenceMatcher  # revisions only, off kx tick's path
 
     from machine.mojibake import mended
 
-    matcher = SequenceMatcher(None, [mended(b.text) for b in old], [mended(b.text) for b in new], autojunk=False)
+    return SequenceMatcher(None, [mended(b.text) for b in old], [mended(b.text) for b in new], autojunk=False)
+
+
+def match_boxes(old: tuple[Box, ...], new: tuple[Box, ...]) -> dict[int, Box]:
+    """Index in ``new`` → the box of ``old`` with the same text, matched in order (:func:`align_boxes`)."""
+    matcher = align_boxes(old, new)
     return {block.b + k: old[block.a + k] for block in matcher.get_matching_blocks() for k in range(block.size)}

@@ -13,11 +13,9 @@ rendered), the ledger's state is kept and the disagreement said.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from typing import Any
 
-from machine.mojibake import mended
-from machine.plan import Box, Part, Plan
+from machine.plan import Box, Part, Plan, align_boxes
 from machine.refs import index_of
 from machine.state import PartState, PlanState
 
@@ -104,9 +102,7 @@ def _ticked_too(box: Box) -> str:
 def _box_edits(part_id: str, before: Part, after: Part, current: PartState) -> list[Change]:
     """Boxes removed, edited (a box replaced by one other) and added, as difflib aligns the two lists."""
     found = []
-    matcher = SequenceMatcher(None, [mended(b.text) for b in before.boxes], [mended(b.text) for b in after.boxes],
-                              autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in align_boxes(before.boxes, after.boxes).get_opcodes():
         if tag == "equal":
             continue
         gone, new = list(before.boxes[i1:i2]), list(after.boxes[j1:j2])
