@@ -42,6 +42,11 @@ class Targets:
     plan: Path  # where the plan moves
     source: Path  # where the plan is now
 
+    @property
+    def written(self) -> list[Path]:
+        """The files consolidation writes (the plan at the place it moves to)."""
+        return [self.index, self.report, self.plan, *([self.skill] if self.skill else [])]
+
 
 def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
                 commit: bool, by: str, allow_missing: bool = False) -> dict[str, Any]:
@@ -70,8 +75,7 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     if commit_id is None:
         write_files(workspace, state, targets, knowledge, top, missing)
         if commit:
-            git.stage(top, [*files, targets.index, targets.report, targets.plan,
-                            *([targets.skill] if targets.skill else [])])
+            git.stage(top, [*files, *targets.written])
             commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
     return record(workspace, state, targets, commit_id, by, len(existing(knowledge)), missing)
 
@@ -127,8 +131,7 @@ def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, fi
     """Refused unless git takes every file of the commit, and nothing unrelated is staged."""
     if top is None:
         raise Refused(f"--commit needs a git work tree; {root} is not inside one", rule="consolidate")
-    ours = [*files, targets.index, targets.report, targets.plan, targets.source,
-            *([targets.skill] if targets.skill else [])]
+    ours = [*files, *targets.written, targets.source]
     if unrelated := git.unrelated_staged(top, ours):
         shown = ", ".join(unrelated[:5]) + (" ..." if len(unrelated) > 5 else "")
         raise Refused(f"git has unrelated staged changes ({shown}); commit or unstage them, then consolidate",
