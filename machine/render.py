@@ -30,9 +30,9 @@ class Edit:
     text: str
 
 
-def render(text: str, plan: Plan, parts: Mapping[str, PartMarks], glyph: str | None = None) -> str:
+def render(text: str, plan: Plan, parts: Mapping[str, PartMarks]) -> str:
     """``text`` (whose structure is ``plan``) with every mark and stamp as ``parts`` say."""
-    return apply_edits(text, mark_edits(text, plan, parts, glyph or plan.tick_glyph))
+    return apply_edits(text, mark_edits(text, plan, parts, plan.tick_glyph))
 
 
 def mark_edits(text: str, plan: Plan, parts: Mapping[str, PartMarks], glyph: str) -> list[Edit]:
