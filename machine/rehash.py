@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine.rules import sha256_of
+from machine.evidence import sha256_of
 from machine.state import PlanState
 
 
