@@ -757,7 +757,7 @@ def mcp(options: Options, attempt: str | None) -> None:
     """
     from runners.mcp_server import serve
 
-    workspace = Options(options.ledger, options.plan, True, options.verbose).workspace()
+    workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
     serve(workspace, run_for_runner, _commands(), attempt=attempt or None, version=VERSION)
 
