@@ -311,11 +311,12 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
     """
     from machine.app import replay as rebuild
 
-    data = rebuild(options.workspace(), until=until, at=at).encode("utf-8")
+    workspace = options.workspace()
+    data = rebuild(workspace, until=until, at=at).encode("utf-8")
     if output is not None:
         from machine.app import write_output
 
-        write_output(options.workspace(), output, data)
+        write_output(workspace, output, data)
         options.emit({"output": str(output), "bytes": len(data)}, None)
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)
