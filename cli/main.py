@@ -288,7 +288,7 @@ def events(options: Options, since: int, follow: bool) -> None:
             if width is None:
                 width = max(len("stream"), *(len(r.stream) for r in rows))
                 click.echo(views.event_header(width))
-            click.echo(views.printable(views.event_line(view, width)))
+            click.echo(printable(views.event_line(view, width)))
         since = rows[-1].position if rows else since
         if not follow:
             return
@@ -321,7 +321,7 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)
     elif sys.stdout.isatty():
-        click.echo(views.printable(data.decode("utf-8")), nl=False)
+        click.echo(printable(data.decode("utf-8")), nl=False)
     else:
         sys.stdout.buffer.write(data)  # the plan's bytes, exactly
         sys.stdout.flush()
