@@ -53,13 +53,11 @@ class Options:
 
     def terminal(self):
         """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
-        import os
         import shutil
 
         if self.as_json or not sys.stdout.isatty():
             return None
-        color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-        return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
+        return views.Terminal(color=not views.plain_terminal(), width=shutil.get_terminal_size((100, 24)).columns)
 
     def emit(self, payload: dict[str, Any], text: str | None, *, painted: bool = False) -> None:
         """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,11 @@ class Terminal:
 
     color: bool = True
     width: int = 100
+
+
+def plain_terminal() -> bool:
+    """``NO_COLOR`` set, or a terminal that cannot redraw (``TERM=dumb``): neither kx's colours nor its live view."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
 # glyph and colour per PART state, in the order the bar draws them
