@@ -169,7 +169,7 @@ def status_table(view: dict[str, Any], terminal: Terminal) -> str:
         head = f"{batch['number']:>{number_width}}  {state} {bar} {done:>7}  "
         title = f"{batch['title']}{_review_note(batch)}"
         room = max(10, terminal.width - (number_width + 2 + 16 + bar_width + 10))
-        lines.append(head + (title if len(title) <= room else title[: room - 1] + "…"))
+        lines.append(head + _fit(title, room))
         lines += _needing_a_look(parts, terminal, " " * (number_width + 2))
     legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
     lines += ["", legend]
