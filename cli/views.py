@@ -266,7 +266,7 @@ def evidence_note(evidence: dict[str, Any] | None) -> str:
     if evidence.get("found") is False:
         words.append("not found")
     if "sources" in evidence:
-        words.append(f"{len(evidence['sources'])} source{'s' if len(evidence['sources']) != 1 else ''}")
+        words.append(counted(len(evidence["sources"]), "source"))
     words += [flag for flag in ("override", "rehearsal") if evidence.get(flag)]
     return f" [{' '.join(words)}]"
 
