@@ -7,7 +7,6 @@ anyway, so it reads nothing of its own. Only ``kx run`` and ``kx resume`` import
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from cli.views import plain_terminal
 from ledger import logs
 from machine.packet import duration
 from machine.state import SETTLED, PlanState
@@ -180,7 +180,7 @@ class LiveView(Progress):
 
 def opted_out(plain: bool) -> bool:
     """Plain lines asked for: ``--plain``, ``NO_COLOR``, or a terminal that cannot redraw (``TERM=dumb``)."""
-    return plain or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+    return plain or plain_terminal()
 
 
 def wants_live(*, plain: bool, as_json: bool, verbose: bool = False) -> bool:

@@ -53,13 +53,11 @@ class Options:
 
     def terminal(self):
         """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
-        import os
         import shutil
 
         if self.as_json or not sys.stdout.isatty():
             return None
-        color = not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-        return views.Terminal(color=color, width=shutil.get_terminal_size((100, 24)).columns)
+        return views.Terminal(color=not views.plain_terminal(), width=shutil.get_terminal_size((100, 24)).columns)
 
     def emit(self, payload: dict[str, Any], text: str | None, *, painted: bool = False) -> None:
         """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold
@@ -288,7 +286,7 @@ def events(options: Options, since: int, follow: bool) -> None:
             if width is None:
                 width = max(len("stream"), *(len(r.stream) for r in rows))
                 click.echo(views.event_header(width))
-            click.echo(views.printable(views.event_line(view, width)))
+            click.echo(printable(views.event_line(view, width)))
         since = rows[-1].position if rows else since
         if not follow:
             return
@@ -311,16 +309,17 @@ def replay(options: Options, until: int | None, at: str | None, output: Path | N
     """
     from machine.app import replay as rebuild
 
-    data = rebuild(options.workspace(), until=until, at=at).encode("utf-8")
+    workspace = options.workspace()
+    data = rebuild(workspace, until=until, at=at).encode("utf-8")
     if output is not None:
         from machine.app import write_output
 
-        write_output(options.workspace(), output, data)
+        write_output(workspace, output, data)
         options.emit({"output": str(output), "bytes": len(data)}, None)
     elif options.as_json:
         options.emit({"markdown": data.decode("utf-8")}, None)
     elif sys.stdout.isatty():
-        click.echo(views.printable(data.decode("utf-8")), nl=False)
+        click.echo(printable(data.decode("utf-8")), nl=False)
     else:
         sys.stdout.buffer.write(data)  # the plan's bytes, exactly
         sys.stdout.flush()
@@ -757,7 +756,7 @@ def mcp(options: Options, attempt: str | None) -> None:
     """
     from runners.mcp_server import serve
 
-    workspace = Options(options.ledger, options.plan, True, options.verbose).workspace()
+    workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
     serve(workspace, run_for_runner, _commands(), attempt=attempt or None, version=VERSION)
 

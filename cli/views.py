@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,11 @@ class Terminal:
     width: int = 100
 
 
+def plain_terminal() -> bool:
+    """``NO_COLOR`` set, or a terminal that cannot redraw (``TERM=dumb``): neither kx's colours nor its live view."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
 # glyph and colour per PART state, in the order the bar draws them
 BAR = {"succeeded": ("█", "32"), "running": ("▓", "34"), "lost": ("▚", "33"), "failed": ("▒", "31"),
        "pending": ("░", "2")}
@@ -163,7 +169,7 @@ def status_table(view: dict[str, Any], terminal: Terminal) -> str:
         head = f"{batch['number']:>{number_width}}  {state} {bar} {done:>7}  "
         title = f"{batch['title']}{_review_note(batch)}"
         room = max(10, terminal.width - (number_width + 2 + 16 + bar_width + 10))
-        lines.append(head + (title if len(title) <= room else title[: room - 1] + "…"))
+        lines.append(head + _fit(title, room))
         lines += _needing_a_look(parts, terminal, " " * (number_width + 2))
     legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
     lines += ["", legend]
@@ -260,7 +266,7 @@ def evidence_note(evidence: dict[str, Any] | None) -> str:
     if evidence.get("found") is False:
         words.append("not found")
     if "sources" in evidence:
-        words.append(f"{len(evidence['sources'])} source{'s' if len(evidence['sources']) != 1 else ''}")
+        words.append(counted(len(evidence["sources"]), "source"))
     words += [flag for flag in ("override", "rehearsal") if evidence.get(flag)]
     return f" [{' '.join(words)}]"
 

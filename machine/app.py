@@ -39,7 +39,8 @@ def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
     else:
         output = checked_output(workspace, state, output)
     write_atomic(output, data)
-    shown = os.path.relpath(output.resolve()) if output.resolve().is_relative_to(Path.cwd()) else str(output.resolve())
+    real = output.resolve()
+    shown = os.path.relpath(real) if real.is_relative_to(Path.cwd()) else str(real)
     return {"output": shown, "bytes": len(data)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ledger import clock
@@ -14,7 +15,7 @@ from machine.plan import Box, Part
 from machine.projections import SCHEMA
 from machine.refs import index_of
 from machine.render import render
-from machine.state import PartState
+from machine.state import PartState, stamp_of
 from machine.text import split_lines
 from machine.workspace import Workspace
 
@@ -95,8 +96,6 @@ def _blocked(ctx: Context, part: PartState, attempt: str | None) -> list[str]:
 
 def _default_drop_name(structure) -> str:
     """For a PART whose plan names no drop: KNOWLEDGE-DROP-<target or title>-<date>-[TIME].md."""
-    import re
-
     base = structure.header.target.rsplit("/", 1)[-1].rsplit(".", 1)[0] if structure.header and structure.header.target \
         else structure.title
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or structure.id.lower()
@@ -104,8 +103,6 @@ def _default_drop_name(structure) -> str:
 
 
 def _drop_name(pattern: str, timezone: str | None) -> str:
-    from machine.state import stamp_of
-
     return pattern.replace("[TIME]", stamp_of(clock.now_iso(), timezone)[-5:].replace(":", ""))
 
 
