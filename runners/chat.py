@@ -30,11 +30,10 @@ from typing import Any
 
 from ledger.errors import BadInput
 from ledger.secrets import protect_env
-from machine.paths import PathGuard
 from runners.chat_client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.chat_tools import Workbench
 from runners.evidence import evidenced_refs, section_headings
-from runners.protocol import drop_box_refs, kx, read_brief, record_drop, write
+from runners.protocol import drop_box_refs, kx, read_brief, record_drop, runner_guard, write
 
 SYSTEM = """You are a runner of a knowledge-expansion plan. Write the knowledge file the brief describes, \
 in markdown, and answer with that file only.
@@ -70,10 +69,6 @@ class Conversation:
 
 
 # --- what kx does before asking --------------------------------------------------------
-
-
-def guard_of(brief: dict[str, Any]) -> PathGuard:
-    return PathGuard.around(brief["root"], ledger=os.environ.get("KX_LEDGER"), plan=brief.get("plan_path"))
 
 
 def real_path(bench: Workbench, path: str | None) -> Path | None:
@@ -255,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     part = os.environ["KX_PART"]
     brief = read_brief()
     brief_text = Path(os.environ["KX_BRIEF"]).read_text(encoding="utf-8")
-    bench = Workbench(guard_of(brief), args.search_command or brief.get("search_command"),
+    bench = Workbench(runner_guard(brief), args.search_command or brief.get("search_command"),
                       hidden_env=(args.api_key_env,))
     history = messages(brief, brief_text, prepare(bench, brief), searching=bool(bench.search_command))
     client = ChatClient(args.base_url, args.model, os.environ.get(args.api_key_env), timeout=args.timeout,
