@@ -30,9 +30,10 @@ from typing import Any
 
 from ledger.errors import BadInput
 from ledger.secrets import protect_env
+from machine.evidence import headings
 from runners.chat_client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.chat_tools import Workbench
-from runners.evidence import evidenced_refs, section_headings
+from runners.evidence import evidenced_refs
 from runners.protocol import drop_box_refs, kx, read_brief, record_drop, runner_guard, write
 
 SYSTEM = """You are a runner of a knowledge-expansion plan. Write the knowledge file the brief describes, \
@@ -197,7 +198,7 @@ def drop_text(brief: dict[str, Any], talk: Conversation, bench: Workbench, verdi
     if not bench.searches:
         lines.append("- none run" + ("" if bench.search_command else " (no search backend configured)"))
     lines += ["", "## Sections found", ""]
-    lines += [f"- {h}" for h in section_headings(talk.text)] or ["- none"]
+    lines += [f"- {h}" for h in headings(talk.text)] or ["- none"]
     lines += ["", "## Boxes with evidence", "", f"- {verdict.found} of {len(brief['boxes'])}", "", "## Missing", ""]
     lines += [f"- {text}" for text in verdict.missing] or ["- nothing"]
     lines += ["", "## Problems", ""] + [f"- {p}" for p in bench.problems] if bench.problems else []
