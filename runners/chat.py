@@ -152,8 +152,12 @@ def ask(client: ChatClient, history: list[dict[str, Any]], bench: Workbench, arg
 @dataclass
 class Verdict:
     ticks: list[list[str]] = field(default_factory=list)  # one kx tick call's arguments each
-    found: int = 0
     missing: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        """The boxes ticked: every argument of the tick calls but their ``--source`` options."""
+        return sum(1 for call in self.ticks for arg in call if not arg.startswith("--"))
 
 
 def judge(brief: dict[str, Any], bench: Workbench, answer: str) -> Verdict:
@@ -180,7 +184,6 @@ def judge(brief: dict[str, Any], bench: Workbench, answer: str) -> Verdict:
     plain += drop_box_refs(brief)
     if plain:
         verdict.ticks.insert(0, plain)
-    verdict.found = sum(1 for call in verdict.ticks for arg in call if not arg.startswith("--"))
     return verdict
 
 
