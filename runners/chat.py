@@ -30,11 +30,11 @@ from typing import Any
 
 from ledger.errors import BadInput
 from ledger.secrets import protect_env
-from machine.paths import PathGuard
+from machine.evidence import headings
 from runners.chat_client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.chat_tools import Workbench
-from runners.evidence import evidenced_refs, section_headings
-from runners.protocol import drop_box_refs, kx, read_brief, record_drop, write
+from runners.evidence import evidenced_refs
+from runners.protocol import drop_box_refs, kx, read_brief, record_drop, runner_guard, write
 
 SYSTEM = """You are a runner of a knowledge-expansion plan. Write the knowledge file the brief describes, \
 in markdown, and answer with that file only.
@@ -70,10 +70,6 @@ class Conversation:
 
 
 # --- what kx does before asking --------------------------------------------------------
-
-
-def guard_of(brief: dict[str, Any]) -> PathGuard:
-    return PathGuard.around(brief["root"], ledger=os.environ.get("KX_LEDGER"), plan=brief.get("plan_path"))
 
 
 def real_path(bench: Workbench, path: str | None) -> Path | None:
@@ -156,8 +152,12 @@ def ask(client: ChatClient, history: list[dict[str, Any]], bench: Workbench, arg
 @dataclass
 class Verdict:
     ticks: list[list[str]] = field(default_factory=list)  # one kx tick call's arguments each
-    found: int = 0
     missing: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        """The boxes ticked: every argument of the tick calls but their ``--source`` options."""
+        return sum(1 for call in self.ticks for arg in call if not arg.startswith("--"))
 
 
 def judge(brief: dict[str, Any], bench: Workbench, answer: str) -> Verdict:
@@ -184,7 +184,6 @@ def judge(brief: dict[str, Any], bench: Workbench, answer: str) -> Verdict:
     plain += drop_box_refs(brief)
     if plain:
         verdict.ticks.insert(0, plain)
-    verdict.found = sum(1 for call in verdict.ticks for arg in call if not arg.startswith("--"))
     return verdict
 
 
@@ -202,7 +201,7 @@ def drop_text(brief: dict[str, Any], talk: Conversation, bench: Workbench, verdi
     if not bench.searches:
         lines.append("- none run" + ("" if bench.search_command else " (no search backend configured)"))
     lines += ["", "## Sections found", ""]
-    lines += [f"- {h}" for h in section_headings(talk.text)] or ["- none"]
+    lines += [f"- {h}" for h in headings(talk.text)] or ["- none"]
     lines += ["", "## Boxes with evidence", "", f"- {verdict.found} of {len(brief['boxes'])}", "", "## Missing", ""]
     lines += [f"- {text}" for text in verdict.missing] or ["- nothing"]
     lines += ["", "## Problems", ""] + [f"- {p}" for p in bench.problems] if bench.problems else []
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     part = os.environ["KX_PART"]
     brief = read_brief()
     brief_text = Path(os.environ["KX_BRIEF"]).read_text(encoding="utf-8")
-    bench = Workbench(guard_of(brief), args.search_command or brief.get("search_command"),
+    bench = Workbench(runner_guard(brief), args.search_command or brief.get("search_command"),
                       hidden_env=(args.api_key_env,))
     history = messages(brief, brief_text, prepare(bench, brief), searching=bool(bench.search_command))
     client = ChatClient(args.base_url, args.model, os.environ.get(args.api_key_env), timeout=args.timeout,

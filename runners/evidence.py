@@ -16,10 +16,6 @@ from typing import Any
 from machine.evidence import headings, heading_for, kind_of, names_file
 
 
-def section_headings(answer: str) -> list[str]:
-    return headings(answer)
-
-
 def has_evidence(box_text: str, answer: str, files: dict[int, str]) -> bool | None:
     """True/False for Section and CITE boxes; None when the answer cannot say."""
     kind = kind_of(box_text, files)

@@ -62,14 +62,18 @@ def read_brief() -> dict[str, Any]:
     return json.loads(check(kx("--json", "brief", os.environ["KX_PART"])).stdout)
 
 
+def runner_guard(brief: dict[str, Any]) -> PathGuard:
+    """Where a runner may read and write: the brief's root, never kx's folder, the plan or the ledger."""
+    return PathGuard.around(brief["root"], ledger=os.environ.get("KX_LEDGER"), plan=brief.get("plan_path"))
+
+
 def write(brief: dict[str, Any], path: str | None, text: str) -> None:
-    """Write a runner's file where kx allows it: inside the brief's root, never kx's folder, the plan or the
-    ledger (checked here again, whatever put the path in the brief); else stop the runner (exit 2)."""
+    """Write a runner's file where kx allows it (``runner_guard``, checked here again, whatever put the path in
+    the brief); else stop the runner (exit 2)."""
     if not path:
         return
-    guard = PathGuard.around(brief["root"], ledger=os.environ.get("KX_LEDGER"), plan=brief.get("plan_path"))
     try:
-        real = guard.check(Path(path).absolute(), name=path)
+        real = runner_guard(brief).check(Path(path).absolute(), name=path)
     except BadInput as refusal:
         print(f"kx: error: {refusal.message}", file=sys.stderr, flush=True)
         raise SystemExit(refusal.code) from None
