@@ -81,7 +81,7 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
 
 def make_folders(workspace: Workspace, view: dict) -> None:
     """The folders the runner writes its target and drop in ($KX_TARGET, $KX_DROP), inside the plan's root only."""
-    guard = PathGuard.of(workspace, workspace.state())
+    guard = PathGuard.around(view["root"], ledger=workspace.ledger.path, plan=view["plan_path"])  # the brief's
     for path in (view["target_path"], view["drop_path"]):
         guard.make_parent(path)
 
