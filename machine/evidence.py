@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine.parser import number_list, read_path
+from machine.parser import HEADING_OPENING, number_list, read_path
 
 if TYPE_CHECKING:
     from machine.paths import PathGuard
@@ -37,7 +37,7 @@ _SEARCH = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 _SECTION = re.compile(r"^\W*section\s+(\d{1,9}[a-z]?)\b\s*[:.\-–—]?\s*(.*)$", re.IGNORECASE)
 _CITE = re.compile(r"^\W*cit(?:e|ed|es|ing)\b\W*files?\s+(\d[\d,\s\-–]*)", re.IGNORECASE)
 _LINES_NOTE = re.compile(r"\s[-–—]\s*~?\d+\+?\s*lines?\b.*$", re.IGNORECASE)
-_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_HEADING = re.compile(HEADING_OPENING + r"(?:[ \t]+#+)?[ \t]*$")  # CommonMark: closing #s follow a space ("## C#")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset(
@@ -98,7 +98,7 @@ def headings(markdown: str) -> list[str]:
                 fence = None
             continue
         if fence is None and (heading := _HEADING.match(line)):
-            found.append(_BOLD.sub("", heading[1]).strip())
+            found.append(_BOLD.sub("", heading["text"]).strip())
     return found
 
 

@@ -19,7 +19,8 @@ TICK_MARKS = ("x", "X", "✓", "✔", "‚úì", "‚úî")
 _MARK = "|".join(re.escape(m) for m in sorted(TICK_MARKS + (" ",), key=len, reverse=True))
 
 CHECKBOX = re.compile(rf"^(?P<indent>[ \t]*)[-*+][ \t]+\[(?P<mark>{_MARK})\](?:[ \t]+(?P<text>.*?))?[ \t]*$")
-HEADING = re.compile(r"^ {0,3}(?P<level>#{1,6})[ \t]+(?P<text>.*?)[ \t]*#*[ \t]*$")
+HEADING_OPENING = r"^ {0,3}(?P<level>#{1,6})[ \t]+(?P<text>.*?)"  # an ATX heading up to its closing sequence
+HEADING = re.compile(HEADING_OPENING + r"[ \t]*#*[ \t]*$")  # closing #s go, spaced or not: "## PART 3#"
 BATCH = re.compile(r"^BATCH[ \t]+(?P<number>\d+)\b[ \t]*:?[ \t]*(?P<title>.*)$", re.IGNORECASE)
 PART = re.compile(r"^PART[ \t]+(?P<number>\d+)\b[ \t]*:?[ \t]*(?P<title>.*)$", re.IGNORECASE)
 STEP = re.compile(r"^[ \t]*\*\*Step[ \t]+(?P<number>\d+)\b[ \t]*:?[ \t]*(?P<title>[^*]*?)[ \t]*\*\*[ \t]*$", re.IGNORECASE)

@@ -48,6 +48,7 @@ class Rules:
         self._paths, self._guard = paths, None  # the plan's path guard, made when a file is first looked at
         self._kinds: dict[str, BoxKind] = {}
         self._targets: dict[str, dict[str, Any]] = {}  # a target file is read once per act
+        self._drop_hashes: dict[Path, str] = {}  # and a drop hashed once ('kx finish' asks, then its append)
 
     # the one check of every event ----------------------------------------------------
 
@@ -164,7 +165,9 @@ class Rules:
             path = self.resolve(drop["path"])
             if not path.is_file():
                 return {**seen, "ok": False, "why": f"drop {drop['path']} is gone"}
-            if sha256_of(path) != drop["sha256"]:
+            if path not in self._drop_hashes:
+                self._drop_hashes[path] = sha256_of(path)
+            if self._drop_hashes[path] != drop["sha256"]:
                 return {**seen, "ok": False, "why": f"drop {drop['path']} changed since it was recorded (record it"
                         f" again with 'kx drop {part.id} {drop['path']}')"}
         return {**seen, "ok": True, "why": "recorded" + (" and unchanged" if self.resolve else "")}
