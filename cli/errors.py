@@ -10,7 +10,7 @@ import sys
 import click
 
 from ledger.errors import BadInput, KxError
-from machine.text import printable
+from machine.plan.text import printable
 
 
 def _sqlite_error(exc: sqlite3.Error) -> KxError:

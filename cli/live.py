@@ -1,6 +1,6 @@
 """``kx run``'s live view on a terminal: a bar per batch, the running attempts with their elapsed time, the last event.
 
-The view is a :class:`runners.progress.Progress` like the plain one: the supervisor calls the same ``say`` and
+The view is a :class:`cli.progress.Progress` like the plain one: the supervisor calls the same ``say`` and
 ``update``, the plain lines are said above the view, and the view is drawn from the state the supervisor folded
 anyway, so it reads nothing of its own. Only ``kx run`` and ``kx resume`` import this module (and rich).
 """
@@ -19,13 +19,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from cli.progress import Progress, ask_on_terminal
 from cli.views import plain_terminal
 from ledger import logs
-from machine.packet import duration
-from machine.state import SETTLED, PlanState
-from machine.text import printable
-from runners.progress import Progress
-from runners.run import ask_on_terminal
+from machine.outputs.packet import duration
+from machine.plan.text import printable
+from machine.state.fold import SETTLED, PlanState
 
 REFRESH_S = 0.1  # the supervisor reports every few milliseconds; a person needs no more than this
 BAR_WIDTH = 30
@@ -114,7 +113,7 @@ class LiveView(Progress):
     """The live view on ``console``: started at the first state, put away for questions, left drawn at the end."""
 
     def __init__(self, console: Console):
-        super().__init__(console.file, live=False)
+        super().__init__(console.file)
         self.console = console
         # drawn at the supervisor's reports, not from a thread of its own; sys.stdout and sys.stderr are not
         # swapped (a runner's kx call from a Ray node, run in this process, swaps them itself)
@@ -193,7 +192,7 @@ def wants_live(*, plain: bool, as_json: bool, verbose: bool = False) -> bool:
 def progress_for(*, plain: bool, as_json: bool, verbose: bool = False) -> Iterator[tuple[Progress, Ask]]:
     """The run's progress and how it asks a person: the live view, or exactly the plain lines of before."""
     if not wants_live(plain=plain, as_json=as_json, verbose=verbose):
-        yield Progress(live=False if opted_out(plain) else None), ask_on_terminal
+        yield Progress(), ask_on_terminal
         return
     with LiveView(Console(file=sys.stderr)) as view:
         yield view, view.pausing(ask_on_terminal)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cli.errors import run_guarded
-from machine.text import printable
+from machine.plan.text import printable
 
 VERSION = "0.1.0"
 INT64_MAX = 2**63 - 1  # SQLite's largest integer: no position, batch or count kx keeps is beyond it
@@ -45,7 +45,7 @@ class Options:
         if self.given is not None:
             return self.given
         from ledger import logs
-        from machine.workspace import Workspace
+        from machine.acts.workspace import Workspace
 
         workspace = Workspace.open(self.ledger, self.plan, create=create)
         logs.log_to(workspace.ledger.path.parent / "kx.log")
@@ -183,7 +183,7 @@ def plan_import(options: Options, file: Path, root: Path | None) -> None:
         kx plan import vlm-mastery.md --root .
     """
     from ledger.locate import ledger_for
-    from machine.importer import import_plan
+    from machine.acts.importer import import_plan
 
     result = import_plan(lambda: options.workspace(create=True), file, root=root, ledger=ledger_for(options.ledger))
     options.emit(result.as_dict(), views.import_result(result))
@@ -239,7 +239,7 @@ def status(options: Options) -> None:
     \b
         kx status --json --plan vlm-mastery
     """
-    from runners.reconcile import reconciled_status
+    from runners.supervisor.reconcile import reconciled_status
 
     result = reconciled_status(options.workspace())
     terminal = options.terminal()
@@ -269,7 +269,8 @@ def events(options: Options, since: int, follow: bool) -> None:
     \b
         kx events --since 120 --follow
     """
-    from machine.app import event_view, events as read_events
+    from machine.app import event_view
+    from machine.app import events as read_events
 
     workspace = options.workspace()
     rows = read_events(workspace, since)
@@ -356,7 +357,7 @@ def acting_options(func):
 
 
 def _act(attempt: str | None, by: str | None):
-    from machine.acting import Act
+    from machine.acts.context import Act
 
     return Act(attempt=attempt or None, by=by)
 
@@ -375,7 +376,7 @@ def next_(options: Options) -> None:
     \b
         kx next
     """
-    from machine.queries import next_parts
+    from machine.acts.queries import next_parts
 
     result = next_parts(options.workspace())
     options.emit(result, "\n".join(result["parts"]) or f"nothing may start now ({result['running']}/{result['limit']} running)")
@@ -393,7 +394,8 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
     \b
         kx brief PART-7 --attempt "$KX_ATTEMPT"
     """
-    from machine.queries import brief as make_brief, brief_markdown
+    from machine.acts.queries import brief as make_brief
+    from machine.acts.queries import brief_markdown
 
     result = make_brief(options.workspace(), part, attempt)
     options.emit(result, brief_markdown(result))
@@ -412,7 +414,7 @@ def check(options: Options, part: str, attempt: str | None) -> None:
         kx check PART-7            # one line per box, then the target and the drop
         kx check PART-7 --json     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], ...}
     """
-    from machine.queries import check as check_part
+    from machine.acts.queries import check as check_part
 
     result = check_part(options.workspace(), part, attempt or None)
     options.emit(result, views.evidence_check(result))
@@ -432,7 +434,7 @@ def start(options: Options, part: str, by: str | None) -> None:
     \b
         kx start PART-7            # PART-7#1
     """
-    from machine.actions import start as start_part
+    from machine.acts.lifecycle import start as start_part
 
     outcome = start_part(options.workspace(), part, _act(None, by))
     options.emit({"part": outcome.part, "attempt": outcome.data["attempt"]}, outcome.data["attempt"])
@@ -440,7 +442,7 @@ def start(options: Options, part: str, by: str | None) -> None:
 
 def _tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None,
           ticked: bool, sources: tuple[str, ...] = ()) -> None:
-    from machine.ticks import tick as tick_boxes
+    from machine.acts.ticks import tick as tick_boxes
 
     _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked,
                                         sources=sources))
@@ -495,7 +497,7 @@ def drop(options: Options, part: str, file: Path, attempt: str | None, by: str |
     \b
         kx drop PART-7 "$KX_DROP"
     """
-    from machine.actions import drop as record_drop
+    from machine.acts.lifecycle import drop as record_drop
 
     _report_outcome(options, record_drop(options.workspace(), part, file, _act(attempt, by)))
 
@@ -511,7 +513,7 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
     \b
         kx finish PART-7
     """
-    from machine.actions import finish as finish_part
+    from machine.acts.lifecycle import finish as finish_part
 
     _report_outcome(options, finish_part(options.workspace(), part, _act(attempt, by)))
 
@@ -528,7 +530,7 @@ def fail(options: Options, part: str, reason: str, attempt: str | None, by: str 
     \b
         kx fail PART-7 --reason "the model server timed out"
     """
-    from machine.actions import fail as fail_part
+    from machine.acts.lifecycle import fail as fail_part
 
     _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by)))
 
@@ -546,7 +548,7 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
     \b
         kx retry PART-7 --reason "server is back"
     """
-    from machine.actions import retry as retry_part
+    from machine.acts.lifecycle import retry as retry_part
 
     _report_outcome(options, retry_part(options.workspace(), part, _act(None, by), reason))
 
@@ -567,7 +569,7 @@ def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None
     \b
         kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
     """
-    from machine.actions import reopen as reopen_parts
+    from machine.acts.lifecycle import reopen as reopen_parts
 
     result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by))
     options.emit(result, result["message"])
@@ -593,7 +595,7 @@ def review(options: Options, batch: int, parts: tuple[str, ...], decision: str |
         kx review 2 --reject PART-8 PART-11 --note "too thin"
     """
     from ledger.errors import BadInput
-    from machine.actions import review as review_batch
+    from machine.acts.lifecycle import review as review_batch
 
     if decision is None:
         raise BadInput("say --approve or --reject")
@@ -619,7 +621,7 @@ def render(options: Options, check: bool, repair: bool) -> None:
         kx render --repair --check   # what --repair would mend, per glyph; writes nothing
         kx render --repair           # mend it, then write the marks
     """
-    from machine.plan_file import render_file
+    from machine.outputs.plan_file import render_file
 
     result = render_file(options.workspace(), check=check, repair=repair)
     options.emit(result, views.rendered(result, check, repair))
@@ -650,7 +652,7 @@ def history(options: Options, part: str) -> None:
     \b
         kx audit history PART-7 --json
     """
-    from machine.queries import history as part_history
+    from machine.acts.queries import history as part_history
 
     result = part_history(options.workspace(), part)
     options.emit(result, views.history(result))
@@ -666,7 +668,7 @@ def verify(options: Options) -> None:
     \b
         kx audit verify
     """
-    from machine.audit import verify as verify_ledger
+    from machine.acts.audit import verify as verify_ledger
 
     result = verify_ledger(options.workspace())
     options.emit(result, views.verified(result))
@@ -694,8 +696,8 @@ def consolidate(options: Options, index: Path | None, skill: Path | None, comple
     \b
         kx consolidate --index INDEX.md --commit
     """
-    from machine.acting import person
-    from machine.consolidate import consolidate as run_consolidation
+    from machine.acts.context import person
+    from machine.outputs.consolidate import consolidate as run_consolidation
 
     result = run_consolidation(options.workspace(), index=index, skill=skill, completed_dir=completed_dir,
                                commit=commit, by=by or person(), allow_missing=allow_missing)
@@ -712,7 +714,7 @@ def rebuild(options: Options) -> None:
     \b
         kx audit rebuild
     """
-    from machine.audit import rebuild as rebuild_read_model
+    from machine.acts.audit import rebuild as rebuild_read_model
 
     result = rebuild_read_model(options.workspace())
     options.emit(result, "\n".join(f"{plan}: read model rebuilt up to position {position}"
@@ -732,7 +734,7 @@ def repair_guard(options: Options, reanchor: bool) -> None:
         kx audit verify          # append-only guard: trigger events_no_delete is missing; ...
         kx audit repair-guard    # trigger events_no_delete created
     """
-    from machine.audit import repair_guard as repair
+    from machine.acts.audit import repair_guard as repair
 
     result = repair(options.workspace(), reanchor=reanchor)
     options.emit(result, "\n".join(result["repaired"]) or "the append-only guard is intact; nothing to repair")
@@ -754,7 +756,7 @@ def mcp(options: Options, attempt: str | None) -> None:
     \b
         kx mcp --attempt "$KX_ATTEMPT"
     """
-    from runners.mcp_server import serve
+    from runners.mcp.server import serve
 
     workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
@@ -800,7 +802,7 @@ def _supervise(options: Options, command: str, plain: bool, **run_options: Any) 
     from click.core import ParameterSource
 
     from cli.live import progress_for
-    from runners.run import run_plan
+    from runners.supervisor.run import run_plan
 
     context = click.get_current_context()
     explicit = frozenset(name for name in run_options
@@ -875,7 +877,8 @@ def run_for_runner(call) -> tuple[int, str, str]:
 
 
 def main() -> None:
-    from runners.ray_shim import SOCKET_ENV, main as relay
+    from runners.ray.shim import SOCKET_ENV
+    from runners.ray.shim import main as relay
 
     if os.environ.get(SOCKET_ENV):  # a runner's kx in a Ray attempt: the supervisor runs it, no ledger is opened here
         sys.exit(relay(sys.argv[1:]))

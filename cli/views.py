@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from machine.projections import IMPORTED_NOTE, PAST
-from machine.output import last_output, reason_line
-from machine.text import one_line, printable
+from machine.outputs.status import IMPORTED_NOTE, PAST
+from machine.plan.text import one_line, printable
+from machine.state.runner_output import last_output, reason_line
 
 HISTORY_WIDTH = 1000  # an event's details in 'kx audit history', one line per event
 

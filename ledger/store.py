@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger import clock, guard, logs, readmodel, sql_views, vocabulary
+from ledger import clock, guard, logs
+from ledger.derived import readmodel, sql_views
 from ledger.errors import BadInput, DamagedLedger, KxError
-from ledger.upcasting import upcast, upcast_text
+from ledger.events import vocabulary
+from ledger.events.mapper import upcast, upcast_text
 
 if TYPE_CHECKING:
-    from ledger.events import Event
+    from ledger.events.models import Event
 
 LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard, the head and fold versions
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
@@ -47,7 +49,7 @@ class Recorded:
 
     @property
     def event(self) -> Event:
-        from ledger.events import load
+        from ledger.events.models import load
 
         return load(self.type, self.data)
 

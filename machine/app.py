@@ -11,17 +11,18 @@ from typing import Any
 from ledger import clock
 from ledger.errors import BadInput, KxError
 from ledger.files import write_atomic
-from machine.projections import SCHEMA, plan_summary
-from machine.report import build
-from machine.render import render
 from ledger.store import Recorded
-from machine.importer import plan_of_file
-from machine.lint import Finding, lint_text
-from machine.parser import PlanError
-from machine.paths import PathGuard
-from machine.state import PlanState
-from machine.text import PlanTextError, decode, read_file
-from machine.workspace import Workspace
+from machine.acts.importer import plan_of_file
+from machine.acts.workspace import Workspace
+from machine.defaults import SCHEMA
+from machine.outputs.report import build
+from machine.outputs.status import plan_summary
+from machine.plan.lint import Finding, lint_text
+from machine.plan.marks import render
+from machine.plan.parser import PlanError
+from machine.plan.paths import PathGuard
+from machine.plan.text import PlanTextError, decode, read_file
+from machine.state.fold import PlanState
 
 
 def list_plans(workspace: Workspace) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
 
 def checked_output(workspace: Workspace, state: PlanState, output: Path) -> Path:
     """An ``-o`` path: inside the plan's root, out of ``.kx/``, neither the plan nor the ledger, in a folder."""
-    real = PathGuard.of(workspace, state).check(output.absolute(), name=output)
+    real = workspace.guard(state).check(output.absolute(), name=output)
     if not real.parent.is_dir():
         raise BadInput(f"no folder {output.parent} for {output.name}; create it or pass another -o")
     return real
@@ -99,7 +100,7 @@ def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None 
         raise BadInput("give a plan FILE, or run inside a project with a ledger")
     state = workspace.state()
     text = render(state.source, state.plan, state.parts)
-    return (lint_text(text, state.path, PathGuard.of(workspace, state), drops_recorded(state))
+    return (lint_text(text, state.path, workspace.guard(state), drops_recorded(state))
             + _history_findings(state))
 
 

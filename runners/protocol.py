@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import BadInput
-from machine.paths import PathGuard
+from machine.plan.paths import PathGuard
 
 
 def runner_environment(ledger: str, view: dict[str, Any], brief_path: Path, path_first: list[str],

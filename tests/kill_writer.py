@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from ledger.events import CheckboxTicked
+from ledger.events.models import CheckboxTicked
 from ledger.store import Ledger
 
 BATCH = 20

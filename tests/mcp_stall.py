@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ledger import readmodel
+from ledger.derived import readmodel
 
 
 def stall_before_commit(marker: Path) -> None:

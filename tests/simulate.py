@@ -18,11 +18,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ledger import clock
-from ledger.events import (
-    BatchReviewed, CheckboxTicked, DropRecorded, PartRetried, RunnerFailed, RunnerLost, RunnerStarted,
+from ledger.events.models import (
+    BatchReviewed,
+    CheckboxTicked,
+    DropRecorded,
+    PartRetried,
+    RunnerFailed,
+    RunnerLost,
+    RunnerStarted,
     RunnerSucceeded,
 )
-from machine.workspace import Workspace
+from machine.acts.workspace import Workspace
 
 START = datetime(2025, 11, 20, 8, 0, tzinfo=timezone.utc)
 
@@ -193,7 +199,7 @@ def simulate(folder: Path, parts: int, *, per_batch: int = 6, limit: int = 6, se
              fail_rate: float = 0.08, lose_rate: float = 0.03, stop_at: float | None = None,
              reject_batch: int | None = 2) -> list[Attempt]:
     """Import a plan of ``parts`` PARTs in ``folder`` and record a run of it; the attempts made."""
-    from machine.importer import import_plan
+    from machine.acts.importer import import_plan
 
     plan = folder / "plan.md"
     plan.write_text(plan_text(parts, per_batch, limit), encoding="utf-8")

@@ -199,8 +199,8 @@ def test_completion_stamp_uses_the_configured_time_zone(kx, plan, project):
 
 
 def test_a_lost_part_with_evidence_can_finish(kx, plan, project):
-    from machine.actions import lose
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import lose
+    from machine.acts.workspace import Workspace
 
     kx("start", "PART-1")
     lose(Workspace.open(), "PART-1", "PART-1#1", "runner died")
@@ -406,7 +406,7 @@ def test_verify_finds_tampering(kx, plan, project):
 
 
 def test_verify_finds_rule_violations_appended_behind_kx(kx, plan, project):
-    from ledger.events import RunnerStarted, RunnerSucceeded
+    from ledger.events.models import RunnerStarted, RunnerSucceeded
     from ledger.store import Ledger
 
     ledger = Ledger.open(project / ".kx" / "ledger.db")

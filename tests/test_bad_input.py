@@ -8,7 +8,6 @@ import sqlite3
 import pytest
 
 
-
 def ledger_fingerprint(project):
     path = project / ".kx" / "ledger.db"
     if not path.exists():
@@ -69,7 +68,7 @@ def ledger_env_names_a_folder(project):
 
 def vanishing_drop(project, monkeypatch):
     """The drop file is deleted while kx hashes it (and written again afterwards, for the next run)."""
-    from machine import actions
+    from machine.acts import lifecycle as actions
 
     drop = project / "drop.md"
     drop.write_text("a drop\n")

@@ -8,8 +8,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_time]
 
 
 def test_the_benchmark_suite_runs_quickly_end_to_end(capfd):  # fd-level: the MCP client hands its stderr to a child
-    from tests.benchmarks.run import all_rows
     from tests.benchmarks.common import print_table
+    from tests.benchmarks.run import all_rows
 
     rows = all_rows(quick=True)
     print_table(rows)

@@ -12,8 +12,8 @@ import sys
 import httpx
 import pytest
 
-from runners.chat_client import ChatClient, ChatError
-from runners.evidence import has_evidence
+from runners.chat.client import ChatClient, ChatError
+from runners.chat.evidence import has_evidence
 from tests.fake_chat import FakeChat
 
 SECRET = "sk-test-SECRET-4f9a1c"
@@ -348,14 +348,14 @@ def test_a_search_command_without_the_query_is_refused(kx, project):
 
 
 def bench_in(tmp_path, **kwargs):
-    from machine.paths import PathGuard
-    from runners.chat_tools import Workbench
+    from machine.plan.paths import PathGuard
+    from runners.chat.tools import Workbench
 
     return Workbench(PathGuard.around(tmp_path, ledger=tmp_path / ".kx" / "ledger.db"), **kwargs)
 
 
 def test_reads_are_capped_binary_is_not_shown_and_folders_are_read_file_by_file(tmp_path):
-    from runners import chat_tools
+    from runners.chat import tools as chat_tools
 
     (tmp_path / "big.md").write_text("x" * (chat_tools.FILE_CAP + 10))
     (tmp_path / "blob.bin").write_bytes(b"\0\1\2")
@@ -396,7 +396,7 @@ def tool_turn(*calls):
 
 
 def test_a_model_that_keeps_calling_tools_is_asked_once_more_without_them(tmp_path):
-    from runners.chat import converse
+    from runners.chat.runner import converse
 
     (tmp_path / "a.md").write_text("alpha")
     bodies = []
@@ -416,7 +416,7 @@ def test_a_model_that_keeps_calling_tools_is_asked_once_more_without_them(tmp_pa
 def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
     from argparse import Namespace
 
-    from runners.chat import ask
+    from runners.chat.runner import ask
 
     def handler(request):
         if "tools" in json.loads(request.content):

@@ -9,7 +9,7 @@ import pytest
 
 from ledger import clock
 from ledger.errors import BadInput
-from ledger.events import CheckboxTicked
+from ledger.events.models import CheckboxTicked
 from ledger.store import Ledger
 from tests.conftest import event_count, kx_subprocess
 

@@ -81,7 +81,7 @@ def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo):
 
 
 def test_marked_blocks_are_replaced_in_place(tmp_path):
-    from machine.consolidate import update_block
+    from machine.outputs.consolidate import update_block
 
     index = tmp_path / "INDEX.md"
     update_block(index, "p", ["one"])
@@ -181,8 +181,8 @@ class Crash(BaseException):
     """The process killed at that point: nothing after it runs (not even an error handler)."""
 
 
-CRASHES = [("machine.consolidate", "update_block"), ("machine.git", "move"), ("machine.git", "stage"),
-           ("machine.git", "commit_staged")]
+CRASHES = [("machine.outputs.consolidate", "update_block"), ("machine.outputs.git", "move"), ("machine.outputs.git", "stage"),
+           ("machine.outputs.git", "commit_staged")]
 
 
 @pytest.mark.parametrize(("module", "name"), CRASHES, ids=[f"after {name}" for _, name in CRASHES])
@@ -215,12 +215,12 @@ def test_a_run_killed_between_side_effects_is_finished_by_the_next(kx, small_pla
 
 
 def test_a_run_that_another_finished_meanwhile_records_nothing_more(kx, small_plan, repo, monkeypatch):
-    import machine.git
-    from machine.consolidate import consolidate
-    from machine.workspace import Workspace
+    import machine.outputs.git
+    from machine.acts.workspace import Workspace
+    from machine.outputs.consolidate import consolidate
 
     committed_plan(kx, repo)
-    real = machine.git.commit_staged
+    real = machine.outputs.git.commit_staged
 
     def and_another_run(*args, **kwargs):
         made = real(*args, **kwargs)
@@ -229,7 +229,7 @@ def test_a_run_that_another_finished_meanwhile_records_nothing_more(kx, small_pl
                            by="other")["action"] == "consolidated"
         return made
 
-    monkeypatch.setattr(machine.git, "commit_staged", and_another_run)
+    monkeypatch.setattr(machine.outputs.git, "commit_staged", and_another_run)
     result = kx("--json", "consolidate", "--commit")
     assert result.code == 0 and result.json["action"] == "unchanged" and result.json["by"] == "other"
     assert consolidations(repo) == 1 and git(repo, "rev-list", "--count", "HEAD").strip() == "2"

@@ -22,7 +22,7 @@ from contextlib import closing
 import psutil
 import pytest
 
-from runners.reconcile import process_alive
+from runners.attempt_folder import process_alive
 from tests.conftest import kx_run, real_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_time]
@@ -193,7 +193,7 @@ def in_process_plan(kx, project) -> None:
 def start_wrapper(project, part: str, script: str) -> subprocess.Popen:
     """An attempt's wrapper started by hand, as ``kx run`` starts it, with a runner running ``script``."""
     (project / f"{part}.sh").write_text(script)
-    command = [sys.executable, "-m", "runners.attempt", "--ledger", str(project / ".kx" / "ledger.db"),
+    command = [sys.executable, "-m", "runners.local.wrapper", "--ledger", str(project / ".kx" / "ledger.db"),
                "--plan", "plan", "--part", part, "--", "bash", str(project / f"{part}.sh")]
     return subprocess.Popen(command, cwd=project, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -201,7 +201,7 @@ def start_wrapper(project, part: str, script: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("runner", ["sleep 60", "trap '' TERM; sleep 60"], ids=["plain", "ignoring SIGTERM"])
 def test_the_runner_of_a_lost_attempt_is_stopped_within_the_grace_period(kx, project, monkeypatch, runner):
-    monkeypatch.setattr("runners.reconcile.STOP_GRACE_S", 2.0)
+    monkeypatch.setattr("runners.attempt_folder.STOP_GRACE_S", 2.0)
     in_process_plan(kx, project)
     wrapper = start_wrapper(project, "PART-1", runner)
     known = runner_of(project, "PART-1#1")

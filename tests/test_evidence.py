@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from machine.evidence import BoxKind, digest_of, heading_for, headings, kind_of
-from machine.paths import PathGuard
-from machine.parser import parse
+from machine.plan.parser import parse
+from machine.plan.paths import PathGuard
+from machine.state.evidence import BoxKind, digest_of, heading_for, headings, kind_of
 from tests.conftest import SEED, event_count, write_target
 
 # --- box kinds -------------------------------------------------------------------------
@@ -334,8 +334,8 @@ def test_a_tick_accepted_under_an_earlier_policy_is_judged_by_it_not_by_todays(k
 
 
 def test_a_rehearsal_attempt_may_tick_a_read_box_whose_file_is_missing(kx, small_plan, project):
-    from machine.actions import Act, start
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import Act, start
+    from machine.acts.workspace import Workspace
 
     kx("plan", "import", "plan.md")
     (project / "influences" / "00-alpha.md").unlink()
@@ -356,8 +356,8 @@ def test_a_rehearsal_attempt_may_tick_a_read_box_whose_file_is_missing(kx, small
 
 
 def test_only_ticks_with_evidence_are_parsed_by_the_lean_fold(kx, small_plan, project):
+    from ledger.events.checkboxes import CheckboxTicked
     from ledger.store import Ledger
-    from ledger.ticks import CheckboxTicked
 
     kx("plan", "import", "plan.md")
     kx("start", "PART-1")
@@ -372,8 +372,8 @@ def test_only_ticks_with_evidence_are_parsed_by_the_lean_fold(kx, small_plan, pr
 
 
 def test_verify_finds_a_runners_tick_without_its_evidence(kx, small_plan, project):
+    from ledger.events.checkboxes import CheckboxTicked
     from ledger.store import Ledger
-    from ledger.ticks import CheckboxTicked
 
     (project / "plan.md").write_text((project / "plan.md").read_text().replace(
         "- [ ] Section 1: Beta overview", '- [ ] Search: "beta"'))
@@ -388,9 +388,9 @@ def test_verify_finds_a_runners_tick_without_its_evidence(kx, small_plan, projec
 
 
 def test_a_success_recorded_before_kx_checked_evidence_still_verifies(kx, small_plan, project):
-    from ledger.events import DropRecorded, RunnerStarted, RunnerSucceeded
+    from ledger.events.checkboxes import CheckboxTicked
+    from ledger.events.models import DropRecorded, RunnerStarted, RunnerSucceeded
     from ledger.store import Ledger
-    from ledger.ticks import CheckboxTicked
 
     kx("plan", "import", "plan.md")
     ledger = Ledger.open(project / ".kx" / "ledger.db")

@@ -14,12 +14,11 @@ import pytest
 from cli.views import Terminal, status_table
 from tests.conftest import events_of, kx_run, on_a_terminal
 
-
 # --- the last meaningful line of a runner's output ------------------------------------------------
 
 
 def test_the_last_meaningful_line_skips_blanks_dots_and_frames():
-    from machine.output import last_output
+    from machine.state.runner_output import last_output
 
     assert last_output("starting\nwrote 3 files\n\n   \n") == "wrote 3 files"
     assert last_output("fetching\n....\n. . .\n45%\r80%\r100%\n") == "fetching"
@@ -35,8 +34,8 @@ def test_the_last_meaningful_line_skips_blanks_dots_and_frames():
 
 
 def test_stderr_is_preferred_and_the_line_is_capped():
-    from machine.output import last_output
-    from machine.text import one_line
+    from machine.plan.text import one_line
+    from machine.state.runner_output import last_output
 
     assert last_output("cleaning up\n", stderr="RuntimeError: out of tokens\n") == "RuntimeError: out of tokens"
     assert last_output("cleaning up\n", stderr="\n...\n") == "cleaning up"
@@ -46,8 +45,8 @@ def test_stderr_is_preferred_and_the_line_is_capped():
 
 
 def _failed_by_a_runner(kx, project, log: str, stderr: str | None = None, code: int = 2):
-    from machine.workspace import Workspace
-    from runners.attempt import record_outcome
+    from machine.acts.workspace import Workspace
+    from runners.local.wrapper import record_outcome
 
     assert kx("start", "PART-1").code == 0
     path = project / "runner.log"
@@ -78,9 +77,9 @@ def test_a_lost_attempt_shows_the_last_line_its_runner_wrote(kx, small_plan, pro
     import socket
     import subprocess
 
-    from ledger.events import RunnerStarted
+    from ledger.events.models import RunnerStarted
     from ledger.store import Ledger
-    from runners.attempts import attempt_dir
+    from runners.attempt_folder import attempt_dir
 
     assert kx("plan", "import", "plan.md").code == 0
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -117,12 +116,12 @@ def test_a_multi_line_reason_keeps_one_line_per_part(kx, small_plan, project):
 def test_run_progress_folds_a_reason_to_one_line(kx, small_plan, project):
     import io
 
-    from machine.workspace import Workspace
-    from runners.progress import Progress
+    from cli.progress import Progress
+    from machine.acts.workspace import Workspace
 
     assert kx("plan", "import", "plan.md").code == 0
     stream = io.StringIO()
-    progress = Progress(stream, live=False)
+    progress = Progress(stream)
     workspace = Workspace.open()
     progress.update(workspace.state())
     _failed_by_a_runner(kx, project, "one\ntwo\nKeyError: 'choices'\n")
@@ -202,8 +201,8 @@ def test_resume_reuses_the_runner_and_options_of_the_run(kx, small_plan, project
 
 
 def test_a_secret_on_the_runners_command_line_is_not_recorded_nor_reused(kx, small_plan, project):
-    from machine.actions import Act, record_run
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import Act, record_run
+    from machine.acts.workspace import Workspace
 
     assert kx("plan", "import", "plan.md").code == 0
     record_run(Workspace.open(), "run", {"runner": "agent --api-key sk-abcdefghijkl0123 --fast", "retries": 2},

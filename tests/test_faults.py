@@ -115,8 +115,8 @@ def test_log_lines_and_the_ledger_hold_no_secrets(kx, small_plan, project, monke
 
     logs.get().info("calling server", api_key=secret, headers={"Authorization": f"Bearer {secret}"},
                     note=f"failed with {secret}")
-    from machine.actions import Act, fail, start
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import Act, fail, start
+    from machine.acts.workspace import Workspace
 
     workspace = Workspace.open()
     start(workspace, "PART-1", Act(by="t"), runner=["agent", "--api-key", secret, f"--token={secret}"])
@@ -137,8 +137,8 @@ def test_the_variable_named_by_api_key_env_is_a_secret_too(kx, small_plan, proje
     monkeypatch.setenv("KX_REDACT_ENV", "")  # restored after the test
     kx("plan", "import", "plan.md")
     from ledger import logs
-    from machine.actions import Act, fail, start
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import Act, fail, start
+    from machine.acts.workspace import Workspace
     from runners.spec import protect_runner_key, runner_command
 
     protect_runner_key(runner_command("openai --api-key-env LLM_KEY", model="m"))

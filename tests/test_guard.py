@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from ledger.events import CheckboxTicked
+from ledger.events.models import CheckboxTicked
 from ledger.store import Ledger, chain_hash
 from tests.conftest import event_count, kx_subprocess
 

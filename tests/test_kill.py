@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from ledger.store import Ledger
-from machine.audit import integrity
+from machine.acts.audit import integrity
 from tests.kill_writer import BATCH
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 
 from ledger import clock
 from ledger.errors import BadInput
-from ledger.events import CheckboxTicked, RunnerStarted
+from ledger.events.models import CheckboxTicked, RunnerStarted
 from ledger.store import GENESIS, LEDGER_SCHEMA_VERSION, Ledger, chain_hash
 
 

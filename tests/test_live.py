@@ -19,8 +19,8 @@ import pytest
 from rich.console import Console
 
 from cli.live import AttemptRow, BatchRow, LiveView, Snapshot, progress_for, render, snapshot, wants_live
-from machine.workspace import Workspace
-from runners.progress import Progress
+from cli.progress import Progress
+from machine.acts.workspace import Workspace
 from tests.conftest import SMALL_PLAN, SMALL_PLAN_SOURCES, golden, kx_run, real_env
 
 SNAPSHOT = Snapshot(
@@ -94,11 +94,11 @@ def test_an_error_or_ctrl_c_inside_the_view_ends_it_and_shows_the_cursor(kx, sma
 def test_a_ctrl_c_is_only_counted_in_the_signal_handler(kx, small_plan):
     """The handler prints nothing: a print or log line (the first imports structlog) it cut into would be
     entered again from inside itself; the supervisor's loop says it stops."""
-    from runners.supervisor import RunOptions, Supervisor
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     kx("plan", "import", "plan.md")
     said = []
-    progress = Progress(io.StringIO(), live=False)
+    progress = Progress(io.StringIO())
     progress.say = said.append
     supervisor = Supervisor(Workspace.open(), RunOptions(command=["true"]), progress)
     supervisor._interrupt(signal.SIGINT, None)
@@ -140,8 +140,8 @@ def test_plain_lines_when_piped_with_json_verbose_plain_no_color_or_a_dumb_termi
 
 def test_without_the_view_the_progress_is_the_plain_one():
     with progress_for(plain=True, as_json=False) as (progress, ask):
-        assert type(progress) is Progress and not progress.live
-        from runners.run import ask_on_terminal
+        assert type(progress) is Progress
+        from cli.progress import ask_on_terminal
 
         assert ask is ask_on_terminal
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from machine.parser import PlanError, parse
+from machine.plan.parser import PlanError, parse
 from tests.conftest import SEED, SMALL_PLAN
 
 

@@ -111,7 +111,7 @@ def test_an_unsafe_plan_id_is_refused_where_it_is_given(kx, small_plan, project,
 
 
 def test_attempt_folders_stay_in_kx_folder(project):
-    from runners.attempts import attempt_dir
+    from runners.attempt_folder import attempt_dir
 
     ledger = project / ".kx" / "ledger.db"
     assert attempt_dir(ledger, "plan", "PART-7#1") == project / ".kx" / "attempts" / "plan" / "PART-7-1"
@@ -121,7 +121,7 @@ def test_attempt_folders_stay_in_kx_folder(project):
 
 
 def test_the_guard_resolves_symlinks_and_keeps_out_of_kx(project):
-    from machine.paths import PathGuard
+    from machine.plan.paths import PathGuard
 
     (project / ".kx").mkdir()
     (project / "plan.md").write_text("x")
@@ -145,14 +145,14 @@ def unchecked(kx, project, monkeypatch):
     """Import a plan without the import-time path check, as an older kx or a hand-made event would."""
 
     def load(text: str):
-        import machine.importer
+        import machine.acts.importer
 
         (project / "plan.md").write_text(text)
         for source in SMALL_PLAN_SOURCES:  # the files its Read boxes name
             (project / source).parent.mkdir(parents=True, exist_ok=True)
             (project / source).write_text(f"# {source}\n")
         with monkeypatch.context() as patch:
-            patch.setattr(machine.importer, "refuse_unsafe_paths", lambda *args, **kwargs: None)
+            patch.setattr(machine.acts.importer, "refuse_unsafe_paths", lambda *args, **kwargs: None)
             assert kx("plan", "import", "plan.md").code == 0
 
     return load
@@ -258,8 +258,8 @@ HUGE = SMALL_PLAN.replace("**Influenced by**: Files 1,2", "**Influenced by**: Fi
 
 
 def test_a_huge_file_range_resolves_to_the_listed_files(kx, project):
-    from machine.parser import parse
-    from runners.evidence import has_evidence
+    from machine.plan.parser import parse
+    from runners.chat.evidence import has_evidence
 
     assert parse(HUGE).part(1).influenced_by == (1, 2)
     (project / "plan.md").write_text(HUGE)
@@ -274,7 +274,7 @@ def test_a_huge_file_range_resolves_to_the_listed_files(kx, project):
 
 
 def test_ship_globs_stay_inside_the_root(project):
-    from machine.config import load_config
+    from machine.state.config import load_config
 
     (project / "config.toml").write_text('[defaults.ray]\nship = ["../secrets/*"]\n')
     with pytest.raises(BadInput, match="relative to the plan's root"):
@@ -308,7 +308,7 @@ def test_a_runner_writes_its_target_into_a_folder_that_did_not_exist(kx, project
 
 
 def test_only_folders_inside_the_root_are_made(tmp_path):
-    from machine.paths import PathGuard
+    from machine.plan.paths import PathGuard
 
     root = tmp_path / "root"
     root.mkdir()

@@ -16,10 +16,10 @@ def _batch_one_awaiting_review(kx, project):
 
 def _review_with(answers: list[str]):
     """Batch 1's review at the prompt, answered with ``answers`` in turn: the questions asked and what was said."""
-    from machine.workspace import Workspace
-    from runners.progress import Progress
+    from cli.progress import Progress
+    from machine.acts.workspace import Workspace
     from runners.spec import runner_command
-    from runners.supervisor import RunOptions, Supervisor
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     replies, asked = iter(answers), []
 
@@ -30,7 +30,7 @@ def _review_with(answers: list[str]):
     stream = io.StringIO()
     options = RunOptions(command=runner_command("rehearse"), review="prompt")
     workspace = Workspace.open()
-    supervisor = Supervisor(workspace, options, Progress(stream, live=False), ask)
+    supervisor = Supervisor(workspace, options, Progress(stream), ask)
     assert supervisor._review(workspace.state(), 1) is None
     return asked, stream.getvalue()
 
@@ -66,7 +66,7 @@ def test_the_prompt_sends_back_the_failed_parts_on_enter(kx, project, plan3):
 def test_a_terminal_answers_free_text_when_there_are_no_choices(monkeypatch):
     import click
 
-    from runners.run import ask_on_terminal
+    from cli.progress import ask_on_terminal
 
     seen = {}
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import KxError
-from machine.parser import PlanError, parse
+from machine.plan.parser import PlanError, parse
 
 SETTINGS = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 MARKS = [" ", "x", "X", "✓", "✔", "‚úì", "‚úî"]
@@ -48,8 +48,8 @@ def plans(draw) -> str:
 
 
 def import_into_scratch(text: str):
-    from machine.importer import import_plan
-    from machine.workspace import Workspace
+    from machine.acts.importer import import_plan
+    from machine.acts.workspace import Workspace
 
     folder = Path(tempfile.mkdtemp(prefix="kx-prop-"))
     (folder / "plan.md").write_bytes(text.encode("utf-8"))
@@ -120,7 +120,7 @@ def new_drop(folder, box):
 
 
 def run_commands_on(workspace, folder, commands):
-    from machine import actions
+    from machine.acts import lifecycle as actions
 
     person = actions.Act(by="prop")
     for name, part_number, box in commands:
@@ -166,7 +166,7 @@ def run_commands_on(workspace, folder, commands):
 @given(COMMANDS)
 def test_rendering_after_each_step_equals_replaying(commands):
     from machine.app import replay
-    from machine.plan_file import render_file
+    from machine.outputs.plan_file import render_file
 
     def same(folder, workspace):
         render_file(workspace)
@@ -192,8 +192,8 @@ REJECTED_AND_RETRIED = [("start", 1, 1), ("drop", 1, 1), ("fail", 1, 1), ("retry
 @example(REJECTED_AND_RETRIED)
 def test_acts_record_only_what_the_audit_accepts_and_the_sql_views_agree(commands):
     """Acts and ``kx audit verify`` ask the same rules; the ``part_states`` view derives what the fold does."""
-    from ledger import sql_views
-    from machine.audit import verify
+    from ledger.derived import sql_views
+    from machine.acts.audit import verify
 
     _, workspace = run_commands(commands)
     assert verify(workspace)["findings"] == []

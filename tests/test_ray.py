@@ -281,8 +281,8 @@ def test_an_address_that_does_not_answer_is_refused_at_once(kx, small_plan):
 
 
 def test_task_resources_come_from_the_plan_config(project):
-    from machine.config import load_config
-    from runners.ray_executor import cluster_address, task_options
+    from machine.state.config import load_config
+    from runners.ray.executor import cluster_address, task_options
 
     (project / "config.toml").write_text('[defaults.ray]\nnum_gpus = 1\nresources = { agent = 1 }\naddress = "x:1"\n'
                                          '[plans.p.ray]\nnum_cpus = 4\nmemory = 1000\n')
@@ -293,7 +293,7 @@ def test_task_resources_come_from_the_plan_config(project):
 
 
 def test_the_shim_forwards_the_command_line_as_it_is(monkeypatch, project):
-    from runners.ray_shim import request
+    from runners.ray.shim import request
 
     monkeypatch.setenv("KX_ATTEMPT", "PART-7#2")
     monkeypatch.setenv("KX_RAY_SOCKET", "/tmp/kx.sock")
@@ -306,7 +306,7 @@ def test_the_shim_forwards_the_command_line_as_it_is(monkeypatch, project):
 def test_a_runner_call_runs_the_cli_here_on_the_supervisor_s_ledger(kx, small_plan, project):
     """What ``kx run --executor ray`` does with a runner's ``kx`` from a node: the real CLI, in this process."""
     from cli.main import run_for_runner
-    from machine.workspace import Workspace
+    from machine.acts.workspace import Workspace
 
     assert kx("plan", "import", str(small_plan)).code == 0
     assert kx("start", "PART-1").code == 0
@@ -341,7 +341,7 @@ def test_a_runner_call_runs_the_cli_here_on_the_supervisor_s_ledger(kx, small_pl
 def test_a_ray_attempt_whose_supervisor_died_is_lost(kx, small_plan):
     import socket
 
-    from ledger.events import RunnerStarted
+    from ledger.events.models import RunnerStarted
     from ledger.store import Ledger
 
     assert kx("plan", "import", str(small_plan)).code == 0

@@ -84,16 +84,16 @@ def test_verify_does_not_check_a_drop_that_was_cleared(kx, plan, project):
 
 
 def test_the_review_packet_shows_files_changed_or_gone(kx, plan, project):
-    from machine.workspace import Workspace
-    from runners.progress import Progress
-    from runners.supervisor import RunOptions, Supervisor
+    from cli.progress import Progress
+    from machine.acts.workspace import Workspace
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     run_batch(kx, project, 1, ("PART-1", "PART-2"), approve=False)
     (project / "drops" / "PART-1.md").write_text("edited afterwards\n")
     (project / "drops" / "PART-2.md").unlink()
     stream = io.StringIO()
     options = RunOptions(command=["true"], review="prompt")
-    result = Supervisor(Workspace.open(), options, Progress(stream, live=False), lambda q, c: "quit").run()
+    result = Supervisor(Workspace.open(), options, Progress(stream), lambda q, c: "quit").run()
     assert result.outcome == "stopped"
     shown = stream.getvalue()
     assert "drop drops/PART-1.md changed since it was recorded" in shown
@@ -101,8 +101,8 @@ def test_the_review_packet_shows_files_changed_or_gone(kx, plan, project):
 
 
 def test_the_packet_lists_changed_files_per_part(kx, plan, project):
-    from machine.packet import batch_packet
-    from machine.workspace import Workspace
+    from machine.acts.workspace import Workspace
+    from machine.outputs.packet import batch_packet
 
     run_batch(kx, project, 1, ("PART-1", "PART-2"), approve=False)
     (project / "drops" / "PART-2.md").unlink()
@@ -141,8 +141,8 @@ def test_consolidation_refuses_files_changed_or_gone_unless_allowed(kx, plan, pr
 
 
 def test_consolidation_counts_files_that_exist_and_every_lost_failed_and_retried_attempt(kx, plan, project):
-    from machine.actions import lose
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import lose
+    from machine.acts.workspace import Workspace
 
     kx("start", "PART-1")
     kx("fail", "PART-1", "--reason", "timeout", "--attempt", "PART-1#1")

@@ -101,8 +101,8 @@ def test_a_retry_after_a_failure_keeps_the_ticks_but_needs_a_drop_of_the_new_att
 
 
 def test_a_retry_after_a_lost_attempt_needs_a_drop_of_the_new_attempt(kx, plan, project):
-    from machine.actions import lose
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import lose
+    from machine.acts.workspace import Workspace
 
     kx("start", "PART-2")
     write(project, "drops/PART-2.md")
@@ -171,8 +171,8 @@ def test_a_later_batch_already_approved_stays_approved(kx, plan, project):
 
 
 def test_reopen_of_failed_and_lost_parts(kx, plan, project):
-    from machine.actions import lose
-    from machine.workspace import Workspace
+    from machine.acts.lifecycle import lose
+    from machine.acts.workspace import Workspace
 
     kx("start", "PART-1")
     kx("tick", "PART-1", "1", "2", "--attempt", "PART-1#1")
@@ -279,7 +279,7 @@ def test_reopened_imported_parts_run_again(kx, seed_plan):
 def test_a_read_model_saved_by_an_older_fold_is_folded_afresh(kx, plan, project):
     import sqlite3
 
-    from machine.state import fold_version
+    from machine.state.fold import fold_version
 
     kx("start", "PART-1")
     assert complete(kx, project, "PART-1", "PART-1#1").code == 0

@@ -106,7 +106,7 @@ def test_repair_mends_the_mojibake_and_keeps_every_other_byte(kx, project, newli
 
 
 def test_mend_only_touches_runs_that_round_trip():
-    from machine.mojibake import repair
+    from machine.plan.mojibake import repair
 
     assert repair(ACCENTS).text == ACCENTS
     assert repair("nothing to do").counts == {}

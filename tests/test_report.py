@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, kx_run, three_batch_plan
 from tests.simulate import simulate
-from tests.conftest import kx_run, three_batch_plan
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section", "h1", "h2",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ledger.errors import Refused
-from ledger.events import RunnerLost
+from ledger.events.models import RunnerLost
 from ledger.store import Ledger
-from machine.rules import Rules
-from machine.workspace import Workspace
+from machine.acts.workspace import Workspace
+from machine.state.rules import Rules
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def append_behind_kx(project, *events):
 
 def supervisor_launches() -> list[str]:
     """The PARTs one turn of `kx run`'s loop would hand to runners now."""
-    from runners.supervisor import RunOptions, Supervisor
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     spawned: list[str] = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import sql_views
+from ledger.derived import sql_views
 from ledger.store import Ledger
 from tests.conftest import REPO
 from tests.simulate import simulate

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from cli.views import Terminal, bar_cells, status_table
 from tests.conftest import golden, on_a_terminal
 

@@ -13,8 +13,15 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import (batches_map, check_rules_from_events, events_of, kill_group, kx_run,
-                            run_until_first_start, wait_until)
+from tests.conftest import (
+    batches_map,
+    check_rules_from_events,
+    events_of,
+    kill_group,
+    kx_run,
+    run_until_first_start,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +143,7 @@ def test_a_killed_runner_is_failed_and_retried(kx, project, plan3):
 
 
 def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
-    from runners.reconcile import process_alive
+    from runners.attempt_folder import process_alive
 
     process, started = run_until_first_start(kx, project)
     noted = project / ".kx" / "attempts" / "plan" / started["data"]["attempt"].replace("#", "-") / "runner.json"
@@ -156,9 +163,10 @@ def test_a_killed_wrapper_is_lost_and_retried(kx, project, plan3):
 
 
 def test_status_reconciles_a_dead_wrapper(kx, project, plan3):
-    from ledger.events import RunnerStarted
-    from ledger.store import Ledger
     import socket
+
+    from ledger.events.models import RunnerStarted
+    from ledger.store import Ledger
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -173,10 +181,10 @@ def test_status_reconciles_a_dead_wrapper(kx, project, plan3):
 def test_prompt_review_shows_the_packet_and_acts_on_the_answers(kx, project, plan3, capsys):
     import io
 
-    from machine.workspace import Workspace
-    from runners.progress import Progress
+    from cli.progress import Progress
+    from machine.acts.workspace import Workspace
     from runners.spec import runner_command
-    from runners.supervisor import RunOptions, Supervisor
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     asked = []
 
@@ -186,7 +194,7 @@ def test_prompt_review_shows_the_packet_and_acts_on_the_answers(kx, project, pla
 
     stream = io.StringIO()
     options = RunOptions(command=runner_command("rehearse"), review="prompt")
-    result = Supervisor(Workspace.open(), options, Progress(stream, live=False), ask).run()
+    result = Supervisor(Workspace.open(), options, Progress(stream), ask).run()
     assert result.code == 0 and result.outcome == "stopped"
     assert asked == [("batch 1: approve / reject / quit?", ["approve", "reject", "quit"]),
                      ("batch 2: approve / reject / quit?", ["approve", "reject", "quit"])]

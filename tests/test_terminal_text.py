@@ -69,13 +69,13 @@ def test_json_and_the_stored_bytes_keep_the_text(kx, project):
 
 
 def test_a_runs_progress_lines_hold_no_control_sequences(kx, project):
-    from machine.workspace import Workspace
-    from runners.progress import Progress
+    from cli.progress import Progress
+    from machine.acts.workspace import Workspace
 
     (project / "plan.md").write_text(PLAN, encoding="utf-8")
     kx("plan", "import", "plan.md")
     stream = io.StringIO()
-    progress = Progress(stream, live=False)
+    progress = Progress(stream)
     workspace = Workspace.open()
     progress.update(workspace.state())
     kx("start", "PART-1")

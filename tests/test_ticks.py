@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ledger.events import load
-from ledger.ticks import CheckboxTicked, CheckboxUnticked
+from ledger.events.checkboxes import CheckboxTicked, CheckboxUnticked
+from ledger.events.models import load
 
 names = st.text(min_size=1, max_size=12)
 optional = st.none() | names

@@ -7,11 +7,13 @@ import sqlite3
 
 import pytest
 
-from ledger import store, upcasting, vocabulary
+from ledger import store
+from ledger.events import mapper as upcasting
+from ledger.events import vocabulary
+from ledger.events.checkboxes import CheckboxTicked
 from ledger.store import Ledger
-from ledger.ticks import CheckboxTicked
-from machine import state as fold
-from machine.state import PlanState
+from machine.state import fold
+from machine.state.fold import PlanState
 
 
 @pytest.fixture

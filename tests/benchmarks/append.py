@@ -15,9 +15,8 @@ from pathlib import Path
 from tests.benchmarks.common import row, scratch
 
 
-
 def kx_appends(folder: Path, count: int, synchronous: str) -> tuple[float, list[tuple]]:
-    from ledger.events import CheckboxTicked
+    from ledger.events.models import CheckboxTicked
     from ledger.store import Ledger
 
     ledger = Ledger.open(folder / "kx.db", create=True)

@@ -26,8 +26,8 @@ def plan_text(parts: int, per_batch: int = 100, boxes: int = 10) -> str:
 
 def make(folder: Path, events: int, parts: int = 1000, boxes: int = 10) -> Path:
     """A project in ``folder`` whose ledger holds ``events`` events (the import included)."""
-    from machine.importer import import_plan
-    from machine.workspace import Workspace
+    from machine.acts.importer import import_plan
+    from machine.acts.workspace import Workspace
 
     (folder / "plan.md").write_text(plan_text(parts, per_batch=parts, boxes=boxes))  # one open batch: valid ticks
     ledger_path = folder / ".kx" / "ledger.db"

@@ -11,9 +11,9 @@ from tests.benchmarks.common import row
 
 
 def measure(ledger_path: Path, events: int) -> list[dict]:
-    from machine.audit import verify
-    from machine.state import PlanState
-    from machine.workspace import Workspace
+    from machine.acts.audit import verify
+    from machine.acts.workspace import Workspace
+    from machine.state.fold import PlanState
 
     workspace = Workspace.open(str(ledger_path))
     started = time.perf_counter()

@@ -1,0 +1,89 @@
+"""What every act shares: who acts, the state under the write lock, the attempt check, the outcome.
+
+Kept free of the event models (pydantic) so that ``kx tick``, the hottest
+command, imports only what it uses.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.errors import Unknown
+from machine.acts.workspace import Workspace
+from machine.plan.model import Part, parse_part_number
+from machine.state.fold import PartState, PlanState
+from machine.state.rules import Rules
+
+
+def person() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass
+class Act:
+    """Who acts: a runner's attempt, or a person."""
+
+    attempt: str | None = None
+    by: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.by or (None if self.attempt else person()) or self.attempt
+
+
+@dataclass
+class Outcome:
+    part: str
+    recorded: list[str] = field(default_factory=list)
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"part": self.part, "recorded": self.recorded, "message": self.message, **self.data}
+
+
+@dataclass
+class Context:
+    workspace: Workspace
+    state: PlanState
+    rules: Rules
+
+    def part(self, ref: str) -> tuple[PartState, Part]:
+        number = parse_part_number(ref)
+        structure = self.state.plan.part(number) if number is not None else None
+        if structure is None:
+            numbers = [p.number for p in self.state.plan.parts]
+            raise Unknown(f"no {ref} in plan {self.state.id} (PARTs {min(numbers)}-{max(numbers)}); see 'kx status'")
+        return self.state.parts[structure.id], structure
+
+    def append(self, *events: Any) -> list[str]:
+        """Check each event against the rules (:meth:`Rules.check`), then record them all."""
+        for event in events:
+            self.rules.check(event.type, event.data())
+        self.workspace.record(self.state, list(events))
+        return [e.type for e in events]
+
+    @classmethod
+    def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
+        state = workspace.state()
+        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed))
+
+
+@contextmanager
+def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Context]:
+    """State folded and rules checked under the write lock; appends commit together at the end."""
+    with workspace.ledger.transaction():
+        yield Context.of(workspace, accept_failed=accept_failed)
+
+
+def authorize(ctx: Context, part: PartState, act: Act) -> None:
+    """Rule 4 for runners (their attempt must be the current one); the gate for people. Acts that do work
+    before appending (hashing a drop, resolving boxes) ask it first; the append asks again."""
+    ctx.rules.may_act(part, act.attempt)

@@ -1,0 +1,156 @@
+"""Questions about a plan that change nothing: what may start, what a runner needs, who did what."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ledger import clock
+from ledger.errors import Refused
+from ledger.events.models import batch_stream, part_stream, plan_stream
+from machine.acts.context import Context
+from machine.acts.workspace import Workspace
+from machine.defaults import SCHEMA
+from machine.plan.marks import render
+from machine.plan.model import Box, Part
+from machine.plan.refs import index_of
+from machine.plan.text import split_lines
+from machine.state.evidence import how_to
+from machine.state.fold import PartState, stamp_of
+from machine.state.machines import allows, not_possible, part_machine
+
+PLAN_DETAILS_HIDDEN = ("source", "structure", "plan")
+
+
+def next_parts(workspace: Workspace) -> dict[str, Any]:
+    state = workspace.state()
+    return {"schema": SCHEMA, "parts": workspace.rules(state).startable(), "running": len(state.running()),
+            "limit": state.limit}
+
+
+def brief(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
+    return _brief(Context.of(workspace), ref, attempt)
+
+
+def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
+    state, workspace = ctx.state, ctx.workspace
+    part, structure = ctx.part(ref)
+    text = render(state.source, state.plan, state.parts)
+    section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
+    root = workspace.resolve(state.root)
+    drop_name = _drop_name(structure.drop_name or _default_drop_name(structure), workspace.config().timezone)
+    target = structure.header.target if structure.header else None
+    files = state.plan.influential_files
+    return {
+        "schema": SCHEMA,
+        "plan": state.id,
+        "plan_title": state.plan.title,
+        "part": part.id,
+        "title": structure.title,
+        "batch": structure.batch,
+        "state": part.state,
+        "attempt": attempt or part.attempt,
+        "root": str(root),
+        "plan_path": str(workspace.resolve(state.path)),
+        "target": target,
+        "target_path": str(root / target) if target else None,
+        "drop_name": drop_name,
+        "drop_path": str(root / drop_name) if drop_name else None,
+        "influential_files": [{"number": n, "path": files.get(n)} for n in structure.influenced_by],
+        "worker_instructions": list(state.plan.worker_instructions),
+        "evidence_policy": ctx.rules.policy,
+        "search_command": workspace.config().search_command,
+        "boxes": [_box_view(ctx, part, structure, b, target) for b in structure.boxes],
+        "section": section,
+    }
+
+
+def _box_view(ctx: Context, part: PartState, structure: Part, box: Box, target: str | None) -> dict[str, Any]:
+    """A box as a runner needs it: its reference, kind and arguments, what its evidence is, and the command."""
+    ref, kind = index_of(structure, box), ctx.rules.kind(box.text)
+    needs, command = how_to(kind, part.id, ref, target, ctx.state.plan.influential_files)
+    return {"ref": ref, "text": box.text, "ticked": box.id in part.ticked, "kind": kind.kind, **kind.arguments(),
+            "needs": needs, "command": command, "evidence": part.evidence.get(box.id)}
+
+
+def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
+    """``kx check PART``: whether each piece of the PART's evidence holds now, and whether ``finish`` would succeed."""
+    ctx = Context.of(workspace)
+    part, _ = ctx.part(ref)
+    report = ctx.rules.evidence_report(part)
+    blocked = [] if part.state == "succeeded" and attempt in (None, part.attempt) else _blocked(ctx, part, attempt)
+    return {"schema": SCHEMA, **report.as_dict(), "state": part.state, "attempt": attempt or part.attempt,
+            "ok": not report.missing and not blocked, "blocked": blocked}
+
+
+def _blocked(ctx: Context, part: PartState, attempt: str | None) -> list[str]:
+    """What stops ``finish`` apart from the evidence: a stale attempt, a locked batch, the PART's state."""
+    machine = part_machine()
+    problems = [] if allows(machine, part, "succeed") else [not_possible(machine, part, "succeed", ctx.state)]
+    try:
+        ctx.rules.may_act(part, attempt)
+    except Refused as refusal:
+        problems.append(refusal.message)
+    return problems
+
+
+def _default_drop_name(structure) -> str:
+    """For a PART whose plan names no drop: KNOWLEDGE-DROP-<target or title>-<date>-[TIME].md."""
+    base = structure.header.target.rsplit("/", 1)[-1].rsplit(".", 1)[0] if structure.header and structure.header.target \
+        else structure.title
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or structure.id.lower()
+    return f"KNOWLEDGE-DROP-{slug}-{clock.now().strftime('%Y-%m-%d')}-[TIME].md"
+
+
+def _drop_name(pattern: str, timezone: str | None) -> str:
+    return pattern.replace("[TIME]", stamp_of(clock.now_iso(), timezone)[-5:].replace(":", ""))
+
+
+def history(workspace: Workspace, ref: str) -> dict[str, Any]:
+    ctx = Context.of(workspace)
+    part, structure = ctx.part(ref)
+    plan_id, ledger = ctx.state.id, workspace.ledger
+    rows = [
+        *ledger.read(stream=part_stream(plan_id, part.id)),
+        *ledger.read(stream=batch_stream(plan_id, structure.batch)),
+        *ledger.read(stream=plan_stream(plan_id), types=["PlanImported", "PlanRevised"]),
+    ]
+    events = []
+    for row in sorted(rows, key=lambda r: r.position):
+        data = {k: v for k, v in row.data.items() if k not in PLAN_DETAILS_HIDDEN}
+        events.append({"position": row.position, "type": row.type, "recorded_at": row.recorded_at,
+                       "attempt": row.get("attempt"), "data": data})
+    return {"schema": SCHEMA, "part": part.id, "title": structure.title, "batch": structure.batch,
+            "state": part.state, "events": events}
+
+
+def last_run(workspace: Workspace, plan_id: str | None = None) -> dict[str, Any] | None:
+    """The data of the plan's last ``RunStarted`` (``command``, ``options``), or None."""
+    runs = workspace.ledger.read(stream=plan_stream(plan_id or workspace.plan_id()), types=["RunStarted"])
+    return runs[-1].data if runs else None
+
+
+def brief_markdown(view: dict[str, Any]) -> str:
+    lines = [f"# Brief: {view['part']} — {view['title']}", "",
+             f"- plan: {view['plan_title'] or view['plan']} (batch {view['batch']})",
+             f"- state: {view['state']}" + (f", attempt {view['attempt']}" if view["attempt"] else ""),
+             f"- target file: {view['target_path'] or 'not named in the plan'}",
+             f"- drop file: {view['drop_path'] or 'not named in the plan'}"]
+    if view["influential_files"]:
+        lines += ["", "## Influential files: read them and cite them", ""]
+        lines += [f"- File {f['number']}: {f['path'] or '(not in the plan list)'}" for f in view["influential_files"]]
+    if view["worker_instructions"]:
+        lines += ["", "## Worker instructions", "", *view["worker_instructions"]]
+    part = view["part"]
+    lines += ["", "## Reporting", "",
+              f"- tick each box as you finish it: `kx tick {part} REF` (REF: a number, step.n, or text); kx checks"
+              f" its evidence then (policy: {view['evidence_policy']}), and again at the end",
+              f"- a Search box with what the search found: `kx tick {part} REF --source URL` (repeat --source)",
+              f"- record the drop when written: `kx drop {part} {view['drop_path'] or 'FILE'}`, then tick its box",
+              f"- `kx check {part}` says what is still missing; exit 0 when you believe you are done",
+              "", "## Boxes", ""]
+    for box in view["boxes"]:
+        lines.append(f"- [{'x' if box['ticked'] else ' '}] {box['ref']}: {box['text']}")
+        lines.append(f"  - {box['kind']}: needs {box['needs']}; do: {box['command']}")
+    lines += ["", "## The PART as the plan writes it", "", view["section"].rstrip()]
+    return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""The values kx uses when nobody says otherwise, each written once (importable without pydantic: kx tick reads it)."""
+
+from __future__ import annotations
+
+SCHEMA = 1  # the version of every JSON object kx prints ({"schema": 1, ...})
+PARALLEL_LIMIT = 6  # a plan's limit when its strategy line names none (CONTRACT section 1)
+EVIDENCE_POLICY = "verified"  # what a PART needs to succeed (CONTRACT section 7)
+RETRIES = 1  # kx run's retries per PART after a failure or a loss
+BACKOFF_S = 1.0  # kx run's wait before a PART's first retry (doubling after)
+LEASE_S = 60.0  # a running attempt without a heartbeat this long is lost
+MAX_LEASE_S = 86_400.0  # a wrapper beats every lease/3 seconds; a day without a beat is dead, not slow
+SUPERVISOR = "kx run"  # who the supervisor and its wrappers act as in the ledger
+CONFIG_FILE = "config.toml"  # the plans' settings, beside the ledger in .kx/

@@ -1,0 +1,324 @@
+"""``kx consolidate``: the plan's last step (index, skill, report, move, commit), driven by the ledger.
+
+Allowed once every batch is approved, and refused while a file the evidence
+rests on (a drop, a recorded target, a succeeded PART's knowledge file) is
+changed or gone, unless ``--allow-missing``, which the index block and the
+report then say. INDEX.md and SKILL.md get one marked
+block per plan, rewritten in place: text outside the block is kept byte for
+byte, and a second run writes the same bytes. ``PlanConsolidated`` records the
+paths and the commit; a second ``kx consolidate`` is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import BadInput, Refused
+from ledger.events.models import PlanConsolidated
+from ledger.files import write_atomic
+from machine.acts.workspace import Workspace
+from machine.outputs import git
+from machine.outputs.packet import part_packet
+from machine.outputs.plan_file import render_file
+from machine.outputs.status import PAST
+from machine.plan.model import part_id
+from machine.plan.paths import RULE, PathGuard
+from machine.state.fold import PlanState
+from machine.state.rehash import changes, recorded_files
+
+
+@dataclass
+class Targets:
+    """Where consolidation writes, every path checked by the plan's :class:`PathGuard` first."""
+
+    index: Path
+    skill: Path | None
+    completed: Path
+    report: Path
+    plan: Path  # where the plan moves
+    source: Path  # where the plan is now
+
+    @property
+    def written(self) -> list[Path]:
+        """The files consolidation writes (the plan at the place it moves to)."""
+        return [self.index, self.report, self.plan, *([self.skill] if self.skill else [])]
+
+
+def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
+                commit: bool, by: str, allow_missing: bool = False) -> dict[str, Any]:
+    """Check everything, then write, move and commit (no ledger lock held), then record ``PlanConsolidated``.
+
+    Each side effect can be done again (an index already holding its block, a plan already moved, a
+    commit already made), so that a run interrupted midway is finished by the next one.
+    """
+    state = workspace.state()
+    if state.consolidated is not None:
+        return {"plan": state.id, "action": "unchanged", **state.consolidated}
+    refuse_unless_approved(state)
+    guard = workspace.guard(state)
+    targets = destinations(workspace, state, guard, index, skill, completed_dir)
+    knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
+    missing = missing_files(workspace, state, knowledge)
+    if missing and not allow_missing:
+        raise Refused("consolidation needs every knowledge file and drop as recorded: " + "; ".join(missing)
+                      + "; restore them, or consolidate with --allow-missing", rule="consolidate", details=missing)
+    top = git.work_tree(guard.root)  # the plan moves with git mv there, committed or not
+    files = [*knowledge.values(), *drops.values()]
+    if commit:
+        refuse_unless_committable(top, guard.root, targets, files)
+    trailer = commit_trailer(state)
+    commit_id = git.commit_with_trailer(top, trailer) if commit else None  # an interrupted run got that far
+    if commit_id is None:
+        write_files(workspace, state, targets, knowledge, top, missing)
+        if commit:
+            git.stage(top, [*files, *targets.written])
+            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
+    return record(workspace, state, targets, commit_id, by, len(existing(knowledge)), missing)
+
+
+def destinations(workspace: Workspace, state: PlanState, guard: PathGuard, index: Path | None,
+                 skill: Path | None, completed_dir: Path | None) -> Targets:
+    """The paths to write, from options (relative to the working folder) or defaults (in the root)."""
+
+    def checked(given: Path | None, default: Path | None = None) -> Path:
+        return guard.check(given.absolute(), name=given) if given is not None else guard.check(default)
+
+    source = workspace.resolve(state.path).resolve()
+    completed = checked(completed_dir, guard.root / "completed")
+    targets = Targets(index=checked(index, guard.root / "INDEX.md"), skill=checked(skill) if skill else None,
+                      completed=completed,
+                      report=guard.check(completed / f"{source.stem}.consolidation.md"),
+                      plan=guard.check(completed / source.name, may_be_plan=True), source=source)
+    if targets.plan != source and targets.plan.exists() and source.exists():
+        raise Refused(f"{targets.plan} exists already; move it away or pick another --completed-dir",
+                      rule="consolidate")
+    return targets
+
+
+def knowledge_files(state: PlanState, guard: PathGuard) -> dict[str, Path]:
+    """PART → its knowledge file, for the PARTs that succeeded and name one (each inside the root)."""
+    files = {}
+    for structure in state.plan.parts:
+        if state.parts[structure.id].state == "succeeded" and structure.header and structure.header.target:
+            target = structure.header.target
+            if problem := guard.problem(target, relative=True):
+                raise BadInput(f"{structure.id}'s knowledge file {target} {problem}; {RULE}")
+            files[structure.id] = guard.check(target)
+    return files
+
+
+def drop_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict[str, Path]:
+    """PART → its recorded drop (each inside the root, whatever put it in the ledger)."""
+    return {part.id: guard.check(workspace.resolve(drop["path"]), name=drop["path"])
+            for part in state.parts.values() if (drop := part.drop)}
+
+
+def missing_files(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> list[str]:
+    """Drops and targets changed or gone since they were recorded (hashed again), and succeeded PARTs'
+    knowledge files that do not exist."""
+    changed = changes(recorded_files(state), workspace.resolve)
+    seen = {workspace.resolve(c.file.path).resolve() for c in changed}
+    absent = [f"{part}: {workspace.store_path(path)} is missing"
+              for part, path in knowledge.items() if not path.is_file() and path not in seen]
+    return [str(c) for c in changed] + absent
+
+
+def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, files: list[Path]) -> None:
+    """Refused unless git takes every file of the commit, and nothing unrelated is staged."""
+    if top is None:
+        raise Refused(f"--commit needs a git work tree; {root} is not inside one", rule="consolidate")
+    ours = [*files, *targets.written, targets.source]
+    if unrelated := git.unrelated_staged(top, ours):
+        shown = ", ".join(unrelated[:5]) + (" ..." if len(unrelated) > 5 else "")
+        raise Refused(f"git has unrelated staged changes ({shown}); commit or unstage them, then consolidate",
+                      rule="consolidate")
+    if problems := git.unaddable(top, [path for path in ours if path != targets.source]):
+        raise Refused("git cannot commit every file of the consolidation: " + "; ".join(problems)
+                      + "; fix that, then consolidate again", rule="consolidate", details=problems)
+
+
+def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowledge: dict[str, Path],
+                top: Path | None, missing: list[str]) -> None:
+    """Index, skill, plan and report; each step leaves what an earlier run already did as it is."""
+    update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
+    if targets.skill:
+        update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
+    already_moved = targets.plan != targets.source and targets.plan.exists() and not targets.source.exists()
+    if not already_moved:
+        render_file(workspace)  # the plan that moves shows every tick and stamp
+        if targets.plan != targets.source:
+            git.move(top, targets.source, targets.plan) if top else _rename(targets.source, targets.plan)
+    write_atomic(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
+
+
+def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
+           knowledge: int, missing: list[str]) -> dict[str, Any]:
+    """``PlanConsolidated``, last, in a short transaction of its own: unless another run recorded it meanwhile."""
+    stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
+    if targets.skill:
+        stored["skill"] = workspace.store_path(targets.skill)
+    with workspace.ledger.transaction():
+        state = workspace.state()
+        if state.consolidated is not None:
+            return {"plan": state.id, "action": "unchanged", **state.consolidated}
+        refuse_unless_approved(state)
+        workspace.record(state, [PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by,
+                                                  allowed_missing=missing or None)])
+    return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
+            "knowledge_files": knowledge, "missing": missing}
+
+
+def commit_trailer(state: PlanState) -> str:
+    """The last line of the commit message: how a rerun knows the commit is already made."""
+    return f"Kx-Consolidated: {state.id} at ledger position {state.position}"
+
+
+def _rename(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(destination)
+
+
+def refuse_unless_approved(state: PlanState) -> None:
+    left = [f"batch {n} is {b.state.replace('_', ' ')}" for n, b in state.batches.items() if b.state != "approved"]
+    if left:
+        raise Refused("consolidation waits until every batch is approved: " + "; ".join(left), rule="consolidate")
+
+
+def existing(knowledge: dict[str, Path]) -> dict[str, Path]:
+    return {part: path for part, path in knowledge.items() if path.is_file()}
+
+
+def _link(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _first_heading(path: Path) -> str | None:
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+    except OSError:
+        return None
+    return None
+
+
+def index_block(state: PlanState, knowledge: dict[str, Path], base: Path, allowed: list[str] = ()) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", "", *_allowed_missing(allowed)]
+    for part, path in knowledge.items():
+        title = state.plan.part(part).title
+        missing = "" if path.exists() else " (missing)"
+        lines.append(f"- [{_link(path, base)}]({_link(path, base)}) — {part}: {title}{missing}")
+    return lines
+
+
+def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
+    lines = [f"## {state.plan.title or state.id}", "",
+             f"Knowledge from plan `{state.id}` ({len(existing(knowledge))} files)."]
+    for batch in state.plan.batches:
+        members = [part_id(n) for n in batch.parts if part_id(n) in knowledge]
+        if members:
+            lines += ["", f"### Batch {batch.number}: {batch.title}", ""]
+            lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
+                      for p in members]
+    return lines
+
+
+def _allowed_missing(allowed: list[str]) -> list[str]:
+    """What --allow-missing let through, said where the index and the report are read."""
+    if not allowed:
+        return []
+    return [f"> Consolidated with --allow-missing: {len(allowed)} files changed or missing:", ">",
+            *(f"> - {item}" for item in allowed), ""]
+
+
+def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
+    """Replace (or append) the plan's marked block in ``path``; every other byte stays."""
+    begin, end = f"<!-- kx:begin {plan_id} -->", f"<!-- kx:end {plan_id} -->"
+    text = path.read_bytes().decode("utf-8") if path.exists() else ""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    block = newline.join([begin, *lines, end])
+    start, stop = text.find(begin), text.find(end)
+    if start != -1 and stop > start:
+        updated = text[:start] + block + text[stop + len(end) :]
+    else:
+        separator = "" if not text else (newline if text.endswith(("\n", "\r")) else newline * 2)
+        updated = text + separator + block + newline
+    if updated != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, updated.encode("utf-8"))
+
+
+def _summary(workspace: Workspace, drop: dict[str, Any] | None) -> str:
+    if not drop:
+        return "no drop recorded"
+    try:
+        lines = workspace.resolve(drop["path"]).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return f"{drop['path']} (gone)"
+    body = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return " ".join(body[:4])[:300]
+
+
+def _totals(state: PlanState) -> dict[str, int]:
+    parts = [state.parts[p.id] for p in state.plan.parts]
+    attempts = sum(p.attempts for p in parts)
+    return {"parts": len(parts), "succeeded": sum(p.state == "succeeded" for p in parts),
+            "failed": sum(p.state == "failed" for p in parts), "attempts": attempts,
+            "failures": sum(p.failures for p in parts), "lost": sum(p.losses for p in parts),
+            "retried": sum(p.retries for p in parts), "batches": len(state.plan.batches)}
+
+
+def _attempt_counts(totals: dict[str, int]) -> str:
+    return (f"{totals['attempts']} attempts: {totals['lost']} lost, {totals['failures']} failed,"
+            f" {totals['retried']} retried")
+
+
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str]) -> str:
+    totals = _totals(state)
+    lines = [f"# Consolidation: {state.plan.title or state.id}", "",
+             f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
+             f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
+             f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
+             "", *_allowed_missing(missing)]
+    for batch in state.plan.batches:
+        lines += [f"## Batch {batch.number}: {batch.title}", ""]
+        for review in state.batches[batch.number].reviews:
+            note = f" — {review['note']}" if review.get("note") else ""
+            lines.append(f"- {PAST[review['decision']]} by {review['by']} at {review['recorded_at']}{note}")
+        lines += ["", "| PART | state | knowledge file | size | attempts | failures | duration |",
+                  "|---|---|---|---|---|---|---|"]
+        for number in batch.parts:
+            packet = part_packet(state, part_id(number))
+            path = knowledge.get(packet["part"])
+            size = f"{path.stat().st_size} B" if path and path.exists() else "-"
+            took = f"{packet['seconds']:.1f}s" if packet["seconds"] is not None else "-"
+            shown = workspace.store_path(path) if path else "-"
+            lines.append(f"| {packet['part']} | {packet['state']} | {shown} | {size} | {packet['attempts']}"
+                         f" | {packet['failures']} | {took} |")
+        lines.append("")
+        for number in batch.parts:
+            part = state.parts[part_id(number)]
+            lines.append(f"- **PART-{number}** drop: {_summary(workspace, part.drop)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def commit_message(state: PlanState, targets: Targets, knowledge: dict[str, Path], workspace: Workspace) -> str:
+    totals = _totals(state)
+    lines = [f"Consolidate {state.plan.title or state.id}", "",
+             f"Plan {state.id}: {totals['parts']} PARTs in {totals['batches']} batches, {totals['succeeded']}"
+             f" succeeded, {totals['failed']} failed; {_attempt_counts(totals)}.", ""]
+    for batch in state.plan.batches:
+        review = state.batches[batch.number].last_review or {}
+        lines.append(f"Batch {batch.number} ({batch.title}): {PAST.get(review.get('decision'), '?')}"
+                     f" by {review.get('by', '?')}"
+                     + (f" — {review['note']}" if review.get("note") else ""))
+    lines += ["", "Knowledge files:"]
+    lines += [f"- {workspace.store_path(path)}" for path in existing(knowledge).values()]
+    lines += ["", f"Index: {workspace.store_path(targets.index)}; report: {workspace.store_path(targets.report)};"
+              f" plan moved to {workspace.store_path(targets.plan)}."]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The plan's kx configuration: ``.kx/config.toml`` beside the ledger.
+
+    [defaults]                 # every plan
+    evidence = "verified"      # what a PART needs to succeed (CONTRACT section 7): "verified" (the default),
+                               # "ticked" (every box ticked, nothing checked) or "drop" (a drop only)
+    require_all_ticked = true  # deprecated: false means evidence = "drop"; evidence wins when both are set
+    timezone = "UTC"           # for Completed stamps
+    runner = ["rehearse"]      # kx run's default --runner, as an argument list
+    model = "llama3.1"         # kx run --runner openai: default --model and --base-url
+    base_url = "http://127.0.0.1:11434/v1"
+    retries = 1                # kx run's default --retries
+    lease_seconds = 60         # a running attempt without a heartbeat this long is lost (> 0, at most a day)
+    executor = "local"         # kx run's default --executor: "local" or "ray"
+    search_command = ["my-search", "--json-lines", "{query}"]  # the openai runner's search backend: one source
+                               # per non-empty line it prints; "{query}" is replaced by the query (no shell)
+
+    [defaults.ray]             # kx run --executor ray (README, "Running on a Ray cluster")
+    address = "ray://head:10001"   # default --ray-address (after $RAY_ADDRESS)
+    num_cpus = 1               # what each attempt's Ray task asks for
+    num_gpus = 0
+    memory = 2_000_000_000     # bytes
+    resources = { agent = 1 }  # custom resources
+    shared_root = false        # the plan's root is at the same path on every node: nothing is copied
+    ship = ["notes/*.md"]      # more files (globs under the root) sent with each task
+
+    [plans.my-plan]            # one plan, by id; overrides [defaults] (a table key by key)
+    timezone = "Europe/Berlin"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ledger.errors import BadInput
+from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_LEASE_S
+
+# TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.
+STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class RayConfig(BaseModel):
+    model_config = STRICT
+
+    address: Text | None = None
+    num_cpus: Amount | None = None
+    num_gpus: Amount | None = None
+    memory: int | None = Field(default=None, ge=0)
+    resources: dict[str, Amount] = Field(default_factory=dict)
+    shared_root: bool = False
+    ship: list[Text] = Field(default_factory=list)
+
+    @field_validator("ship")
+    @classmethod
+    def _inside_the_root(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:  # each file found is checked again when it is sent
+            if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+                raise ValueError(f"{pattern!r} must be a glob relative to the plan's root, without '..'")
+        return patterns
+
+
+class PlanConfig(BaseModel):
+    model_config = STRICT
+
+    evidence: Literal["verified", "ticked", "drop"] | None = None
+    require_all_ticked: bool | None = None  # deprecated (before evidence): false is "drop"
+    timezone: str | None = None
+    runner: list[Text] | None = Field(default=None, min_length=1)
+    model: Text | None = None
+    base_url: str | None = None
+    retries: int | None = Field(default=None, ge=0)
+    lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
+    executor: Literal["local", "ray"] | None = None
+    search_command: list[Text] | None = Field(default=None, min_length=1)
+    ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
+
+    @property
+    def evidence_policy(self) -> str:
+        return evidence_policy(self.evidence, self.require_all_ticked)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("search_command")
+    @classmethod
+    def _takes_the_query(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not any("{query}" in part for part in value):
+            raise ValueError('the command needs "{query}" where the query goes, e.g. ["my-search", "{query}"]')
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("a server's address starts with http:// or https://")
+        return value
+
+
+class ConfigFile(BaseModel):
+    """The file's shape: ``[defaults]`` and ``[plans.ID]`` tables, each checked as a :class:`PlanConfig`."""
+
+    model_config = STRICT
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    plans: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
+    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
+    as "drop", else "verified"."""
+    if evidence is not None:
+        return evidence
+    return "drop" if require_all_ticked is False else EVIDENCE_POLICY
+
+
+def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
+    path = ledger_folder / CONFIG_FILE
+    if not path.is_file():
+        return PlanConfig.model_construct()  # the defaults; nothing to validate
+    try:
+        raw = ConfigFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path} is not valid TOML ({exc}); fix it or remove it") from None
+    except ValidationError as exc:
+        raise _bad_setting(path, exc, []) from None
+    own = raw.plans.get(plan_id, {})
+    try:
+        return PlanConfig.model_validate(_merged(raw.defaults, own))
+    except ValidationError as exc:
+        table = ["plans", plan_id] if exc.errors()[0]["loc"][0] in own else ["defaults"]
+        raise _bad_setting(path, exc, table) from None
+
+
+def _merged(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **own}
+    for key, value in own.items():  # a table in both ([defaults.ray], [plans.ID.ray]): key by key
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            merged[key] = {**defaults[key], **value}
+    return merged
+
+
+def _bad_setting(path: Path, exc: ValidationError, table: list[str]) -> BadInput:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in [*table, *first["loc"]])
+    shown = f" = {first['input']!r}" if first["type"] != "extra_forbidden" and not isinstance(first["input"], dict) else ""
+    message = first["msg"].removeprefix("Value error, ")
+    return BadInput(f"{path}: {where}{shown}: {message[:1].lower()}{message[1:]}; fix it or remove it")

@@ -1,0 +1,124 @@
+"""Where an attempt keeps its files (``.kx/attempts/PLAN/PART-7-1/``: brief, log, heartbeat, runner process), and
+stopping the runner process it notes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger import clock
+from ledger.errors import BadInput
+from ledger.files import write_atomic
+from machine.plan.paths import check_plan_id
+from machine.state.runner_output import last_output
+
+ATTEMPT = re.compile(r"PART-\d+#\d+")
+STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKILL
+_STOP_POLL_S = 0.05
+
+
+def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
+    """The attempt's folder; its plan id and attempt id are checked again, whatever put them in the ledger."""
+    if not ATTEMPT.fullmatch(attempt):
+        raise BadInput(f"{attempt!r} is not an attempt id (PART-7#1)")
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / attempt.replace("#", "-")
+
+
+def beat(folder: Path) -> None:
+    write_atomic(folder / "heartbeat", clock.now_iso().encode())
+
+
+def last_beat(folder: Path) -> str | None:
+    try:
+        return (folder / "heartbeat").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def record_runner(folder: Path, pid: int) -> None:
+    """Note the runner's process (the leader of its own process group), to stop it if its attempt is lost."""
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return  # gone already: nothing will need stopping
+    known = {"pid": pid, "started": started, "host": socket.gethostname()}
+    write_atomic(folder / "runner.json", json.dumps(known).encode())
+
+
+def runner_of(folder: Path) -> dict[str, Any] | None:
+    """The runner process noted by ``record_runner``: ``pid``, ``started`` (its start time), ``host``."""
+    try:
+        return json.loads((folder / "runner.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(path: Path, lines: int = 20, max_bytes: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def last_output_of(folder: Path) -> str | None:
+    """The last meaningful line in the attempt's ``runner.log`` (``machine.output.last_output``), if any."""
+    return last_output(log_tail(folder / "runner.log"))
+
+
+def process_alive(pid: int, since: float | None) -> bool:
+    """``pid`` runs and is the process that started at ``since`` (not a newer one that reused the pid)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.is_running() and abs(process.create_time() - (since or 0)) < 1.0 \
+            and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def stop_runner(folder: Path) -> bool:
+    """Stop the runner of the attempt in ``folder`` if it still runs on this host; whether it did.
+
+    Its process group gets SIGTERM, then SIGKILL if it is still there after ``STOP_GRACE_S``. Only the
+    very process the wrapper started (same pid, same start time) is signalled, never one that reused its pid.
+    """
+    known = runner_of(folder)
+    if known is None or known.get("host") != socket.gethostname():
+        return False
+    pid, since = known["pid"], known["started"]
+    if not process_alive(pid, since):
+        return False
+    _signal_group(pid, signal.SIGTERM)  # the runner leads its own process group
+    if not _gone_within(pid, since, STOP_GRACE_S):
+        _signal_group(pid, signal.SIGKILL)
+        _gone_within(pid, since, 1.0)
+    return True
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _gone_within(pid: int, since: float, seconds: float) -> bool:
+    for _ in range(max(1, round(seconds / _STOP_POLL_S))):  # a count of sleeps: a frozen clock cannot stretch it
+        if not process_alive(pid, since):
+            return True
+        time.sleep(_STOP_POLL_S)
+    return not process_alive(pid, since)

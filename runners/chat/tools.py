@@ -1,0 +1,162 @@
+"""What the ``openai`` runner does for a model: read files inside the plan's root and run searches.
+
+A plain chat completion can neither read nor search, so the runner does both
+itself: it reads the PART's influential files and Read paths before asking,
+and offers the model two function-calling tools, ``read_file`` and (when a
+search backend is configured) ``search``. The :class:`Workbench` remembers
+what it really read and which sources each search really returned; those,
+and never the answer's words, are what the runner ticks Read and Search
+boxes with (CONTRACT section 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger.errors import BadInput
+from machine.plan.paths import PathGuard
+
+FILE_CAP = 64 * 1024  # bytes of one file shown to the model
+TOTAL_CAP = 512 * 1024  # bytes shown over the whole attempt
+FOLDER_FILES = 40  # files of a folder read at most
+SOURCES_CAP = 20  # sources kept from one search
+SOURCE_CHARS = 500
+SEARCH_TIMEOUT_S = 60.0
+
+TOOLS = {
+    "read_file": {
+        "description": "Read a file (or list and read a folder) inside the plan's root. Paths are relative to the root.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "e.g. docs/intro.md"}},
+                       "required": ["path"]},
+    },
+    "search": {
+        "description": "Search the web (the plan's configured search backend). Returns one source per line.",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+    },
+}
+
+
+def same_query(query: str) -> str:
+    """Queries compare without case, surrounding quotes or repeated spaces."""
+    return " ".join(query.strip().strip("\"“”'‘’").split()).casefold()
+
+
+@dataclass
+class Read:
+    path: str  # as asked, relative to the root
+    size: int  # bytes on disk (a folder: of the files read)
+    shown: int  # bytes shown to the model
+    files: int = 1
+
+
+@dataclass
+class Workbench:
+    guard: PathGuard
+    search_command: list[str] | None = None
+    hidden_env: tuple[str, ...] = ()  # variables a search backend does not get (the API key's)
+    reads: dict[Path, Read] = field(default_factory=dict)  # by real path
+    searches: dict[str, list[str]] = field(default_factory=dict)  # sources, by same_query
+    queries: dict[str, str] = field(default_factory=dict)  # each query as first asked, by same_query
+    problems: list[str] = field(default_factory=list)
+    shown: int = 0
+
+    def tools(self) -> list[dict]:
+        names = ["read_file"] + (["search"] if self.search_command else [])
+        return [{"type": "function", "function": {"name": name, **TOOLS[name]}} for name in names]
+
+    def call(self, name: str, arguments: str) -> str:
+        """A tool call's result, as text for the model; a bad call is an error message, never an exception."""
+        try:
+            args = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return f"error: the arguments are not JSON: {arguments[:200]}"
+        if not isinstance(args, dict):
+            return "error: the arguments must be a JSON object"
+        if name == "read_file" and isinstance(args.get("path"), str):
+            return self.read(args["path"])
+        if name == "search" and self.search_command and isinstance(args.get("query"), str):
+            return self.search(args["query"])
+        return f"error: no tool {name!r} with those arguments; tools: {', '.join(t['function']['name'] for t in self.tools())}"
+
+    # --- reading ---------------------------------------------------------------------
+
+    def read(self, path: str) -> str:
+        try:
+            real = self.guard.check(path.strip(), may_be_plan=True)
+        except BadInput as refusal:
+            return self._problem(f"error: {refusal.message}")
+        if real.is_dir():
+            return self._read_folder(path, real)
+        if not real.is_file():
+            return self._problem(f"error: {path} does not exist in the plan's root")
+        text, size, shown = self._contents(real)
+        self.reads[real] = Read(path, size, shown)
+        return text
+
+    def read_path(self, real: Path) -> Read | None:
+        return self.reads.get(real)
+
+    def _read_folder(self, path: str, real: Path) -> str:
+        files = sorted(p for p in real.rglob("*") if p.is_file() and self.guard.allows(p))
+        parts, size, shown = [f"{path}: a folder of {len(files)} files"], 0, 0
+        for file in files[:FOLDER_FILES]:
+            text, file_size, file_shown = self._contents(file)
+            parts.append(f"\n=== {file.relative_to(self.guard.root).as_posix()} ===\n{text}")
+            size, shown = size + file_size, shown + file_shown
+        if len(files) > FOLDER_FILES:
+            parts.append(f"\n({len(files) - FOLDER_FILES} more files not shown)")
+        self.reads[real] = Read(path, size, shown, files=min(len(files), FOLDER_FILES))
+        return "\n".join(parts)
+
+    def _contents(self, file: Path) -> tuple[str, int, int]:
+        """(text for the model, size on disk, bytes shown), within the caps."""
+        size = file.stat().st_size
+        room = max(0, min(FILE_CAP, TOTAL_CAP - self.shown))
+        with file.open("rb") as handle:
+            data = handle.read(room)
+        if b"\0" in data:
+            return f"[a binary file of {size} bytes]", size, 0
+        self.shown += len(data)
+        text = data.decode("utf-8", errors="replace")
+        if len(data) < size:
+            text += f"\n[... shown {len(data)} of {size} bytes]"
+        return text, size, len(data)
+
+    # --- searching -------------------------------------------------------------------
+
+    def search(self, query: str) -> str:
+        key = same_query(query)
+        if key not in self.searches:
+            self.queries[key] = query
+            self.searches[key] = self._run_search(query)
+        sources = self.searches[key]
+        if not sources:
+            return f"no sources found for {query!r}"
+        return "\n".join(f"{n}. {source}" for n, source in enumerate(sources, 1))
+
+    def sources(self, query: str) -> list[str]:
+        return self.searches.get(same_query(query), [])
+
+    def _run_search(self, query: str) -> list[str]:
+        argv = [part.replace("{query}", query) for part in self.search_command or []]
+        env = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=SEARCH_TIMEOUT_S,
+                                  cwd=self.guard.root, stdin=subprocess.DEVNULL, env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self._problem(f"search {query!r}: the backend {argv[0]!r} did not run ({type(exc).__name__})")
+            return []
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+            self._problem(f"search {query!r}: the backend exited with status {done.returncode}: {last}".rstrip(": "))
+            return []
+        lines = [line.strip()[:SOURCE_CHARS] for line in done.stdout.splitlines() if line.strip()]
+        return list(dict.fromkeys(lines))[:SOURCES_CAP]
+
+    def _problem(self, message: str) -> str:
+        self.problems.append(message)
+        return message

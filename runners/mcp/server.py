@@ -1,0 +1,256 @@
+"""``kx mcp``: a runner's commands as Model Context Protocol tools, served on stdio (CONTRACT section 9).
+
+A tool call is the CLI itself: its arguments become the command line ``kx --json COMMAND ...``, which the CLI
+(given by ``cli.main`` as ``run_cli``: this package does not import the CLI) runs in this process on the workspace
+the session holds, as it runs a Ray node's calls. So a call has the command's rules, transactions and attempt
+checks, and reads the state other processes appended (each command re-reads it from the read model), without an
+interpreter's start. A result is the JSON object the command prints; a refusal or bad input is a tool error whose
+text is ``exit N: message``. The brief is also a resource (``kx://brief/PART-7``), and the worker's instructions
+with it a prompt (``worker``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import anyio
+from mcp import types
+from mcp.server import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+
+from ledger.errors import BadInput, KxError
+from machine.acts.workspace import Workspace
+
+# The CLI's commands as ``cli.main`` offers them: name -> (help, option names).
+Commands = Mapping[str, tuple[str, frozenset[str]]]
+RunCli = Callable[["SessionCall"], tuple[int, str, str]]
+
+BRIEF_URI = "kx://brief/"
+INSTRUCTIONS = ("kx runs a knowledge-expansion plan. Read your PART's brief (the brief tool, or the resource "
+                "kx://brief/PART), tick each box as you finish it (tick), record the KNOWLEDGE DROP once written "
+                "(drop), then finish; fail with a reason if you cannot. Each tool is the kx command of that name.")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A tool's argument: a string or a list of strings, given to the command as an option or positionally."""
+
+    name: str
+    description: str
+    many: bool = False  # a list of strings
+    option: str | None = None  # the command's option; None: positional, in the order of the tool's arguments
+    required: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        text = {"type": "string"}
+        if not self.many:
+            return {**text, "description": self.description}
+        return {"type": "array", "items": text, "description": self.description,
+                **({"minItems": 1} if self.required else {})}
+
+    def values(self, tool: str, value: Any) -> list[str]:
+        if self.many and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            if self.required and not value:
+                raise BadInput(f"{tool}: '{self.name}' needs at least one item ({self.description})")
+            return value
+        if not self.many and isinstance(value, str):
+            return [value]
+        kind = "a list of strings" if self.many else "a string"
+        raise BadInput(f"{tool}: '{self.name}' must be {kind}, not {json.dumps(value)[:80]}")
+
+
+PART = Argument("part", "The PART: PART-7 or 7.", required=True)
+ATTEMPT = Argument("attempt", "The attempt, e.g. PART-7#1 (default: the session's --attempt or $KX_ATTEMPT; "
+                   "with none, the act is a person's).", option="--attempt")
+REFS = Argument("refs", "The boxes: 3 (the third box), 2.4 (step 2, fourth box) or a box's text.", many=True,
+                required=True)
+SOURCES = Argument("sources", "For a Search box: the URLs or texts the search found.", many=True, option="--source")
+PATH = Argument("path", "The file, inside the plan's root (a relative path is read from this server's folder).",
+                required=True)
+REASON = Argument("reason", "Why it failed.", option="--reason", required=True)
+
+TOOLS: dict[str, tuple[Argument, ...]] = {
+    "status": (),
+    "next": (),
+    "brief": (PART, ATTEMPT),
+    "check": (PART, ATTEMPT),
+    "start": (PART,),
+    "tick": (PART, REFS, SOURCES, ATTEMPT),
+    "untick": (PART, REFS, SOURCES, ATTEMPT),
+    "drop": (PART, PATH, ATTEMPT),
+    "finish": (PART, ATTEMPT),
+    "fail": (PART, REASON, ATTEMPT),
+}
+
+
+@dataclass
+class SessionCall:
+    """One tool call, for ``run_cli``: the command line, run on the session's workspace."""
+
+    workspace: Workspace
+    argv: list[str]
+    env = {"KX_ATTEMPT": None}  # the attempt is on the command line, or there is none
+    here = None  # a path argument is read as the CLI reads it, from this process's folder
+
+    def admit(self, command: str | None) -> None:
+        if command not in TOOLS:
+            raise BadInput(f"'kx {command}' is not a tool of kx mcp")
+
+
+class Session:
+    """What a ``kx mcp`` process holds: the workspace (its open ledger), the CLI to run, the default attempt."""
+
+    def __init__(self, workspace: Workspace, run_cli: RunCli, commands: Commands, attempt: str | None):
+        self.workspace, self.run_cli, self.commands, self.attempt = workspace, run_cli, commands, attempt
+
+    def tools(self) -> list[types.Tool]:
+        return [types.Tool(name=name, description=self._help(name), input_schema=_input_schema(arguments))
+                for name, arguments in TOOLS.items()]
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        try:
+            argv = ["--json", *self.command_line(tool, arguments)]
+        except KxError as error:
+            return _tool_error(error.code, error.message)
+        code, out, err = self.run_cli(SessionCall(self.workspace, argv))
+        return _tool_result(code, out, err)
+
+    def command_line(self, tool: str, arguments: dict[str, Any]) -> list[str]:
+        """``COMMAND --option=VALUE ... -- POSITIONAL...`` for the tool's arguments (checked, one line if not)."""
+        if tool not in TOOLS:
+            raise BadInput(f"no tool '{tool}' (tools: {', '.join(TOOLS)})")
+        if tool not in self.commands:
+            raise BadInput(f"'{tool}' is not available in this kx (it has no 'kx {tool}' command)")
+        spec = TOOLS[tool]
+        unknown = sorted(set(arguments) - {argument.name for argument in spec})
+        if unknown:
+            raise BadInput(f"{tool} takes no argument {', '.join(map(repr, unknown))}"
+                           f" (its arguments: {', '.join(a.name for a in spec) or 'none'})")
+        options, positional = [], []
+        for argument in spec:
+            value, implied = arguments.get(argument.name), False
+            if argument is ATTEMPT and not value:
+                value, implied = self.attempt, True
+            if value is None:
+                if argument.required:
+                    raise BadInput(f"{tool} needs '{argument.name}': {argument.description}")
+                continue
+            values = argument.values(tool, value)
+            if argument.option is None:
+                positional += values
+            elif argument.option in self.commands[tool][1]:
+                options += [f"{argument.option}={v}" for v in values]
+            elif not implied:
+                raise BadInput(f"'kx {tool}' takes no {argument.option} in this kx; leave out '{argument.name}'")
+        return [tool, *options, *(["--", *positional] if positional else [])]
+
+    def brief_text(self, part: str) -> str:
+        """``kx brief PART`` as it prints for a person: the markdown."""
+        own = part == self.own_part() and self.attempt
+        argv = ["brief", *([f"--attempt={self.attempt}"] if own else []), "--", part]
+        code, out, err = self.run_cli(SessionCall(self.workspace, argv))
+        if code != 0:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"exit {code}: {_error_line(err) or out.strip()}")
+        return out
+
+    def own_part(self) -> str | None:
+        """The PART of the session's attempt (``PART-7#1``: ``PART-7``)."""
+        return self.attempt.rsplit("#", 1)[0] if self.attempt else None
+
+    def _help(self, tool: str) -> str:
+        help_text = self.commands.get(tool, ("",))[0].strip()
+        return help_text or f"'kx {tool}' (not available in this kx)"
+
+
+def _input_schema(arguments: tuple[Argument, ...]) -> dict[str, Any]:
+    return {"type": "object", "properties": {a.name: a.schema() for a in arguments},
+            "required": [a.name for a in arguments if a.required], "additionalProperties": False}
+
+
+def _tool_result(code: int, out: str, err: str) -> types.CallToolResult:
+    try:
+        payload = json.loads(out)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "error" not in payload:  # `kx check` prints its result on exit 1 too
+        return types.CallToolResult(content=[types.TextContent(text=out.strip())], structured_content=payload)
+    if isinstance(payload, dict):
+        return _tool_error(code, payload["error"].get("message", ""), payload)
+    return _tool_error(code, _error_line(err) or out.strip() or f"kx exited with status {code}")
+
+
+def _tool_error(code: int, message: str, payload: dict | None = None) -> types.CallToolResult:
+    payload = payload or {"schema": 1, "error": {"code": code, "message": message}}
+    return types.CallToolResult(content=[types.TextContent(text=f"exit {code}: {message}")],
+                                structured_content=payload, is_error=True)
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("kx: error: ")]
+    return lines[-1].removeprefix("kx: error: ") if lines else ""
+
+
+def server(session: Session, version: str = "") -> Server:
+    """The MCP server: the tools, the brief as a resource, the worker's instructions as a prompt."""
+
+    async def list_tools(ctx, params) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=session.tools())
+
+    async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        # Runs to the end without awaiting: a call never interleaves with another (the CLI swaps sys.stdout).
+        return session.call(params.name, params.arguments or {})
+
+    async def list_resources(ctx, params) -> types.ListResourcesResult:
+        part = session.own_part()
+        own = [types.Resource(uri=BRIEF_URI + part, name=f"brief {part}", mime_type="text/markdown",
+                              description=f"The brief of {part}, attempt {session.attempt}")] if part else []
+        return types.ListResourcesResult(resources=own)
+
+    async def list_resource_templates(ctx, params) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
+            uri_template=BRIEF_URI + "{part}", name="brief", mime_type="text/markdown",
+            description="A PART's brief: instructions, its section, target, drop file, files to cite, boxes")])
+
+    async def read_resource(ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        if not uri.startswith(BRIEF_URI) or uri == BRIEF_URI:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"exit 4: no resource {uri} (resources: {BRIEF_URI}PART)")
+        text = session.brief_text(uri.removeprefix(BRIEF_URI))
+        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, text=text,
+                                                                             mime_type="text/markdown")])
+
+    async def list_prompts(ctx, params) -> types.ListPromptsResult:
+        part = types.PromptArgument(name="part", description="The PART (default: the session's attempt's)",
+                                    required=session.attempt is None)
+        return types.ListPromptsResult(prompts=[types.Prompt(
+            name="worker", description="The worker's instructions and the PART's brief, to do the PART",
+            arguments=[part])])
+
+    async def get_prompt(ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        if params.name != "worker":
+            raise MCPError(code=types.INVALID_PARAMS, message=f"exit 4: no prompt '{params.name}' (prompts: worker)")
+        part = (params.arguments or {}).get("part") or session.own_part()
+        if not part:
+            raise MCPError(code=types.INVALID_PARAMS, message="exit 2: worker needs 'part' (this session has no attempt)")
+        text = (f"You do {part} of a kx plan. {INSTRUCTIONS}\n\n" + session.brief_text(part))
+        return types.GetPromptResult(description=f"Do {part}", messages=[
+            types.PromptMessage(role="user", content=types.TextContent(text=text))])
+
+    return Server("kx", version=version, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool,
+                  on_list_resources=list_resources, on_list_resource_templates=list_resource_templates,
+                  on_read_resource=read_resource, on_list_prompts=list_prompts, on_get_prompt=get_prompt)
+
+
+def serve(workspace: Workspace, run_cli: RunCli, commands: Commands, *, attempt: str | None = None,
+          version: str = "") -> None:
+    """Serve the session on this process's stdin and stdout until the client closes them."""
+    mcp_server = server(Session(workspace, run_cli, commands, attempt), version)
+
+    async def run() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await mcp_server.run(read_stream, write_stream, mcp_server.create_initialization_options())
+
+    anyio.run(run)

@@ -1,0 +1,80 @@
+"""Crash detection without a daemon: a running attempt whose wrapper is gone becomes ``RunnerLost``.
+
+Gone means: on this host, its pid is dead or belongs to a newer process (the
+start time differs from the recorded one); on any host, its heartbeat is older
+than the lease. An attempt run as a Ray task has no pid of its own: it is held
+by its supervisor (``owner_pid``), whose heartbeat it shares. Attempts started
+by hand (no pid recorded) are never judged.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ledger import clock, logs
+from machine.acts.workspace import Workspace
+from machine.state.fold import PlanState
+from runners.attempt_folder import attempt_dir, last_beat, last_output_of, process_alive, stop_runner
+
+DEFAULT_LEASE_S = 60.0
+
+
+def holder(started: dict[str, Any]) -> tuple[str, int, float | None] | None:
+    """The process an attempt lives in: its wrapper, or the supervisor holding its Ray task; None if by hand."""
+    if started.get("pid"):
+        return f"its wrapper (pid {started['pid']})", started["pid"], started.get("pid_started")
+    if started.get("owner_pid"):
+        return (f"its supervisor (pid {started['owner_pid']}), which held its Ray task,", started["owner_pid"],
+                started.get("owner_started"))
+    return None
+
+
+def why_gone(workspace: Workspace, plan_id: str, started: dict[str, Any], lease: float) -> str | None:
+    held = holder(started)
+    if held is None:
+        return None
+    who, pid, since = held
+    if started.get("host") == socket.gethostname() and not process_alive(pid, since):
+        return f"{who} is gone"
+    beat = last_beat(attempt_dir(workspace.ledger.path, plan_id, started["attempt"]))
+    since = beat or started["recorded_at"]
+    age = (clock.now() - clock.parse_time(since)).total_seconds()
+    if age > lease:
+        return f"no heartbeat for {age:.0f}s (lease {lease:.0f}s)"
+    return None
+
+
+def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]:
+    """Record ``RunnerLost`` for every running attempt whose wrapper is gone; the lost attempts.
+
+    ``state``: the plan's state if the caller already has it (it is read otherwise).
+    """
+    from machine.acts.lifecycle import lose
+
+    if workspace.ledger.read_only:
+        return []
+    state = state or workspace.state()
+    lease = workspace.config(state.id).lease_seconds or DEFAULT_LEASE_S
+    lost = []
+    for part in state.running():
+        reason = why_gone(workspace, state.id, part.started or {}, lease)
+        if not reason:
+            continue
+        folder = attempt_dir(workspace.ledger.path, state.id, part.attempt)
+        if lose(workspace, part.id, part.attempt, reason, last_output_of(folder)).recorded:
+            logs.get().info("attempt lost", attempt=part.attempt, reason=reason)
+            lost.append(part.attempt)
+            if stop_runner(folder):
+                logs.get().info("runner of a lost attempt stopped", attempt=part.attempt)
+    return lost
+
+
+def reconciled_status(workspace: Workspace) -> dict[str, Any]:
+    """``kx status``: the plan's state, after recording as lost the attempts whose runner died."""
+    from machine.outputs.status import status_view
+
+    state = workspace.state()
+    if reconcile(workspace, state):
+        state = workspace.state()
+    return status_view(state)
