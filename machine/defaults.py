@@ -5,6 +5,7 @@ from __future__ import annotations
 SCHEMA = 1  # the version of every JSON object kx prints ({"schema": 1, ...})
 PARALLEL_LIMIT = 6  # a plan's limit when its strategy line names none (CONTRACT section 1)
 EVIDENCE_POLICY = "verified"  # what a PART needs to succeed (CONTRACT section 7)
+SOURCES_POLICY = "checked"  # a Search tick's sources must be sources; "any": free text too
 RETRIES = 1  # kx run's retries per PART after a failure or a loss
 BACKOFF_S = 1.0  # kx run's wait before a PART's first retry (doubling after)
 LEASE_S = 60.0  # a running attempt without a heartbeat this long is lost

@@ -356,7 +356,7 @@ def test_brief_resolves_influential_files_and_fills_the_drop_time(kx, seed_plan,
     assert brief["boxes"][0] == {"ref": "0.1", "text": "Read vision-language/ (CLIP architecture)", "ticked": False,
                                  "kind": "read", "path": "vision-language/", "evidence": None,
                                  "needs": "vision-language/ inside the plan's root, read (kx hashes it when you tick)",
-                                 "command": "kx tick PART-7 0.1 once it is there (without --attempt, a person's override)"}
+                                 "command": "kx tick PART-7 0.1 once it is there"}
     assert brief["boxes"][4]["command"] == "kx tick PART-7 1.4 --source URL" and brief["evidence_policy"] == "verified"
     assert len(brief["worker_instructions"]) == 4
     text = kx("brief", "PART-7").text

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from runners.chat.client import ChatClient, ChatError
-from runners.chat.evidence import has_evidence
+from runners.chat.evidence import evidenced_refs
 from tests.fake_chat import FakeChat
 
 SECRET = "sk-test-SECRET-4f9a1c"
@@ -91,7 +91,9 @@ def test_streaming_collects_deltas_and_usage():
     ("Create KNOWLEDGE-DROP-x.md", "anything", None),
 ])
 def test_evidence(box, answer, verdict):
-    assert has_evidence(box, answer, {1: "a.md"}) is verdict
+    brief = {"influential_files": [{"number": 1, "path": "a.md"}], "boxes": [{"ref": "1", "text": box, "ticked": False}]}
+    found, missing = evidenced_refs(brief, answer)
+    assert (True if found else False if missing else None) is verdict
 
 
 # --- the runner, end to end against a local server --------------------------------------
@@ -334,6 +336,8 @@ def test_a_search_command_in_the_runner_spec_wins_and_a_failing_backend_gives_no
     assert ticks_of(kx, "PART-2")['Search: "topic 2 survey"']["sources"]
     drop = next(project.glob("KNOWLEDGE-DROP-topic-1-*.md")).read_text()
     assert "(no sources found)" in drop and "backend exited with status 1: backend down" in drop
+    log = next((project / ".kx").rglob("PART-1*/runner.log")).read_text()
+    assert log.rstrip().splitlines()[-1].endswith("'broken query': the backend exited with status 1: backend down")
 
 
 def test_a_search_command_without_the_query_is_refused(kx, project):
@@ -379,11 +383,11 @@ def test_reads_are_capped_binary_is_not_shown_and_folders_are_read_file_by_file(
 
 def test_searches_are_run_once_per_query_and_a_bad_tool_call_is_an_answer_not_a_crash(tmp_path):
     (tmp_path / "count.py").write_text("import sys, pathlib\np = pathlib.Path('runs'); p.write_text(p.read_text() + 'x'"
-                                       " if p.exists() else 'x')\nprint('source for', sys.argv[1])\n")
+                                       " if p.exists() else 'x')\nprint('https://example.org/' + sys.argv[1].replace(' ', '+'))\n")
     bench = bench_in(tmp_path, search_command=[sys.executable, "count.py", "{query}"])
-    assert bench.call("search", '{"query": "Early  Fusion"}') == "1. source for Early  Fusion"
-    assert bench.call("search", '{"query": "\\"early fusion\\""}') == "1. source for Early  Fusion"
-    assert (tmp_path / "runs").read_text() == "x" and bench.sources("EARLY FUSION") == ["source for Early  Fusion"]
+    assert bench.call("search", '{"query": "Early  Fusion"}') == "1. https://example.org/Early++Fusion"
+    assert bench.call("search", '{"query": "\\"early fusion\\""}') == "1. https://example.org/Early++Fusion"
+    assert (tmp_path / "runs").read_text() == "x" and bench.sources("EARLY FUSION") == ["https://example.org/Early++Fusion"]
     assert bench.call("read_file", "{not json").startswith("error: the arguments are not JSON")
     assert bench.call("delete", "{}") == "error: no tool 'delete' with those arguments; tools: read_file, search"
     assert "no tool 'search'" in bench_in(tmp_path).call("search", '{"query": "q"}')
@@ -433,9 +437,32 @@ def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
 
 def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_KEY", SECRET)
-    (tmp_path / "env.py").write_text("import os\nprint('key:', os.environ.get('LLM_KEY', 'none'))\n")
+    (tmp_path / "env.py").write_text("import os\nprint('https://example.org/key=' + os.environ.get('LLM_KEY', 'none'))\n")
     bench = bench_in(tmp_path, search_command=[sys.executable, "env.py", "{query}"], hidden_env=("LLM_KEY",))
-    assert bench.search("q") == "1. key: none"
+    assert bench.search("q") == "1. https://example.org/key=none"
+
+
+def test_only_sources_among_the_backends_lines_count_and_the_rest_is_reported(tmp_path):
+    (tmp_path / "notes.md").write_text("a note\n")
+    (tmp_path / "backend.py").write_text(
+        "import sys\nout = sys.stdout.buffer\nout.write(b'no results found\\nhttps://example.org/a\\n10.1000/xyz\\n'"
+        " b'arXiv:2103.00020\\nnotes.md\\n../outside.md\\nbin\\x00ary\\n\\xff\\xfe\\n')\n")
+    bench = bench_in(tmp_path, search_command=[sys.executable, "backend.py", "{query}"])
+    bench.search("q")
+    assert bench.sources("q") == ["https://example.org/a", "10.1000/xyz", "arXiv:2103.00020", "notes.md"]
+    assert bench.problems == ["search 'q': 4 of its lines are not sources (first: 'no results found'); a source is an"
+                              " http(s) URL with a host, a DOI (10.1234/...), an arXiv id (arXiv:2103.00020 or"
+                              " 2103.00020) or a file inside the plan's root"]
+
+
+def test_a_backend_that_prints_no_source_or_fails_leaves_the_search_without_sources(tmp_path):
+    (tmp_path / "none.py").write_text("print('nothing relevant')\n")
+    (tmp_path / "down.py").write_text("import sys\nprint('https://example.org/a')\nsys.exit('index unavailable')\n")
+    for script, problem in (("none.py", "1 of its lines are not sources"),
+                            ("down.py", "the backend exited with status 1: index unavailable")):
+        bench = bench_in(tmp_path, search_command=[sys.executable, script, "{query}"])
+        assert bench.search("q") == "no sources found for 'q'" and bench.sources("q") == []
+        assert problem in bench.problems[0]
 
 
 def test_tool_calls_are_read_whether_arguments_come_as_text_or_as_an_object():

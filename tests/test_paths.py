@@ -259,7 +259,7 @@ HUGE = SMALL_PLAN.replace("**Influenced by**: Files 1,2", "**Influenced by**: Fi
 
 def test_a_huge_file_range_resolves_to_the_listed_files(kx, project):
     from machine.plan.parser import parse
-    from runners.chat.evidence import has_evidence
+    from runners.chat.evidence import evidenced_refs
 
     assert parse(HUGE).part(1).influenced_by == (1, 2)
     (project / "plan.md").write_text(HUGE)
@@ -270,7 +270,9 @@ def test_a_huge_file_range_resolves_to_the_listed_files(kx, project):
         in linted.json["findings"]
     assert kx("plan", "import", "plan.md").code == 0
     assert [f["number"] for f in kx("--json", "brief", "PART-1").json["influential_files"]] == [1, 2]
-    assert has_evidence("CITE: Files 1-99999999", "see File 1", {1: "a.md"}) is True
+    brief = {"influential_files": [{"number": 1, "path": "a.md"}],
+             "boxes": [{"ref": "1", "text": "CITE: Files 1-99999999", "ticked": False}]}
+    assert evidenced_refs(brief, "see File 1") == (["1"], [])
 
 
 def test_ship_globs_stay_inside_the_root(project):

@@ -10,7 +10,7 @@ from ledger.derived import readmodel
 from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger.store import Ledger, Recorded
-from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY
+from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, SOURCES_POLICY
 from machine.plan.model import Plan
 from machine.plan.paths import PathGuard, check_plan_id
 from machine.state.fold import PlanState, fold_version
@@ -26,6 +26,7 @@ class DefaultConfig:
     """The configuration when there is no config file, without importing pydantic for it."""
 
     evidence_policy = EVIDENCE_POLICY
+    sources_policy = SOURCES_POLICY
     timezone = None
     lease_seconds = None
 
@@ -144,7 +145,8 @@ class Workspace:
         return rows
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
-        return Rules(state, resolve=self.resolve, policy=self.config(state.id).evidence_policy,
+        config = self.config(state.id)
+        return Rules(state, resolve=self.resolve, policy=config.evidence_policy, sources=config.sources_policy,
                      accept_failed=accept_failed, paths=lambda: self.guard(state))
 
     def guard(self, state: PlanState) -> PathGuard:

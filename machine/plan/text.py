@@ -9,6 +9,7 @@ from pathlib import Path
 from ledger.errors import BadInput
 
 BOM = "\ufeff"
+QUOTE_LIMIT = 80  # characters of its input an error quotes
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _ENDING = re.compile(r"(?:\r\n|\r|\n)\Z")
 # What a terminal would obey rather than show: whole escape sequences first, then any other control character
@@ -64,9 +65,31 @@ def printable(text: str) -> str:
 
 def one_line(text: str, limit: int = 200) -> str:
     """``text`` folded to one line for a listing: newlines and tabs become spaces, at most ``limit`` characters
-    (cut with an ellipsis). Reasons and runners' output are others' text: one of them must not break a listing."""
-    folded = " ".join(printable(text).split())
-    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+    (cut at a word with an ellipsis). Reasons and runners' output are others' text: one must not break a listing."""
+    return cut(" ".join(printable(text).split()), limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters long: cut after its last whole word that fits (inside a long word when
+    there is none in the last third), with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 1]
+    space = kept.rfind(" ")
+    return (kept[:space] if space >= limit * 2 // 3 else kept).rstrip() + "…"
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """How an error quotes what it was given: in quotes, at most ``limit`` characters of it."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def bounded(what: str, text: str, limit: int) -> str:
+    """``text``, or bad input (exit 2) when it is longer than ``limit`` bytes of UTF-8: free text is bounded."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise BadInput(f"{what} is {size:,} bytes; give at most {limit:,} ({quoted(text)})")
+    return text
 
 
 def split_lines(text: str) -> list[str]:

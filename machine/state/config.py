@@ -4,6 +4,8 @@
     evidence = "verified"      # what a PART needs to succeed (CONTRACT section 7): "verified" (the default),
                                # "ticked" (every box ticked, nothing checked) or "drop" (a drop only)
     require_all_ticked = true  # deprecated: false means evidence = "drop"; evidence wins when both are set
+    sources = "checked"        # a Search tick's sources: URLs, DOIs, arXiv ids or files in the root ("checked",
+                               # the default), or any text ("any"; the tick records that it was taken so)
     timezone = "UTC"           # for Completed stamps
     runner = ["rehearse"]      # kx run's default --runner, as an argument list
     model = "llama3.1"         # kx run --runner openai: default --model and --base-url
@@ -36,7 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.errors import BadInput
-from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_LEASE_S
+from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_LEASE_S, SOURCES_POLICY
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.
 STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
@@ -69,6 +71,7 @@ class PlanConfig(BaseModel):
 
     evidence: Literal["verified", "ticked", "drop"] | None = None
     require_all_ticked: bool | None = None  # deprecated (before evidence): false is "drop"
+    sources: Literal["checked", "any"] | None = None
     timezone: str | None = None
     runner: list[Text] | None = Field(default=None, min_length=1)
     model: Text | None = None
@@ -82,6 +85,10 @@ class PlanConfig(BaseModel):
     @property
     def evidence_policy(self) -> str:
         return evidence_policy(self.evidence, self.require_all_ticked)
+
+    @property
+    def sources_policy(self) -> str:
+        return self.sources or SOURCES_POLICY
 
     @field_validator("timezone")
     @classmethod

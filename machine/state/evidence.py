@@ -19,31 +19,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine.plan.parser import HEADING_OPENING, number_list, read_path
+from machine.plan.parser import number_list, read_path
 
 if TYPE_CHECKING:
     from machine.plan.paths import PathGuard
 
-KINDS = ("read", "search", "section", "cite", "drop", "other")
 FOLDER_FILE_CAP = 10_000  # a Read folder is hashed over at most this many files (the evidence says when capped)
 
 _BOLD = re.compile(r"\*\*|__")
 _SEARCH = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 _SECTION = re.compile(r"^\W*section\s+(\d{1,9}[a-z]?)\b\s*[:.\-–—]?\s*(.*)$", re.IGNORECASE)
 _CITE = re.compile(r"^\W*cit(?:e|ed|es|ing)\b\W*files?\s+(\d[\d,\s\-–]*)", re.IGNORECASE)
-_LINES_NOTE = re.compile(r"\s[-–—]\s*~?\d+\+?\s*lines?\b.*$", re.IGNORECASE)
-_HEADING = re.compile(HEADING_OPENING + r"(?:[ \t]+#+)?[ \t]*$")  # CommonMark: closing #s follow a space ("## C#")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_WORD = re.compile(r"[a-z0-9]+")
-STOP_WORDS = frozenset(
-    "a an and the of for to in on with by at from as or vs versus via into its is are be how what when why"
-    " which this that these those using use".split()
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,53 +75,7 @@ def kind_of(text: str, influential: Collection[int] = ()) -> BoxKind:
     return BoxKind("other")
 
 
-# --- the target file: its headings and the files it names ------------------------------
-
-
-def headings(markdown: str) -> list[str]:
-    """The text of every ATX heading (``## ...``) outside fenced code, bold marks removed."""
-    found, fence = [], None
-    for line in markdown.splitlines():
-        if marker := _FENCE.match(line):
-            if fence is None:
-                fence = marker[1][0]
-            elif marker[1][0] == fence:
-                fence = None
-            continue
-        if fence is None and (heading := _HEADING.match(line)):
-            found.append(_BOLD.sub("", heading["text"]).strip())
-    return found
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def main_words(title: str) -> tuple[str, ...]:
-    """The words of a section title that a heading must carry: before its parentheses and its ``- 100 lines``,
-    without small words, bare numbers and single letters."""
-    plain = _LINES_NOTE.sub("", _BOLD.sub("", title))
-    for part in (plain.split("(", 1)[0], plain):
-        chosen = [w for w in words(part) if w not in STOP_WORDS and not w.isdigit() and len(w) > 1]
-        if chosen:
-            return tuple(dict.fromkeys(chosen))
-    return ()
-
-
-def heading_for(box: BoxKind, found: Iterable[str]) -> str | None:
-    """The first heading that stands for a Section box: it carries every main word of the title, or it names the
-    section's number (``Section 2`` or a leading ``2.``) together with at least one of them. A title without main
-    words: the number alone."""
-    wanted = main_words(box.title or "")
-    for heading in found:
-        present = set(words(heading))
-        numbered = bool(re.search(rf"\bsection\s+{re.escape(box.number or '')}\b", heading, re.IGNORECASE)
-                        or re.match(rf"^\s*{re.escape(box.number or '')}\s*[.:)]", heading))
-        if wanted and all(w in present for w in wanted):
-            return heading
-        if numbered and (not wanted or any(w in present for w in wanted)):
-            return heading
-    return None
+# --- the target file: the files it names (its headings: machine.state.headings) ----------------
 
 
 def names_file(text: str, number: int, path: str | None) -> bool:
@@ -150,10 +95,9 @@ def how_to(box: BoxKind, part: str, ref: str, target: str | None, files: dict[in
     target = target or "the target file"
     tick = f"kx tick {part} {ref}"
     if box.kind == "read":
-        return (f"{box.path} inside the plan's root, read (kx hashes it when you tick)",
-                f"{tick} once it is there (without --attempt, a person's override)")
+        return (f"{box.path} inside the plan's root, read (kx hashes it when you tick)", f"{tick} once it is there")
     if box.kind == "search":
-        return ("at least one source the search found (a URL or text)", f"{tick} --source URL")
+        return (f"at least one source the search found: {SOURCE_FORMS}", f"{tick} --source URL")
     if box.kind == "section":
         return (f"a heading for it in {target}, e.g. '{suggested_heading(box)}'",
                 f"write '{suggested_heading(box)}' in {target}, then {tick}")
@@ -164,6 +108,45 @@ def how_to(box: BoxKind, part: str, ref: str, target: str | None, files: dict[in
     if box.kind == "drop":
         return ("the KNOWLEDGE DROP recorded first", f"kx drop {part} FILE, then {tick}")
     return ("nothing kx can check", tick)
+
+
+# --- a Search box's sources -----------------------------------------------------------------
+
+SOURCE_FORMS = ("an http(s) URL with a host, a DOI (10.1234/...), an arXiv id (arXiv:2103.00020 or 2103.00020)"
+                " or a file inside the plan's root")
+_DOI = re.compile(r"(?:doi:\s*)?10\.\d{4,9}/\S+", re.IGNORECASE)
+_ARXIV = re.compile(r"(?:arxiv:\s*)?\d{4}\.\d{4,5}(?:v\d+)?|arxiv:\s*[a-z][a-z.\-]*/\d{7}(?:v\d+)?", re.IGNORECASE)
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?", re.IGNORECASE)
+
+
+def source_form(text: str) -> str | None:
+    """"url", "doi" or "arxiv" for a source in one of those forms, else None (a path is checked against the root)."""
+    if any(c.isspace() for c in text) or "\0" in text:
+        return None
+    if _DOI.fullmatch(text):
+        return "doi"
+    if _ARXIV.fullmatch(text):
+        return "arxiv"
+    return "url" if _web_address(text) else None
+
+
+def _web_address(text: str) -> bool:
+    """An http(s) URL whose host is a host name or an IP address (a port, if any, a number)."""
+    import ipaddress
+    from urllib.parse import urlsplit  # only a tick with sources pays for these
+
+    try:
+        url = urlsplit(text)
+        host, _ = url.hostname, url.port
+    except ValueError:
+        return False
+    if url.scheme.lower() not in ("http", "https") or not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST.fullmatch(host))
 
 
 # --- files inside the plan's root --------------------------------------------------------

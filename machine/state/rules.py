@@ -23,17 +23,12 @@ from ledger.events.vocabulary import IMPORT
 from machine.plan.model import Box, Part
 from machine.plan.paths import PathGuard
 from machine.plan.refs import index_of
+from machine.plan.text import quoted
+from machine.defaults import EVIDENCE_POLICY, SOURCES_POLICY
 from machine.state.evidence import (
-    BoxKind,
-    digest_of,
-    heading_for,
-    headings,
-    how_to,
-    kind_of,
-    locate,
-    names_file,
-    sha256_of,
+    SOURCE_FORMS, BoxKind, digest_of, how_to, kind_of, locate, names_file, sha256_of, source_form,
 )
+from machine.state.headings import Heading, headings, match_sections
 from machine.state.fold import BatchState, PartState, PlanState
 from machine.state.machines import batch_machine, fire, part_machine
 
@@ -48,10 +43,12 @@ POLICIES = ("verified", "ticked", "drop")  # what a PART needs to succeed (CONTR
 
 class Rules:
     def __init__(self, state: PlanState, *, resolve: Callable[[str], Path] | None = None,
-                 policy: str = "verified", accept_failed: bool = False, paths: Callable[[], PathGuard] | None = None):
+                 policy: str = EVIDENCE_POLICY, sources: str = SOURCES_POLICY, accept_failed: bool = False,
+                 paths: Callable[[], PathGuard] | None = None):
         self.state = state
         self.resolve = resolve  # None: do not look at files (history replays)
         self.policy = policy
+        self.sources = sources  # "checked": a Search tick's sources are in SOURCE_FORMS; "any": any text
         self.accept_failed = accept_failed
         self._paths, self._guard = paths, None  # the plan's path guard, made when a file is first looked at
         self._kinds: dict[str, BoxKind] = {}
@@ -185,7 +182,7 @@ class Rules:
         verdict = partial(BoxVerdict, ref, kind.kind, box.text)
         if self.policy == "drop":
             return verdict(True, "not required (evidence policy 'drop')")
-        needs, command = how_to(kind, part.id, ref, structure.header.target if structure.header else None,
+        _, command = how_to(kind, part.id, ref, structure.header.target if structure.header else None,
                                 self.state.plan.influential_files)
         if box.id not in part.ticked:
             return verdict(False, f"not ticked: {command}")
@@ -199,18 +196,18 @@ class Rules:
         if problem := self.lacking(part, kind, evidence):
             return verdict(False, f"{problem}: {command}")
         if evidence.get("rehearsal"):
-            return verdict(True, f"rehearsal: {kind.path} is not in the plan's root; nothing was read",
-                           override="rehearsal")
+            what = "no search was run" if kind.kind == "search" else f"{kind.path} is not in the plan's root; nothing was read"
+            return verdict(True, f"rehearsal: {what}", override="rehearsal")
         if kind.kind in ("section", "cite") and "text" in target:
-            return self.target_holds(verdict, kind, target, needs, command)
+            return self.target_holds(verdict, box, kind, target, command)
         return verdict(True, _summary(kind, evidence))
 
-    def target_holds(self, verdict: Callable[..., BoxVerdict], kind: BoxKind, target: dict[str, Any], needs: str,
+    def target_holds(self, verdict: Callable[..., BoxVerdict], box: Box, kind: BoxKind, target: dict[str, Any],
                      command: str) -> BoxVerdict:
         text = target["text"]
         if kind.kind == "section":
-            heading = heading_for(kind, target["headings"])
-            return verdict(True, f"heading {heading!r}") if heading else \
+            heading = target["sections"].get(box.id)
+            return verdict(True, f"heading {heading.text!r} (line {heading.line})", heading=heading) if heading else \
                 verdict(False, f"{target['path']} has no heading for it; {command}")
         files = self.state.plan.influential_files
         unnamed = [n for n in kind.files if not names_file(text, n, files.get(n))]
@@ -233,7 +230,12 @@ class Rules:
             return {"path": path, "ok": True, "why": "not checked (no files while replaying history)"}
         if path not in self._targets:
             self._targets[path] = self._read_target(path)
-        return dict(self._targets[path])
+        target = dict(self._targets[path])
+        if "headings" in target:
+            sections = [box for box in structure.boxes if self.kind(box.text).kind == "section"]
+            matched = match_sections([self.kind(box.text) for box in sections], target["headings"])
+            target["sections"] = {sections[index].id: heading for index, heading in matched.items()}
+        return target
 
     def _read_target(self, path: str) -> dict[str, Any]:
         real, why = locate(self.guard(), path)
@@ -269,7 +271,8 @@ class Rules:
         if evidence is None:
             return True
         unchecked = self.policy == "verified" and evidence.get("policy", "verified") != "verified"
-        return attempt is not None and bool(evidence.get("override") or evidence.get("rehearsal") or unchecked)
+        as_text = evidence.get("sources_policy") == "any" and self.sources != "any"
+        return attempt is not None and bool(evidence.get("override") or evidence.get("rehearsal") or unchecked or as_text)
 
     def tick_evidence(self, part: PartState, box: Box, attempt: str | None, sources: list[str]) -> dict[str, Any]:
         """What kx finds for a tick of ``box`` now (a Read box's file is hashed): the tick's ``evidence``."""
@@ -281,34 +284,63 @@ class Rules:
             if real is None and attempt is not None and self.rehearsing(part):
                 evidence["rehearsal"] = True
         elif kind.kind == "search":
-            evidence.update({"query": kind.query, "sources": list(sources)})
+            evidence.update({"query": kind.query, "sources": list(sources), **self.sources_found(part, sources, attempt)})
         elif kind.kind == "drop" and part.drop is not None:
             evidence["sha256"] = part.drop["sha256"]
+        elif kind.kind == "section" and self.resolve is not None:
+            heading = self.target_verdict(part, self.state.plan.part(part.id)).get("sections", {}).get(box.id)
+            if heading is not None:  # not needed yet (finish checks it), but worth recording where it stood
+                evidence.update({"heading": heading.text, "line": heading.line})
         if attempt is None:
             evidence["override"] = True
         elif self.policy != "verified":
             evidence["policy"] = self.policy  # accepted unchecked: audit judges it by this, not a later policy
         return evidence
 
+    def sources_found(self, part: PartState, sources: list[str], attempt: str | None) -> dict[str, Any]:
+        """What a Search tick's sources are: files of the root among them hashed (``files``), those in no accepted
+        form (``unaccepted``: the tick is refused), or the policy that took them as text (``sources_policy``).
+        A rehearsal's text is recorded as the rehearsal it is."""
+        if self.sources == "any":
+            return {"sources_policy": "any"}
+        files: dict[str, str] = {}
+        unaccepted = []
+        for source in sources:
+            if source_form(source):
+                continue
+            real = locate(self.guard(), source)[0] if self.resolve is not None else None
+            if real is not None:
+                files[source] = digest_of(real, self.guard())["sha256"]
+            else:
+                unaccepted.append(source)
+        found: dict[str, Any] = {"files": files} if files else {}
+        if unaccepted and attempt is not None and self.rehearsing(part):
+            return {**found, "rehearsal": True}
+        return {**found, "unaccepted": unaccepted} if unaccepted else found
+
     def may_tick(self, part: PartState, tick: dict[str, Any]) -> None:
         if problem := self.tick_problem(part, tick):
             raise Refused(f"evidence: {problem}", rule="evidence", details=[problem])
 
     def tick_problem(self, part: PartState, tick: dict[str, Any]) -> str | None:
-        """What a runner's tick lacks under "verified" (a person's is an override; a tick with no evidence at all
-        was recorded before kx checked ticks); the message says what supplies it."""
+        """What a tick lacks: sources that are no sources (anyone's), or, under "verified", the evidence a runner's
+        tick needs (a person's is an override; a tick with no evidence at all was recorded before kx checked
+        ticks); the message says what supplies it."""
         evidence = tick.get("evidence")
-        if evidence is None or tick.get("attempt") is None or self.policy != "verified" \
-                or evidence.get("policy", "verified") != "verified":
+        if evidence is None:
             return None
-        kind = self.kind(tick.get("text", ""))
-        problem = self.lacking(part, kind, evidence)
+        if unaccepted := evidence.get("unaccepted"):
+            problem = f"{quoted(unaccepted[0])} is not a source; give {SOURCE_FORMS}"
+        elif tick.get("attempt") is None or self.policy != "verified" or evidence.get("policy", "verified") != "verified":
+            return None
+        else:
+            problem = self.lacking(part, self.kind(tick.get("text", "")), evidence)
         if problem is None:
             return None
         structure = self.state.plan.part(part.id)
         box = structure.box(tick.get("box")) if structure else None
         ref = index_of(structure, box) if box else str(tick.get("box"))
-        _, command = how_to(kind, part.id, ref, None, {})
+        _, command = how_to(self.kind(tick.get("text", "")), part.id, ref, None, {})
         return f"{part.id} {ref} {_short(tick.get('text', ''))!r}: {problem}; {command}"
 
     def lacking(self, part: PartState, kind: BoxKind, evidence: dict[str, Any]) -> str | None:
@@ -317,11 +349,22 @@ class Rules:
             return f"its evidence is for a {evidence.get('kind')} box, not a {kind.kind} box"
         if kind.kind == "read" and "sha256" not in evidence and not (evidence.get("rehearsal") and self.rehearsing(part)):
             return f"{kind.path} is not in the plan's root (outside .kx/), so there is nothing to read"
-        if kind.kind == "search" and not evidence.get("sources"):
-            return "a search box needs at least one --source (a URL or text the search found)"
+        if kind.kind == "search":
+            return self.sources_lacking(part, evidence)
         if kind.kind == "drop" and "sha256" not in evidence:
             return "the drop must be recorded first"
         return None
+
+    def sources_lacking(self, part: PartState, evidence: dict[str, Any]) -> str | None:
+        """What a Search tick's recorded sources lack now (a replay takes them as they were accepted)."""
+        if not evidence.get("sources"):
+            return f"a Search box needs at least one source: {SOURCE_FORMS}"
+        if self.resolve is None or evidence.get("rehearsal") and self.rehearsing(part):
+            return None
+        if evidence.get("sources_policy") == "any":
+            return None if self.sources == "any" else 'its sources were taken as any text (sources = "any")'
+        texts = [s for s in evidence["sources"] if not source_form(s) and s not in evidence.get("files", {})]
+        return f"{quoted(texts[0])} is not a source; give {SOURCE_FORMS}" if texts else None
 
     def rehearsing(self, part: PartState) -> bool:
         """Whether the PART's current attempt is kx's own rehearsal runner (recorded when it started)."""
@@ -382,10 +425,12 @@ class BoxVerdict:
     ok: bool
     why: str
     override: str | None = None  # "person" or "rehearsal": counted, and reported as such
+    heading: Heading | None = None  # a Section box's: the heading of the target that stands for it
 
     def as_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "kind": self.kind, "ok": self.ok, "why": self.why, "text": self.text,
-                **({"override": self.override} if self.override else {})}
+                **({"override": self.override} if self.override else {}),
+                **({"heading": self.heading.text, "line": self.heading.line} if self.heading else {})}
 
 
 @dataclass
@@ -424,7 +469,7 @@ class EvidenceReport:
         return {"path": self.target["path"], "sha256": self.target["sha256"]} if "sha256" in self.target else None
 
     def as_dict(self) -> dict[str, Any]:
-        target = {k: v for k, v in self.target.items() if k not in ("text", "headings")}
+        target = {k: v for k, v in self.target.items() if k not in ("text", "headings", "sections")}
         return {"part": self.part, "policy": self.policy, "boxes": [b.as_dict() for b in self.boxes],
                 "target": target, "drop": self.drop, "missing": self.missing}
 

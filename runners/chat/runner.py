@@ -30,7 +30,7 @@ from typing import Any
 
 from ledger.errors import BadInput
 from ledger.secrets import protect_env
-from machine.state.evidence import headings
+from machine.state.headings import headings
 from runners.chat.client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.chat.evidence import evidenced_refs
 from runners.chat.tools import Workbench
@@ -220,6 +220,8 @@ def summary(brief: dict[str, Any], bench: Workbench, verdict: Verdict) -> str:
     if searches and not bench.search_command:
         line += (f"; {searches} Search boxes left unticked: no search backend"
                  " (set search_command in .kx/config.toml or --search-command)")
+    elif failed := next((p for p in bench.problems if p.startswith("search ")), None):
+        line += f"; {failed}"  # the backend's failure or silence is why a Search box stays unticked
     return line
 
 

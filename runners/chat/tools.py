@@ -19,12 +19,14 @@ from pathlib import Path
 
 from ledger.errors import BadInput
 from machine.plan.paths import PathGuard
+from machine.plan.text import one_line, quoted
+from machine.state.evidence import SOURCE_FORMS, locate, source_form
 
 FILE_CAP = 64 * 1024  # bytes of one file shown to the model
 TOTAL_CAP = 512 * 1024  # bytes shown over the whole attempt
 FOLDER_FILES = 40  # files of a folder read at most
 SOURCES_CAP = 20  # sources kept from one search
-SOURCE_CHARS = 500
+SOURCE_BYTES = 2048  # the longest source a tick takes
 SEARCH_TIMEOUT_S = 60.0
 
 TOOLS = {
@@ -142,21 +144,47 @@ class Workbench:
         return self.searches.get(same_query(query), [])
 
     def _run_search(self, query: str) -> list[str]:
+        """The sources among the backend's lines (CONTRACT section 7); the rest, a failure or nothing at all is a
+        problem the drop and the runner's last line report."""
         argv = [part.replace("{query}", query) for part in self.search_command or []]
         env = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=SEARCH_TIMEOUT_S,
-                                  cwd=self.guard.root, stdin=subprocess.DEVNULL, env=env, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self._problem(f"search {query!r}: the backend {argv[0]!r} did not run ({type(exc).__name__})")
+            done = subprocess.run(argv, capture_output=True, timeout=SEARCH_TIMEOUT_S, cwd=self.guard.root,
+                                  stdin=subprocess.DEVNULL, env=env, check=False)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:  # ValueError: a NUL byte in the query
+            self._problem(f"search {quoted(query)}: the backend {argv[0]!r} did not run ({type(exc).__name__})")
             return []
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or [""])[-1][:200]
-            self._problem(f"search {query!r}: the backend exited with status {done.returncode}: {last}".rstrip(": "))
+            last = one_line((done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1])
+            self._problem(f"search {quoted(query)}: the backend exited with status {done.returncode}: {last}".rstrip(": "))
             return []
-        lines = [line.strip()[:SOURCE_CHARS] for line in done.stdout.splitlines() if line.strip()]
-        return list(dict.fromkeys(lines))[:SOURCES_CAP]
+        sources, others = [], []
+        for line in filter(None, (raw.strip() for raw in done.stdout.splitlines())):
+            text = _text_line(line)
+            (sources if text is not None and self.is_source(text) else others).append(text or "[binary]")
+        if others:
+            self._problem(f"search {quoted(query)}: {len(others)} of its lines are not sources (first:"
+                          f" {quoted(others[0], 60)}); a source is {SOURCE_FORMS}")
+        elif not sources:
+            self._problem(f"search {quoted(query)}: the backend printed no source")
+        return list(dict.fromkeys(sources))[:SOURCES_CAP]
+
+    def is_source(self, text: str) -> bool:
+        """A URL, DOI or arXiv id, or a file inside the plan's root, and no longer than a tick takes."""
+        if len(text.encode()) > SOURCE_BYTES:
+            return False
+        return source_form(text) is not None or locate(self.guard, text)[0] is not None
 
     def _problem(self, message: str) -> str:
         self.problems.append(message)
         return message
+
+
+def _text_line(line: bytes) -> str | None:
+    """A line of the backend's output as text, or None when it is binary (a NUL byte, or not UTF-8)."""
+    if b"\0" in line:
+        return None
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
