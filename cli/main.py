@@ -402,22 +402,34 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
 
 
 @cli.command()
-@click.argument("part")
+@click.argument("part", required=False)
 @attempt_option
 @pass_options
-def check(options: Options, part: str, attempt: str | None) -> None:
+def check(options: Options, part: str | None, attempt: str | None) -> None:
     """Whether each box of PART has its evidence now, and the target and drop; exit 0 when finish would succeed.
+
+    Without PART, every PART: a succeeded one (imported ones included) by its knowledge file — the target there,
+    a heading per Section box, every cited file named, its drop as recorded —, any other as finish would judge it;
+    exit 0 when every PART holds.
 
     Example:
 
     \b
         kx check PART-7            # one line per box, then the target and the drop
         kx check PART-7 --json     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], ...}
+        kx check                   # one line per PART
     """
-    from machine.acts.queries import check as check_part
+    from ledger.errors import BadInput
+    from machine.acts.queries import check as check_part, check_all
 
-    result = check_part(options.workspace(), part, attempt or None)
-    options.emit(result, views.evidence_check(result))
+    if part is None:
+        if attempt:
+            raise BadInput("--attempt goes with a PART: kx check PART --attempt ID")
+        result = check_all(options.workspace())
+        options.emit(result, views.plan_check(result))
+    else:
+        result = check_part(options.workspace(), part, attempt or None)
+        options.emit(result, views.evidence_check(result))
     if not result["ok"]:
         sys.exit(1)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from machine.outputs.status import IMPORTED_NOTE, PAST
-from machine.plan.text import one_line, printable
+from machine.plan.text import counted, one_line, printable
 from machine.state.runner_output import last_output, reason_line
 
 HISTORY_WIDTH = 1000  # an event's details in 'kx audit history', one line per event
@@ -23,10 +23,6 @@ def printable_view(value: Any) -> Any:
     if isinstance(value, list):
         return [printable_view(item) for item in value]
     return value
-
-
-def counted(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 def import_result(result: Any) -> str:
@@ -77,12 +73,31 @@ def _findings_lines(view: dict[str, Any]) -> list[str]:
 
 
 def _note(part: dict[str, Any]) -> str:
-    """The last column of a PART's line: its attempt while it runs, why it failed or was lost, on one line."""
+    """The last column of a PART's line: its attempt while it runs, why it failed or was lost, on one line; whether
+    its success is the imported file's word or a rehearsal's."""
     if part["state"] == "running":
         return part.get("attempt", "")
     if part["state"] == "lost":
         return f"{part.get('attempt', '')}: {why(part)}"
-    return why(part) if part["state"] == "failed" else ""
+    if part["state"] == "failed":
+        return why(part)
+    return next((flag for flag in ("imported", "rehearsal") if part.get(flag)), "")
+
+
+UNCHECKED = {"imported": "succeeded on the imported file's word, nothing checked ('kx check' checks their files)",
+             "rehearsal": "succeeded in a rehearsal: placeholder files, no knowledge written"}
+
+
+def _unchecked_lines(view: dict[str, Any]) -> list[str]:
+    """A line per kind of success kx did not earn: the PARTs imported as done, the rehearsed ones."""
+    parts = [p for batch in view["batches"] for p in batch["parts"]]
+    lines = []
+    for flag, said in UNCHECKED.items():
+        flagged = [p["id"] for p in parts if p.get(flag)]
+        if flagged:
+            shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+            lines.append(f"{flag}: {shown} {said}")
+    return lines
 
 
 def why(part: dict[str, Any]) -> str:
@@ -104,7 +119,7 @@ def _status_header(view: dict[str, Any]) -> list[str]:
             + f" · found {view['found']['parts']} PARTs in {view['found']['batches']} batches"
             + (f" of {view['declared']['parts']} PARTs in {view['declared']['batches']} declared"
                if view["declared"]["batches"] else "")
-            + (" · consolidated" if view["consolidated"] else "")]
+            + (" · consolidated" if view["consolidated"] else ""), *_unchecked_lines(view)]
 
 
 def _review_note(batch: dict[str, Any]) -> str:
@@ -152,7 +167,7 @@ def bar_cells(counts: dict[str, int], width: int) -> dict[str, int]:
 
 def status_table(view: dict[str, Any], terminal: Terminal) -> str:
     view = printable_view(view)
-    lines = _status_header(view)
+    lines = [_fit(line, terminal.width) for line in _status_header(view)]
     batches = view["batches"]
     if not batches:
         return "\n".join(lines)
@@ -315,10 +330,24 @@ def evidence_check(result: dict[str, Any]) -> str:
     target, drop = result["target"], result["drop"]
     for name, piece in (("target", target), ("drop", drop)):
         where = f"{piece['path']}: " if piece.get("path") and piece["path"] not in piece["why"] else ""
-        rows.append((name, "file", "ok" if piece["ok"] else "MISSING", where + piece["why"]))
+        fix = f": {piece['fix']}" if piece.get("fix") else ""
+        rows.append((name, "file", "ok" if piece["ok"] else "MISSING", where + piece["why"] + fix))
     lines.append(table(rows))
     lines += [f"blocked: {reason}" for reason in result["blocked"]]
     return "\n".join(lines)
+
+
+def plan_check(result: dict[str, Any]) -> str:
+    """``kx check`` of every PART: one line each, what it lacks folded to one line."""
+    holding = sum(p["ok"] for p in result["parts"])
+    lines = [f"{result['plan']} (evidence policy {result['policy']}): {holding} of {counted(len(result['parts']), 'PART')}"
+             " hold up"]
+    rows = []
+    for part in result["parts"]:
+        flags = "".join(f" ({flag})" for flag in ("imported", "rehearsal") if part.get(flag))
+        rows.append((part["part"], part["state"] + flags, "ok" if part["ok"] else "MISSING",
+                     one_line("; ".join(part["missing"]), 160)))
+    return "\n".join([*lines, table(rows)])
 
 
 def history(view: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from ledger.store import Recorded
 from machine.acts.importer import plan_of_file
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
+from machine.outputs.plan_file import as_rendered
 from machine.outputs.report import build
 from machine.outputs.status import plan_summary
 from machine.plan.lint import Finding, lint_text
@@ -87,8 +88,9 @@ def event_view(event: Recorded) -> dict[str, Any]:
 
 
 def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None = None) -> list[Finding]:
-    """Lint a plan file (its paths against its folder and ``ledger``), or the ledger's plan as its events
-    render it (imported history included; its paths against its recorded root)."""
+    """Lint a plan file (its paths against its folder and ``ledger``), or the ledger's plan as ``kx render`` would
+    write it (the file's text with the ledger's marks; its paths against its recorded root), with its history:
+    imported successes whose knowledge files fail the checks of ``finish`` among it."""
     if file is not None:
         raw = read_file(file)
         guard = PathGuard.around(file.parent, ledger=ledger, plan=file)
@@ -99,9 +101,23 @@ def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None 
     if workspace is None:
         raise BadInput("give a plan FILE, or run inside a project with a ledger")
     state = workspace.state()
-    text = render(state.source, state.plan, state.parts)
+    text = as_rendered(workspace, state)
     return (lint_text(text, state.path, workspace.guard(state), drops_recorded(state))
-            + _history_findings(state))
+            + _history_findings(state) + _imported_findings(workspace, state))
+
+
+def _imported_findings(workspace: Workspace, state: PlanState) -> list[Finding]:
+    """Each PART the import took as Completed whose knowledge file fails the checks of ``finish``."""
+    rules = workspace.rules(state)
+    findings = []
+    for structure in state.plan.parts:
+        part = state.parts[structure.id]
+        if part.imported_success and (problems := rules.knowledge_problems(part)):
+            findings.append(Finding("error", "imported", f"{part.id} was imported as Completed but its knowledge"
+                                    f" file fails the checks of finish: {'; '.join(problems)}",
+                                    structure.header.line + 1 if structure.header else structure.line + 1,
+                                    fix=f"kx reopen {part.id} --reason ..."))
+    return findings
 
 
 def drops_recorded(state: PlanState) -> set[str]:

@@ -240,9 +240,9 @@ def test_missing_knowledge_is_refused_unless_allowed(kx, small_plan, repo):
     (repo / "topics" / "01-beta.md").unlink()
     (repo / "drops" / "PART-3.md").write_text("changed\n")
     result = kx("consolidate")
-    assert result.code == 3 and "PART-2: target topics/01-beta.md is gone" in result.err
+    assert result.code == 3 and "PART-2: target topics/01-beta.md does not exist" in result.err
     assert "PART-3: drop drops/PART-3.md changed since it was recorded" in result.err
     assert not (repo / "INDEX.md").exists() and small_plan.exists()
     assert kx("consolidate", "--allow-missing").code == 0
     assert "topics/01-beta.md) — PART-2: Beta Topic (~100 lines) (missing)" in (repo / "INDEX.md").read_text()
-    assert "- PART-2: target topics/01-beta.md is gone" in (repo / "completed" / "plan.consolidation.md").read_text()
+    assert "- PART-2: target topics/01-beta.md does not exist" in (repo / "completed" / "plan.consolidation.md").read_text()

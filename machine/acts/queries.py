@@ -83,6 +83,24 @@ def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[st
             "ok": not report.missing and not blocked, "blocked": blocked}
 
 
+def check_all(workspace: Workspace) -> dict[str, Any]:
+    """``kx check`` without a PART: every PART, in plan order. A succeeded one holds when its knowledge file passes
+    the checks of ``finish`` that need no tick (imported work included); any other when ``finish`` would succeed."""
+    ctx = Context.of(workspace)
+    parts = []
+    for structure in ctx.state.plan.parts:
+        part = ctx.state.parts[structure.id]
+        if part.state == "succeeded":
+            missing = ctx.rules.knowledge_problems(part)
+        else:
+            missing = ctx.rules.evidence_report(part).missing + _blocked(ctx, part, None)
+        parts.append({"part": part.id, "state": part.state, "ok": not missing, "missing": missing,
+                      **({"imported": True} if part.imported_success else {}),
+                      **({"rehearsal": True} if part.rehearsed else {})})
+    return {"schema": SCHEMA, "plan": ctx.state.id, "policy": ctx.rules.policy, "ok": all(p["ok"] for p in parts),
+            "parts": parts}
+
+
 def _blocked(ctx: Context, part: PartState, attempt: str | None) -> list[str]:
     """What stops ``finish`` apart from the evidence: a stale attempt, a locked batch, the PART's state."""
     machine = part_machine()

@@ -27,8 +27,9 @@ from machine.outputs.plan_file import render_file
 from machine.outputs.status import PAST
 from machine.plan.model import part_id
 from machine.plan.paths import RULE, PathGuard
+from machine.plan.text import counted
 from machine.state.fold import PlanState
-from machine.state.rehash import changes, recorded_files
+from machine.state.rehash import WHAT, changes, recorded_files
 
 
 @dataclass
@@ -62,10 +63,12 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     guard = workspace.guard(state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
     knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
-    missing = missing_files(workspace, state, knowledge)
+    missing = unfit_files(workspace, state)
     if missing and not allow_missing:
-        raise Refused("consolidation needs every knowledge file and drop as recorded: " + "; ".join(missing)
-                      + "; restore them, or consolidate with --allow-missing", rule="consolidate", details=missing)
+        raise Refused("consolidation needs every succeeded PART's knowledge file to pass the checks of finish and"
+                      " every drop as recorded: " + "; ".join(missing) + "; fix the files (or have the PARTs done"
+                      " again: kx reopen PART... --reason ...), or consolidate with --allow-missing",
+                      rule="consolidate", details=missing)
     top = git.work_tree(guard.root)  # the plan moves with git mv there, committed or not
     files = [*knowledge.values(), *drops.values()]
     if commit:
@@ -117,14 +120,22 @@ def drop_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict
             for part in state.parts.values() if (drop := part.drop)}
 
 
-def missing_files(workspace: Workspace, state: PlanState, knowledge: dict[str, Path]) -> list[str]:
-    """Drops and targets changed or gone since they were recorded (hashed again), and succeeded PARTs'
-    knowledge files that do not exist."""
-    changed = changes(recorded_files(state), workspace.resolve)
-    seen = {workspace.resolve(c.file.path).resolve() for c in changed}
-    absent = [f"{part}: {workspace.store_path(path)} is missing"
-              for part, path in knowledge.items() if not path.is_file() and path not in seen]
-    return [str(c) for c in changed] + absent
+def unfit_files(workspace: Workspace, state: PlanState) -> list[str]:
+    """``PART: what fails`` for each succeeded PART, imported ones included, whose knowledge file fails the checks of
+    ``finish`` (the target there, a heading per Section box, every cited file named, its drop as recorded), or
+    whose target changed since its success recorded it."""
+    rules = workspace.rules(state)
+    changed = {c.part: f"target {c.file.path} {WHAT[c.problem]}" for c in changes(recorded_files(state),
+                                                                                 workspace.resolve)
+               if c.file.kind == "target" and c.problem == "changed"}
+    unfit = []
+    for structure in state.plan.parts:
+        part = state.parts[structure.id]
+        problems = rules.knowledge_problems(part) if part.state == "succeeded" else []
+        problems += [changed[part.id]] if part.id in changed else []
+        if problems:
+            unfit.append(f"{part.id}{' (imported)' if part.imported_success else ''}: {'; '.join(problems)}")
+    return unfit
 
 
 def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, files: list[Path]) -> None:
@@ -206,24 +217,42 @@ def _first_heading(path: Path) -> str | None:
     return None
 
 
+REHEARSAL = "rehearsal: a placeholder, no knowledge"
+
+
+def _how_made(state: PlanState, part: str) -> str:
+    """After a file's line: how its PART came to be done, when it was not by real work."""
+    known = state.parts[part]
+    return f" ({REHEARSAL})" if known.rehearsed else " (imported)" if known.imported_success else ""
+
+
+def _rehearsed(state: PlanState) -> list[str]:
+    """A plan some of whose PARTs were rehearsed says so first, wherever its consolidation is read."""
+    parts = [p.id for p in state.plan.parts if state.parts[p.id].rehearsed]
+    if not parts:
+        return []
+    return [f"> Rehearsal: {counted(len(parts), 'PART')} ({', '.join(parts)}) succeeded by"
+            " kx's rehearsal runner, which writes placeholder files; they hold no knowledge.", ""]
+
+
 def index_block(state: PlanState, knowledge: dict[str, Path], base: Path, allowed: list[str] = ()) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", "", *_allowed_missing(allowed)]
+    lines = [f"## {state.plan.title or state.id}", "", *_rehearsed(state), *_allowed_missing(allowed)]
     for part, path in knowledge.items():
         title = state.plan.part(part).title
         missing = "" if path.exists() else " (missing)"
-        lines.append(f"- [{_link(path, base)}]({_link(path, base)}) — {part}: {title}{missing}")
+        lines.append(f"- [{_link(path, base)}]({_link(path, base)}) — {part}: {title}{missing}{_how_made(state, part)}")
     return lines
 
 
 def skill_block(state: PlanState, knowledge: dict[str, Path], base: Path) -> list[str]:
-    lines = [f"## {state.plan.title or state.id}", "",
+    lines = [f"## {state.plan.title or state.id}", "", *_rehearsed(state),
              f"Knowledge from plan `{state.id}` ({len(existing(knowledge))} files)."]
     for batch in state.plan.batches:
         members = [part_id(n) for n in batch.parts if part_id(n) in knowledge]
         if members:
             lines += ["", f"### Batch {batch.number}: {batch.title}", ""]
             lines += [f"- `{_link(knowledge[p], base)}` — {_first_heading(knowledge[p]) or state.plan.part(p).title}"
-                      for p in members]
+                      f"{_how_made(state, p)}" for p in members]
     return lines
 
 
@@ -231,7 +260,8 @@ def _allowed_missing(allowed: list[str]) -> list[str]:
     """What --allow-missing let through, said where the index and the report are read."""
     if not allowed:
         return []
-    return [f"> Consolidated with --allow-missing: {len(allowed)} files changed or missing:", ">",
+    return [f"> Consolidated with --allow-missing: {counted(len(allowed), 'PART')} with files changed, missing or"
+            " failing the checks:", ">",
             *(f"> - {item}" for item in allowed), ""]
 
 
@@ -283,7 +313,7 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], m
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
              f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
-             "", *_allowed_missing(missing)]
+             "", *_rehearsed(state), *_allowed_missing(missing)]
     for batch in state.plan.batches:
         lines += [f"## Batch {batch.number}: {batch.title}", ""]
         for review in state.batches[batch.number].reviews:
@@ -297,7 +327,8 @@ def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], m
             size = f"{path.stat().st_size} B" if path and path.exists() else "-"
             took = f"{packet['seconds']:.1f}s" if packet["seconds"] is not None else "-"
             shown = workspace.store_path(path) if path else "-"
-            lines.append(f"| {packet['part']} | {packet['state']} | {shown} | {size} | {packet['attempts']}"
+            lines.append(f"| {packet['part']} | {packet['state']}{_how_made(state, packet['part'])} | {shown} | {size}"
+                         f" | {packet['attempts']}"
                          f" | {packet['failures']} | {took} |")
         lines.append("")
         for number in batch.parts:
@@ -311,14 +342,15 @@ def commit_message(state: PlanState, targets: Targets, knowledge: dict[str, Path
     totals = _totals(state)
     lines = [f"Consolidate {state.plan.title or state.id}", "",
              f"Plan {state.id}: {totals['parts']} PARTs in {totals['batches']} batches, {totals['succeeded']}"
-             f" succeeded, {totals['failed']} failed; {_attempt_counts(totals)}.", ""]
+             f" succeeded, {totals['failed']} failed; {_attempt_counts(totals)}.", "",
+             *(line.removeprefix("> ") for line in _rehearsed(state))]
     for batch in state.plan.batches:
         review = state.batches[batch.number].last_review or {}
         lines.append(f"Batch {batch.number} ({batch.title}): {PAST.get(review.get('decision'), '?')}"
                      f" by {review.get('by', '?')}"
                      + (f" — {review['note']}" if review.get("note") else ""))
     lines += ["", "Knowledge files:"]
-    lines += [f"- {workspace.store_path(path)}" for path in existing(knowledge).values()]
+    lines += [f"- {workspace.store_path(path)}{_how_made(state, part)}" for part, path in existing(knowledge).items()]
     lines += ["", f"Index: {workspace.store_path(targets.index)}; report: {workspace.store_path(targets.report)};"
               f" plan moved to {workspace.store_path(targets.plan)}."]
     return "\n".join(lines)

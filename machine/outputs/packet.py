@@ -34,6 +34,8 @@ def part_packet(state: PlanState, part_id: str) -> dict[str, Any]:
         "seconds": duration(started_at, part.finished_at),
         "unticked": [b.text for b in structure.boxes if b.id not in part.ticked],
         "total": len(structure.boxes),
+        "imported": part.imported_success,  # done on the imported file's word
+        "rehearsal": part.rehearsed,  # done by the rehearsal runner: placeholders
     }
 
 
@@ -57,8 +59,9 @@ def packet_text(packet: dict[str, Any]) -> str:
         drop = f"{part['drop']['path']} ({part['drop']['size']} bytes)" if part["drop"] else "no drop"
         took = f"{part['seconds']:.1f}s" if part["seconds"] is not None else "-"
         ticks = f"{part['total'] - len(part['unticked'])}/{part['total']} ticked"
+        flags = "".join(f" ({flag})" for flag in ("imported", "rehearsal") if part[flag])
         lines.append(f"  {part['part']:<8} {part['state']:<9} {ticks:<12} attempts {part['attempts']}"
-                     f"  {took:>7}  {drop}")
+                     f"  {took:>7}  {drop}{flags}")
         if part["failures"]:
             lines.append(f"           {part['failures']} failure(s); last: {part['reason']}")
         for file in part.get("files", ()):

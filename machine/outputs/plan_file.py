@@ -121,3 +121,15 @@ def _changed_lines(before: str | None, after: str) -> int:
 
     old, new = split_lines(before), split_lines(after)
     return sum(a != b for a, b in zip(old, new)) + abs(len(old) - len(new))
+
+
+def as_rendered(workspace: Workspace, state: PlanState) -> str:
+    """The plan as ``kx render`` would write it now: the file on disk (a person's edits and mended mojibake
+    included) with the ledger's marks, or, without a readable file, the imported text with them."""
+    path = workspace.resolve(state.path)
+    if path.is_file():
+        try:
+            return _render_over(state, _read_plan_text(path), str(path))[0]
+        except BadInput:  # a file that is no plan any more: the ledger's own text
+            pass
+    return render(state.source, state.plan, state.parts)

@@ -289,6 +289,8 @@ STYLE = """
 :root{--ok:#2f9e6e;--bad:#d9485f;--lost:#e39b2d;--run:#3b82f6;--todo:#d9dee7;--ink:#1d2433;--muted:#667085;
 --line:#e4e7ec;--gate:#6d5bd0}
 *{box-sizing:border-box}
+.banner{margin:.4em 0;padding:.5em .8em;border-left:4px solid var(--lost);background:#fff7e6}
+.flag{font-size:11px;padding:0 .4em;border-radius:3px;background:#fff0cc;color:#7a4b00}
 body{margin:0;background:#f6f7f9;color:var(--ink);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
 "Helvetica Neue",Arial,sans-serif}
 main{max-width:1260px;margin:0 auto;padding:28px 24px 48px}
@@ -363,7 +365,7 @@ def page(data: Data) -> str:
     title = view["title"] or view["plan"]
     sections = [
         f"<header><h1>{e(title)}</h1><p class=\"meta\">plan <code>{e(view['plan'])}</code> · {e(view['path'])}"
-        f" · report of {e(clock.iso(data.now)[:19])}Z (times in UTC)</p>{cards(data)}</header>",
+        f" · report of {e(clock.iso(data.now)[:19])}Z (times in UTC)</p>{banners(data)}{cards(data)}</header>",
         f"<section><h2>Progress per batch</h2><div class=\"box\">{progress(data)}</div></section>",
         f"<section><h2>Timeline</h2><div class=\"box\">{timeline(data)}</div></section>",
         f"<section><h2>Batch reviews</h2><div class=\"box\">{reviews(data)}</div></section>",
@@ -393,6 +395,25 @@ def cards(data: Data) -> str:
              (seconds_text(wall), "first start → last end")]
     return "<div class=\"cards\">" + "".join(
         f"<div class=\"card\"><b>{e(value)}</b><span>{e(label)}</span></div>" for value, label in items) + "</div>"
+
+
+BANNERS = {"rehearsal": "succeeded in a rehearsal: kx's rehearsal runner wrote placeholder files, no knowledge",
+           "imported": "succeeded on the imported plan file's word: no attempt of kx earned them"}
+
+
+def banners(data: Data) -> str:
+    """What the page must not let pass for checked work: rehearsed and imported successes."""
+    out = []
+    for flag, said in BANNERS.items():
+        flagged = [p["id"] for p in data.parts if p.get(flag)]
+        if flagged:
+            out.append(f"<p class=\"banner\"><b>{e(flag.capitalize())}:</b> {len(flagged)} of {len(data.parts)}"
+                       f" PARTs {e(said)} ({e(', '.join(flagged))}).</p>")
+    return "".join(out)
+
+
+def _flags(part: dict[str, Any]) -> str:
+    return "".join(f" <span class=\"flag\">{flag}</span>" for flag in BANNERS if part.get(flag))
 
 
 def _state(state: str) -> str:
@@ -458,7 +479,7 @@ def parts(data: Data) -> str:
                          f" · sha256 <code title=\"{e(drop['sha256'])}\">{e(drop['sha256'][:12])}</code></span>"
                          if drop else "<span class=\"muted\">-</span>")
             rows.append(f"<tr id=\"{e(part['id'])}\"><td class=\"id\">{e(part['id'])}</td><td>{e(part['title'])}</td>"
-                        f"<td>{_state(part['state'])}</td>"
+                        f"<td>{_state(part['state'])}{_flags(part)}</td>"
                         f"<td class=\"num\"><span class=\"mini\"><i style=\"width:{100 * done:.0f}%\"></i></span>"
                         f"{part['ticked']}/{part['total']}</td>"
                         f"<td class=\"num\">{part['attempts']}{f' ({e(troubled)})' if troubled else ''}</td>"

@@ -36,6 +36,10 @@ def part_view(state: PlanState, part_id: str) -> dict[str, Any]:
         view["added_since_success"] = added
     if part.last_output and part.state in ("failed", "lost"):
         view["last_output"] = part.last_output
+    if part.imported_success:
+        view["imported"] = True
+    if part.rehearsed:
+        view["rehearsal"] = True
     if part.state == "succeeded" and view["ticked"] < view["total"]:
         view["warning"] = unticked_warning(part, view["ticked"], view["total"])
     return view

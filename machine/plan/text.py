@@ -69,6 +69,11 @@ def one_line(text: str, limit: int = 200) -> str:
     return cut(" ".join(printable(text).split()), limit)
 
 
+def counted(n: int, word: str, words: str | None = None) -> str:
+    """``1 event``, ``3 events``: a count with its noun."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` at most ``limit`` characters long: cut after its last whole word that fits (inside a long word when
     there is none in the last third), with an ellipsis."""

@@ -57,6 +57,16 @@ class PartState:
         return self.id
 
     @property
+    def imported_success(self) -> bool:
+        """It stands succeeded on the imported file's word: no attempt of kx earned it."""
+        return self.state == "succeeded" and self.imported
+
+    @property
+    def rehearsed(self) -> bool:
+        """It stands succeeded by kx's rehearsal runner, which writes placeholders, not knowledge."""
+        return self.state == "succeeded" and not self.imported and bool(self.started and self.started.get("rehearsal"))
+
+    @property
     def drop(self) -> dict[str, Any] | None:
         """The latest drop that counts: the current attempt's, or a person's recorded after the attempt started.
 

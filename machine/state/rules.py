@@ -161,6 +161,26 @@ class Rules:
         boxes = [self.box_verdict(part, structure, box, target) for box in structure.boxes]
         return EvidenceReport(part.id, self.policy, self.drop_verdict(part), boxes, target, len(structure.boxes))
 
+    def knowledge_problems(self, part: PartState) -> list[str]:
+        """What the PART's knowledge file fails of the checks ``finish`` makes that need no tick (under "verified"):
+        the target exists, a heading stands for every Section box, every cited file is named, and a drop, if one
+        was recorded, is as recorded. For work that no attempt of kx earned: imported, or to be consolidated."""
+        structure = self.state.plan.part(part.id)
+        target = self.target_verdict(part, structure)
+        problems = [] if target["ok"] else [target["why"]]
+        if "text" in target:
+            sections = [b for b in structure.boxes if self.kind(b.text).kind == "section"]
+            unheaded = [index_of(structure, b) for b in sections if b.id not in target["sections"]]
+            if unheaded:
+                problems.append(f"{target['path']} has no heading for {len(unheaded)} of {len(sections)} Section"
+                                f" boxes ({', '.join(unheaded)})")
+            files = self.state.plan.influential_files
+            cited = dict.fromkeys(n for b in structure.boxes for n in self.kind(b.text).files)
+            if unnamed := [n for n in cited if not names_file(target["text"], n, files.get(n))]:
+                problems.append(f"{target['path']} does not name {', '.join(f'File {n}' for n in unnamed)}")
+        drop = self.drop_verdict(part) if part.drop else None
+        return problems + ([drop["why"]] if drop and not drop["ok"] else [])
+
     def drop_verdict(self, part: PartState) -> dict[str, Any]:
         drop = part.drop
         if drop is None:
@@ -240,8 +260,8 @@ class Rules:
     def _read_target(self, path: str) -> dict[str, Any]:
         real, why = locate(self.guard(), path)
         if real is None or not real.is_file():
-            return {"path": path, "ok": False,
-                    "why": f"target {why or path + ' is not a file'}: write it (a runner: $KX_TARGET)"}
+            return {"path": path, "ok": False, "why": f"target {why or path + ' is not a file'}",
+                    "fix": "write it (a runner: $KX_TARGET)"}
         data = real.read_bytes()
         text = data.decode("utf-8", errors="replace")
         return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "ok": True, "why": "exists",
@@ -457,7 +477,7 @@ class EvidenceReport:
                 else "without their evidence"
             missing.append(f"{len(lacking)} of {self.total} boxes {what}: {listed}{more}")
         if not self.target["ok"]:
-            missing.append(self.target["why"])
+            missing.append(self.target["why"] + (f": {self.target['fix']}" if "fix" in self.target else ""))
         return missing
 
     @property
