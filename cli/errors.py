@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sqlite3
 import sys
 
 import click
 
 from ledger.errors import BadInput, KxError
-from machine.plan.text import printable
+from machine.plan.text import QUOTE_LIMIT, cut, printable
 
 
 def _sqlite_error(exc: sqlite3.Error) -> KxError:
@@ -58,8 +59,9 @@ def run_guarded(command: click.Group, args: list[str], obj: object = None) -> in
         return exc.exit_code
     except click.exceptions.Abort:
         return _report(KxError("interrupted"), as_json, verbose, code=130)
-    except click.ClickException as exc:
-        return _report(BadInput(exc.format_message().rstrip(".") + _hint(exc)), as_json, verbose)
+    except click.ClickException as exc:  # click's words quote what it was given: at most QUOTE_LIMIT of each
+        return _report(BadInput(_LONG_RUN.sub(_cut_run, exc.format_message().rstrip(".")) + _hint(exc)), as_json,
+                       verbose)
     except KxError as exc:
         return _report(exc, as_json, verbose)
     except sqlite3.Error as exc:
@@ -70,6 +72,13 @@ def run_guarded(command: click.Group, args: list[str], obj: object = None) -> in
         known = _os_error(exc) if isinstance(exc, OSError) else None
         return _report(known or KxError(f"unexpected failure: {type(exc).__name__}: {exc}; rerun with -v for details"),
                        as_json, verbose)
+
+
+_LONG_RUN = re.compile(rf"\S{{{QUOTE_LIMIT + 1},}}")
+
+
+def _cut_run(run: re.Match[str]) -> str:
+    return run[0][: QUOTE_LIMIT - 1] + "…"
 
 
 def _hint(exc: click.ClickException) -> str:
@@ -86,7 +95,7 @@ def _report(error: KxError, as_json: bool, verbose: bool, code: int | None = Non
     message = " ".join(error.message.split())
     from ledger import logs
 
-    logs.get().error("command failed", code=code, message=message, argv=sys.argv[1:])
+    logs.get().error("command failed", code=code, message=message, argv=[cut(arg, 200) for arg in sys.argv[1:]])
     click.echo(f"kx: error: {printable(message)}", err=True)
     if as_json:
         body = {"code": code, "message": message}

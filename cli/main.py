@@ -76,6 +76,10 @@ class FilePath(click.Path):
     (:func:`run_for_runner`), as that call's ``here`` maps it."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from machine.defaults import NAME_LIMIT
+        from machine.plan.text import bounded
+
+        bounded("a path", os.fspath(value), NAME_LIMIT)
         here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # the call, then Options
         if here is not None:
             value = here(os.fspath(value))
@@ -420,7 +424,8 @@ def check(options: Options, part: str | None, attempt: str | None) -> None:
         kx check                   # one line per PART
     """
     from ledger.errors import BadInput
-    from machine.acts.queries import check as check_part, check_all
+    from machine.acts.queries import check as check_part
+    from machine.acts.queries import check_all
 
     if part is None:
         if attempt:
@@ -768,11 +773,13 @@ def mcp(options: Options, attempt: str | None) -> None:
     \b
         kx mcp --attempt "$KX_ATTEMPT"
     """
+    from machine.acts.queries import known_attempt
     from runners.mcp.server import serve
 
     workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
-    serve(workspace, run_for_runner, _commands(), attempt=attempt or None, version=VERSION)
+    serve(workspace, run_for_runner, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None,
+          version=VERSION)
 
 
 def _commands() -> dict[str, tuple[str, frozenset[str]]]:

@@ -12,3 +12,9 @@ LEASE_S = 60.0  # a running attempt without a heartbeat this long is lost
 MAX_LEASE_S = 86_400.0  # a wrapper beats every lease/3 seconds; a day without a beat is dead, not slow
 SUPERVISOR = "kx run"  # who the supervisor and its wrappers act as in the ledger
 CONFIG_FILE = "config.toml"  # the plans' settings, beside the ledger in .kx/
+
+# free text is bounded wherever it enters, CLI, MCP or a Ray node's relay alike (bytes of UTF-8)
+TEXT_LIMIT = 4096  # a reason or a note
+SOURCE_LIMIT = 2048  # one source of a Search tick
+SOURCES_PER_TICK = 100
+NAME_LIMIT = 1024  # a PART or box reference, a path

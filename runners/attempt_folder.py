@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import time
@@ -15,19 +14,21 @@ from typing import Any
 from ledger import clock
 from ledger.errors import BadInput
 from ledger.files import write_atomic
+from machine.plan.model import AttemptId
 from machine.plan.paths import check_plan_id
+from machine.plan.text import quoted
 from machine.state.runner_output import last_output
 
-ATTEMPT = re.compile(r"PART-\d+#\d+")
 STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKILL
 _STOP_POLL_S = 0.05
 
 
 def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
     """The attempt's folder; its plan id and attempt id are checked again, whatever put them in the ledger."""
-    if not ATTEMPT.fullmatch(attempt):
-        raise BadInput(f"{attempt!r} is not an attempt id (PART-7#1)")
-    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / attempt.replace("#", "-")
+    parsed = AttemptId.parse(attempt)
+    if parsed is None:
+        raise BadInput(f"{quoted(attempt)} is not an attempt id (PART-7#1)")
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / parsed.folder
 
 
 def beat(folder: Path) -> None:

@@ -24,6 +24,7 @@ import time
 from itertools import groupby
 from pathlib import Path
 
+from machine.plan.model import AttemptId
 from runners.protocol import check, kx, read_brief, record_drop, write
 
 MARK = "REHEARSAL OUTPUT — written by kx's rehearse runner, not real knowledge."
@@ -31,7 +32,7 @@ NO_SEARCH = "rehearsal: no search performed"
 
 
 def should_fail(args: argparse.Namespace, part: str, attempt: str) -> bool:
-    number = int(attempt.rsplit("#", 1)[-1])
+    number = AttemptId.parse(attempt).number
     if part in args.fail and number <= args.fail_attempts:
         return True
     chance = random.Random(f"{args.seed}:{attempt}").random()

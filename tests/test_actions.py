@@ -363,6 +363,27 @@ def test_brief_resolves_influential_files_and_fills_the_drop_time(kx, seed_plan,
     assert "File 15: alternative-hardware/02-intel-oneapi-ml.md" in text and "kx tick PART-7 REF" in text
 
 
+def test_each_attempt_records_its_own_drop_even_within_the_minute(kx, plan, project, frozen_time):
+    drops = []
+    for number in (1, 2, 3):
+        attempt = kx("start", "PART-1").text.strip()
+        brief = kx("--json", "brief", "PART-1", "--attempt", attempt).json
+        assert kx("--json", "brief", "PART-1", "--attempt", attempt).json["drop_path"] == brief["drop_path"]
+        write(project, brief["drop_name"], f"drop of attempt {number}: Problems: none found\n")
+        assert kx("drop", "PART-1", brief["drop_name"], "--attempt", attempt).code == 0
+        assert kx("fail", "PART-1", "--reason", "no model", "--attempt", attempt).code == 0
+        assert kx("retry", "PART-1").code == 0
+        drops.append(brief["drop_name"])
+        frozen_time.tick(5)  # a retry within the same minute: the same [TIME]
+    assert drops == ["KNOWLEDGE-DROP-alpha-2025-11-14-1000.md", "KNOWLEDGE-DROP-alpha-2025-11-14-1000-attempt2.md",
+                     "KNOWLEDGE-DROP-alpha-2025-11-14-1000-attempt3.md"]
+    assert [(project / name).read_text()[:18] for name in drops] == ["drop of attempt 1:", "drop of attempt 2:",
+                                                                      "drop of attempt 3:"]
+    recorded = [e["data"]["path"] for e in kx("--json", "audit", "history", "PART-1").json["events"]
+                if e["type"] == "DropRecorded"]
+    assert recorded == drops
+
+
 def test_audit_history_of_a_scripted_run(kx, plan, project, frozen_time):
     def step(*args):
         frozen_time.tick(60)

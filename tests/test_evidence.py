@@ -172,7 +172,7 @@ REFUSALS = [
      "'https:///x' is not a source", None),
     ("a file source outside the root", None, ["tick", "PART-1", "1.1", "--source", "../elsewhere.md", *A], 3,
      "'../elsewhere.md' is not a source", None),
-    ("an empty source", None, ["tick", "PART-1", "1.1", "--source", " ", *A], 2, "a --source is empty", None),
+    ("an empty source", None, ["tick", "PART-1", "1.1", "--source", " ", *A], 2, "a source is empty", None),
     ("drop box before the drop", None, ["tick", "PART-1", "3.1", *A], 3,
      "the drop must be recorded first; kx drop PART-1 FILE, then kx tick PART-1 3.1", None),
     ("finish without the target", lambda kx, p: ready_but(kx, p, target=False), ["finish", "PART-1", *A], 3,

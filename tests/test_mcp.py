@@ -72,6 +72,10 @@ def test_a_part_is_done_through_the_tools_alone(kx, small_plan, project):
             assert tools["fail"].input_schema["required"] == ["part", "reason"]
             assert tools["status"].input_schema["properties"] == {}
             assert "Tick boxes" in tools["tick"].description  # the command's own help
+            assert {name for name, tool in tools.items() if tool.annotations.read_only_hint} == {
+                "status", "next", "brief", "check"}
+            assert all(tool.output_schema["required"][0] == "schema" for tool in tools.values())
+            assert tools["start"].output_schema["required"] == ["schema", "part", "attempt"]
 
             attempt = (await call(client, "start", part="PART-1"))["attempt"]
             assert attempt == "PART-1#1"

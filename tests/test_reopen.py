@@ -60,6 +60,8 @@ def test_a_rejected_part_earns_every_tick_and_its_drop_again(kx, plan, project):
 
     assert kx("--json", "start", "PART-1").json["attempt"] == "PART-1#2"
     assert parts_of(kx)["PART-1"]["ticked"] == 0
+    brief = kx("--json", "brief", "PART-1", "--attempt", "PART-1#2").json
+    assert [box["evidence"] for box in brief["boxes"]] == [None] * 5  # the cleared attempt's evidence is gone
     write(project, "drops/PART-1.md", "a better drop\n")
     assert kx("drop", "PART-1", "drops/PART-1.md", "--attempt", "PART-1#2").code == 0
     refused = kx("finish", "PART-1", "--attempt", "PART-1#2")

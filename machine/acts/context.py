@@ -14,7 +14,9 @@ from typing import Any
 
 from ledger.errors import Unknown
 from machine.acts.workspace import Workspace
+from machine.defaults import NAME_LIMIT
 from machine.plan.model import Part, parse_part_number
+from machine.plan.text import QUOTE_LIMIT, bounded, cut
 from machine.state.fold import PartState, PlanState
 from machine.state.rules import Rules
 
@@ -56,11 +58,12 @@ class Context:
     rules: Rules
 
     def part(self, ref: str) -> tuple[PartState, Part]:
-        number = parse_part_number(ref)
+        number = parse_part_number(bounded("a PART", ref, NAME_LIMIT))
         structure = self.state.plan.part(number) if number is not None else None
         if structure is None:
             numbers = [p.number for p in self.state.plan.parts]
-            raise Unknown(f"no {ref} in plan {self.state.id} (PARTs {min(numbers)}-{max(numbers)}); see 'kx status'")
+            raise Unknown(f"no {cut(ref, QUOTE_LIMIT)} in plan {self.state.id} (PARTs {min(numbers)}-{max(numbers)});"
+                          " see 'kx status'")
         return self.state.parts[structure.id], structure
 
     def append(self, *events: Any) -> list[str]:

@@ -29,7 +29,9 @@ from machine.acts.context import Act, Context, Outcome, acting, authorize, perso
 from machine.acts.queries import last_run
 from machine.acts.ticks import tick  # noqa: F401 - re-exported
 from machine.acts.workspace import Workspace
-from machine.plan.text import one_line
+from machine.defaults import NAME_LIMIT, TEXT_LIMIT
+from machine.plan.model import AttemptId
+from machine.plan.text import bounded, one_line
 from machine.state.evidence import sha256_of
 from machine.state.fold import BatchState, PartState, PlanState, stamp_of
 from machine.state.machines import allows, batch_machine
@@ -42,7 +44,7 @@ def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
         runner["runner"] = redact_argv(runner["runner"])  # a key on a command line stays out of the ledger
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
-        attempt = f"{part.id}#{part.attempts + 1}"
+        attempt = str(AttemptId(part.id, part.attempts + 1))
         recorded = ctx.append(RunnerStarted(plan=ctx.state.id, part=part.id, attempt=attempt, by=act.by,
                                             **{k: v for k, v in runner.items() if v is not None}))
         return Outcome(part.id, recorded, f"{part.id} started as {attempt}", {"attempt": attempt})
@@ -71,6 +73,7 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
 def drop_file(workspace: Workspace, state: PlanState, file: Path) -> Path:
     """The drop's real path, refused (exit 2) when it leaves the plan's root (even through a symlink),
     lies in kx's folder or is the plan file."""
+    bounded("the drop file's path", str(file), NAME_LIMIT)
     if not file.exists():
         raise BadInput(f"no such drop file: {file}")
     real = workspace.guard(state).check(file.absolute(), name=file)
@@ -109,7 +112,7 @@ def _overridden(overrides: dict[str, str]) -> str:
 def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,
          log_tail: str | None = None, last_output: str | None = None) -> Outcome:
     """``last_output``: the runner's last meaningful line (``machine.state.runner_output``), recorded redacted as the tail is."""
-    if not reason.strip():
+    if not bounded("the reason", reason, TEXT_LIMIT).strip():
         raise BadInput("give the failure's reason with --reason TEXT")
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
@@ -150,6 +153,8 @@ def redact_spec(spec: str) -> str:
 
 
 def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -> Outcome:
+    if reason is not None:
+        bounded("the reason", reason, TEXT_LIMIT)
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         was = part.state
@@ -164,7 +169,7 @@ def reopen(workspace: Workspace, refs: list[str], reason: str, act: Act) -> dict
     All or none: one PART that may not reopen refuses the lot. An approved batch of theirs needs review again,
     and the batches after it that are not approved lock until it is.
     """
-    if not reason.strip():
+    if not bounded("the reason", reason, TEXT_LIMIT).strip():
         raise BadInput("say why with --reason TEXT")
     if not refs:
         raise BadInput("name the PARTs to reopen, e.g. 'kx reopen PART-3 --reason \"no evidence\"'")
@@ -199,6 +204,8 @@ def reopened(state: PlanState, parts: list[PartState], recorded: list[str]) -> d
 
 def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str], note: str | None, act: Act,
            accept_failed: bool = False) -> Outcome:
+    if note is not None:
+        bounded("the note", note, TEXT_LIMIT)
     with acting(workspace, accept_failed=accept_failed) as ctx:
         batch = ctx.state.batches.get(number)
         structure = ctx.state.plan.batch(number)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from ledger import clock
-from ledger.errors import Refused
+from ledger.errors import BadInput, Refused
 from ledger.events.models import batch_stream, part_stream, plan_stream
 from machine.acts.context import Context
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
 from machine.plan.marks import render
-from machine.plan.model import Box, Part
+from machine.plan.model import AttemptId, Box, Part
 from machine.plan.refs import index_of
-from machine.plan.text import split_lines
+from machine.plan.text import quoted, split_lines
 from machine.state.evidence import how_to
 from machine.state.fold import PartState, stamp_of
 from machine.state.machines import allows, not_possible, part_machine
@@ -38,7 +39,7 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
     text = render(state.source, state.plan, state.parts)
     section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
     root = workspace.resolve(state.root)
-    drop_name = _drop_name(structure.drop_name or _default_drop_name(structure), workspace.config().timezone)
+    drop_name = attempt_drop_name(workspace, root, part, structure, attempt or part.attempt)
     target = structure.header.target if structure.header else None
     files = state.plan.influential_files
     return {
@@ -70,7 +71,8 @@ def _box_view(ctx: Context, part: PartState, structure: Part, box: Box, target: 
     ref, kind = index_of(structure, box), ctx.rules.kind(box.text)
     needs, command = how_to(kind, part.id, ref, target, ctx.state.plan.influential_files)
     return {"ref": ref, "text": box.text, "ticked": box.id in part.ticked, "kind": kind.kind, **kind.arguments(),
-            "needs": needs, "command": command, "evidence": part.evidence.get(box.id)}
+            "needs": needs, "command": command,
+            "evidence": part.evidence.get(box.id) if box.id in part.ticked else None}
 
 
 def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
@@ -120,8 +122,31 @@ def _default_drop_name(structure) -> str:
     return f"KNOWLEDGE-DROP-{slug}-{clock.now().strftime('%Y-%m-%d')}-[TIME].md"
 
 
-def _drop_name(pattern: str, timezone: str | None) -> str:
-    return pattern.replace("[TIME]", stamp_of(clock.now_iso(), timezone)[-5:].replace(":", ""))
+def attempt_drop_name(workspace: Workspace, root: Path, part: PartState, structure: Part, attempt: str | None) -> str:
+    """The drop file's name for ``attempt``: the plan's name with ``[TIME]`` filled from the attempt's start (now,
+    without one), made distinct (``-attempt2``) when an earlier attempt of the PART recorded a drop of that name:
+    every attempt's drop stays on disk and in history."""
+    started = part.started if part.started and part.started.get("attempt") == attempt else None
+    moment = started["recorded_at"] if started else clock.now_iso()
+    name = (structure.drop_name or _default_drop_name(structure)).replace(
+        "[TIME]", stamp_of(moment, workspace.config().timezone)[-5:].replace(":", ""))
+    earlier = {drop["path"] for drop in part.drops if drop.get("attempt") != attempt}
+    if attempt and workspace.store_path(root / name) in earlier:
+        stem, dot, suffix = name.rpartition(".")
+        number = AttemptId.parse(attempt).number
+        name = f"{stem}-attempt{number}{dot}{suffix}" if dot else f"{name}-attempt{number}"
+    return name
+
+
+def known_attempt(workspace: Workspace, attempt: str) -> str:
+    """``attempt`` if the plan started it (current or over), else bad input (exit 2) naming the PART's attempts."""
+    parsed, state = AttemptId.parse(attempt), workspace.state()
+    part = state.part(parsed.part) if parsed else None
+    if parsed is None or part is None or parsed.number > part.attempts:
+        known = f"{part.id} has {part.attempts} attempt{'s' if part.attempts != 1 else ''}" if part else \
+            "attempt ids are PART-7#1, as 'kx start' prints them"
+        raise BadInput(f"no attempt {quoted(attempt)} in plan {state.id} ({known}); see 'kx status'")
+    return attempt
 
 
 def history(workspace: Workspace, ref: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from ledger.events.checkboxes import CheckboxTicked, CheckboxUnticked
 from ledger.secrets import redact_text
 from machine.acts.context import Act, Outcome, acting, authorize
 from machine.acts.workspace import Workspace
+from machine.defaults import SOURCE_LIMIT, SOURCES_PER_TICK
 from machine.plan.refs import index_of, resolve_all
-
-SOURCE_LIMIT = 2_000  # characters of one --source
+from machine.plan.text import bounded
 
 
 def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: bool = True,
@@ -53,13 +53,15 @@ def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: b
 
 
 def clean_sources(sources: Iterable[str]) -> list[str]:
-    """The ``--source`` values as recorded: trimmed, secrets redacted, duplicates once; an empty one is bad input."""
+    """The ``--source`` values as recorded: trimmed, secrets redacted, duplicates once; an empty one, one too long
+    or too many are bad input."""
+    sources = list(sources)
+    if len(sources) > SOURCES_PER_TICK:
+        raise BadInput(f"{len(sources)} sources; give at most {SOURCES_PER_TICK} a tick")
     cleaned: list[str] = []
     for source in sources:
-        text = source.strip()
+        text = bounded("a source", source.strip(), SOURCE_LIMIT)
         if not text:
-            raise BadInput("a --source is empty; give the URL or text the search found")
-        if len(text) > SOURCE_LIMIT:
-            raise BadInput(f"a --source is {len(text)} characters; give at most {SOURCE_LIMIT} (a URL or a short text)")
+            raise BadInput("a source is empty; give the URL, DOI, arXiv id or file the search found")
         cleaned.append(redact_text(text))
     return list(dict.fromkeys(cleaned))

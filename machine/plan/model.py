@@ -170,6 +170,34 @@ def part_id(number: int) -> str:
     return f"PART-{number}"
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptId:
+    """An attempt of a PART: ``PART-7#1`` is PART-7's first (``kx start`` numbers them)."""
+
+    part: str
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> AttemptId | None:
+        """``PART-7#1`` → AttemptId("PART-7", 1); anything else → None."""
+        part, sign, number = text.partition("#")
+        if not sign or not number.isdigit() or len(number) > 18 or parse_part_number(part) is None \
+                or part != part_id(parse_part_number(part)):
+            return None
+        return cls(part, int(number))
+
+    def __str__(self) -> str:
+        return f"{self.part}#{self.number}"
+
+    @property
+    def folder(self) -> str:
+        """Its name as a folder (``PART-7-1``): ``#`` has no place in a path."""
+        return f"{self.part}-{self.number}"
+
+    def earlier(self) -> list[AttemptId]:
+        return [AttemptId(self.part, number) for number in range(1, self.number)]
+
+
 def parse_part_number(ref: str) -> int | None:
     """``PART-7``, ``part 7``, ``PART7`` or ``7`` → 7; anything else → None."""
     text = ref.strip().upper().removeprefix("PART").strip(" -_#")

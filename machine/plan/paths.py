@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ledger.errors import BadInput
 from ledger.locate import FOLDER
+from machine.plan.text import QUOTE_LIMIT, cut
 
 if TYPE_CHECKING:
     from machine.plan.model import Plan
@@ -79,7 +80,7 @@ class PathGuard:
         the path as the user gave it, when ``path`` was made absolute)."""
         problem = self.problem(path, may_be_plan=may_be_plan)
         if problem:
-            raise BadInput(f"{name or path} {problem}; {RULE}")
+            raise BadInput(f"{cut(str(name or path), QUOTE_LIMIT)} {problem}; {RULE}")
         return (self.root / path).resolve()
 
     def make_parent(self, path: Path | str | None) -> bool:

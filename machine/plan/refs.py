@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 
 from ledger.errors import Unknown
+from machine.defaults import NAME_LIMIT
 from machine.plan.model import Box, Part
+from machine.plan.text import bounded, quoted
 
 _STEP_REF = re.compile(r"^(\d+)\.(\d+)$")
 
 
 def resolve(part: Part, ref: str) -> Box:
-    ref = ref.strip()
+    ref = bounded("a box reference", ref, NAME_LIMIT).strip()
     if ref.isdigit():
         return _nth(part, list(part.boxes), int(ref), f"{part.id} has {len(part.boxes)} boxes")
     if step_ref := _STEP_REF.match(ref):
@@ -48,10 +50,10 @@ def _by_text(part: Part, ref: str) -> Box:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise Unknown(f"no box of {part.id} contains {ref!r}; see 'kx brief {part.id}' for its boxes")
+        raise Unknown(f"no box of {part.id} contains {quoted(ref)}; see 'kx brief {part.id}' for its boxes")
     candidates = [f"{index_of(part, b)} {b.text!r}" for b in matches]
     raise Unknown(
-        f"{ref!r} matches {len(matches)} boxes of {part.id}: {'; '.join(candidates)}; give a number or more text",
+        f"{quoted(ref)} matches {len(matches)} boxes of {part.id}: {'; '.join(candidates)}; give a number or more text",
         details=candidates,
     )
 

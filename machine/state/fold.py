@@ -17,7 +17,7 @@ from machine.state.machines import BATCH_STATES, allows, batch_machine, part_mac
 from machine.state.runner_output import last_output
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 5  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 6  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -80,6 +80,8 @@ class PartState:
         """Forget the evidence an event says it cleared: those ticks, and every drop, target and stamp so far."""
         boxes = set(cleared.get("boxes", ()))
         self.ticked -= boxes
+        for box in boxes:
+            self.evidence.pop(box, None)
         self.touched |= boxes  # the ledger now says "unticked": render writes it
         self.evidence_from, self.target, self.completed_at = position, None, None
         self.tries = 0  # fresh work: its retries start again

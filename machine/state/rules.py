@@ -20,16 +20,24 @@ from typing import Any
 
 from ledger.errors import Refused
 from ledger.events.vocabulary import IMPORT
-from machine.plan.model import Box, Part
+from machine.defaults import EVIDENCE_POLICY, SOURCES_POLICY
+from machine.plan.model import AttemptId, Box, Part
 from machine.plan.paths import PathGuard
 from machine.plan.refs import index_of
 from machine.plan.text import quoted
-from machine.defaults import EVIDENCE_POLICY, SOURCES_POLICY
 from machine.state.evidence import (
-    SOURCE_FORMS, BoxKind, digest_of, how_to, kind_of, locate, names_file, sha256_of, source_form,
+    SOURCE_FORMS,
+    BoxKind,
+    digest_of,
+    how_to,
+    kind_of,
+    locate,
+    names_file,
+    sha256_of,
+    source_form,
 )
-from machine.state.headings import Heading, headings, match_sections
 from machine.state.fold import BatchState, PartState, PlanState
+from machine.state.headings import Heading, headings, match_sections
 from machine.state.machines import batch_machine, fire, part_machine
 
 # events a runner's attempt may record while it is the PART's current one (rule 4); a person, any time
@@ -86,15 +94,17 @@ class Rules:
         if attempt is None:
             self.gate(part)
             return
-        owner = attempt.split("#", 1)[0]
-        if owner != part.id:
-            raise Refused(f"stale attempt: {attempt} belongs to {owner}, not {part.id}", rule="stale")
-        if attempt != part.attempt or part.state not in ("running", "lost"):
-            current = f"{part.attempt} is current" if part.attempt else "it has no attempt"
-            raise Refused(
-                f"stale attempt: {attempt} is over ({part.id} is {part.state}, {current}); this runner should stop",
-                rule="stale",
-            )
+        parsed = AttemptId.parse(attempt)
+        if parsed is None or parsed.part != part.id:
+            owner = f"belongs to {parsed.part}" if parsed else "is not an attempt id (PART-7#1)"
+            raise Refused(f"stale attempt: {quoted(attempt)} {owner}, not {part.id}", rule="stale")
+        if attempt != part.attempt:
+            current = f"{part.attempt} is its current attempt" if part.attempt else "it has no attempt"
+            raise Refused(f"stale attempt: {attempt} is over ({part.id} is {part.state}; {current});"
+                          " this runner should stop", rule="stale")
+        if part.state not in ("running", "lost"):
+            raise Refused(f"stale attempt: {attempt} has ended ({part.id} is {part.state}); this runner should stop",
+                          rule="stale")
 
     def is_current(self, part: PartState, attempt: str) -> bool:
         return holds(self.may_act, part, attempt)

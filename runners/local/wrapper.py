@@ -28,6 +28,7 @@ from ledger.errors import KxError, Refused
 from machine.acts.lifecycle import Act, drop, fail, finish, start
 from machine.acts.queries import brief, brief_markdown
 from machine.acts.workspace import Workspace
+from machine.plan.model import AttemptId
 from machine.plan.paths import PathGuard
 from machine.state.runner_output import last_output
 from runners.attempt_folder import attempt_dir, beat, log_tail, record_runner, stop_runner
@@ -86,9 +87,8 @@ def make_folders(workspace: Workspace, view: dict) -> None:
 
 def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
     """The PART's earlier attempts are superseded: their runners must not write beside this one's."""
-    number = int(attempt.rsplit("#", 1)[1])
-    for earlier in range(1, number):
-        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), f"{part}#{earlier}"))
+    for earlier in AttemptId.parse(attempt).earlier():
+        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), str(earlier)))
 
 
 def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, dict]:

@@ -12,6 +12,7 @@ with it a prompt (``worker``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -23,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from ledger.errors import BadInput, KxError
 from machine.acts.workspace import Workspace
+from machine.plan.model import AttemptId
 
 # The CLI's commands as ``cli.main`` offers them: name -> (help, option names).
 Commands = Mapping[str, tuple[str, frozenset[str]]]
@@ -72,6 +74,33 @@ PATH = Argument("path", "The file, inside the plan's root (a relative path is re
                 required=True)
 REASON = Argument("reason", "Why it failed.", option="--reason", required=True)
 
+def _object(*required: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    """A tool's output schema: the fields the JSON object of ``kx --json COMMAND`` always has (others may follow)."""
+    fields = {"schema": {"type": "integer", "const": 1}, **properties}
+    return {"type": "object", "properties": fields, "required": ["schema", *required]}
+
+
+TEXT, NUMBER, FLAG = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+TEXTS, OBJECTS = {"type": "array", "items": TEXT}, {"type": "array", "items": {"type": "object"}}
+OUTCOME = _object("part", "recorded", "message", part=TEXT, recorded=TEXTS, message=TEXT)
+OUTPUTS: dict[str, dict[str, Any]] = {
+    "status": _object("plan", "limit", "running", "batches", plan=TEXT, limit=NUMBER, running=TEXTS, batches=OBJECTS),
+    "next": _object("parts", parts=TEXTS, running=NUMBER, limit=NUMBER),
+    "brief": _object("plan", "part", "title", "state", "boxes", plan=TEXT, part=TEXT, title=TEXT, state=TEXT,
+                     boxes=OBJECTS, target={"type": ["string", "null"]}, drop_path={"type": ["string", "null"]}),
+    "check": _object("part", "ok", "boxes", "target", "drop", "missing", part=TEXT, ok=FLAG, boxes=OBJECTS,
+                     target={"type": "object"}, drop={"type": "object"}, missing=TEXTS),
+    "start": _object("part", "attempt", part=TEXT, attempt=TEXT),
+    **{name: OUTCOME for name in ("tick", "untick", "drop", "finish", "fail")},
+}
+READ_ONLY = frozenset({"status", "next", "brief", "check"})
+# a command a refusal names, and the CLI's options, as the tool calls and arguments that do the same
+COMMAND = re.compile(r"kx (?P<tool>tick|untick|drop|finish|fail|check|brief|start) (?P<part>PART-\d+)"
+                     r"(?P<rest>(?: (?:[0-9][\w.]*|FILE))*)(?P<options>(?: --(?:source|attempt|reason)(?:=| )[A-Z]+)*)")
+AS_ARGUMENTS = [(re.compile(r"--source(?:=| )URL"), "sources: [URL]"), (re.compile(r"--source\b"), "sources"),
+                (re.compile(r"--attempt(?:=| )ID"), "attempt: ID"), (re.compile(r"--attempt\b"), "attempt"),
+                (re.compile(r"--reason(?:=| )TEXT"), "reason: TEXT"), (re.compile(r"--reason\b"), "reason")]
+
 TOOLS: dict[str, tuple[Argument, ...]] = {
     "status": (),
     "next": (),
@@ -107,7 +136,8 @@ class Session:
         self.workspace, self.run_cli, self.commands, self.attempt = workspace, run_cli, commands, attempt
 
     def tools(self) -> list[types.Tool]:
-        return [types.Tool(name=name, description=self._help(name), input_schema=_input_schema(arguments))
+        return [types.Tool(name=name, description=self._help(name), input_schema=_input_schema(arguments),
+                           output_schema=OUTPUTS[name], annotations=types.ToolAnnotations(read_only_hint=name in READ_ONLY))
                 for name, arguments in TOOLS.items()]
 
     def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
@@ -158,7 +188,8 @@ class Session:
 
     def own_part(self) -> str | None:
         """The PART of the session's attempt (``PART-7#1``: ``PART-7``)."""
-        return self.attempt.rsplit("#", 1)[0] if self.attempt else None
+        parsed = AttemptId.parse(self.attempt) if self.attempt else None
+        return parsed.part if parsed else None
 
     def _help(self, tool: str) -> str:
         help_text = self.commands.get(tool, ("",))[0].strip()
@@ -182,8 +213,32 @@ def _tool_result(code: int, out: str, err: str) -> types.CallToolResult:
     return _tool_error(code, _error_line(err) or out.strip() or f"kx exited with status {code}")
 
 
+def in_tool_words(message: str) -> str:
+    """A refusal as an MCP client reads it: tool calls and their arguments where the CLI's text names commands and
+    options (``kx tick PART-1 1.1 --source URL`` → ``tick (part: PART-1, refs: [1.1], sources: [URL])``)."""
+    message = COMMAND.sub(_as_call, message)
+    for option, argument in AS_ARGUMENTS:
+        message = option.sub(argument, message)
+    return message
+
+
+def _as_call(command: re.Match[str]) -> str:
+    given = [f"part: {command['part']}"]
+    rest = command["rest"].split()
+    if rest == ["FILE"]:
+        given.append("path: FILE")
+    elif rest:
+        given.append(f"refs: [{', '.join(rest)}]")
+    if command["options"]:
+        given.append(command["options"].strip())
+    return f"{command['tool']} ({', '.join(given)})"
+
+
 def _tool_error(code: int, message: str, payload: dict | None = None) -> types.CallToolResult:
+    message = in_tool_words(message)
     payload = payload or {"schema": 1, "error": {"code": code, "message": message}}
+    if "error" in payload:
+        payload = {**payload, "error": {**payload["error"], "message": message}}
     return types.CallToolResult(content=[types.TextContent(text=f"exit {code}: {message}")],
                                 structured_content=payload, is_error=True)
 
