@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cli.errors import run_guarded
+from machine.defaults import BACKOFF_S
 from machine.plan.text import printable
 
 VERSION = "0.1.0"
@@ -801,7 +802,7 @@ def _run_options(func):
         click.option("--review", type=click.Choice(["prompt", "wait", "auto"]), default=None,
                      help="Between batches: ask here (default on a terminal), wait for 'kx review', or approve."),
         click.option("--until-batch", type=number(), metavar="N", help="Stop cleanly at the gate after batch N."),
-        click.option("--backoff", type=click.FloatRange(min=0), default=1.0, show_default=True,
+        click.option("--backoff", type=click.FloatRange(min=0), default=BACKOFF_S, show_default=True,
                      help="Seconds before the first retry (doubling after)."),
         click.option("--model", help="With --runner openai: the model name."),
         click.option("--base-url", help="With --runner openai: the server (default http://127.0.0.1:11434/v1)."),

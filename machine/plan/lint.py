@@ -37,7 +37,7 @@ def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None,
     plan = parse(text, name, strict=False)
     findings = [
         *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan, dropped), *_mojibake(text),
-        *_file_lists(plan, text), *(_paths(plan, guard) if guard else ()),
+        *_file_lists(plan, text), *_cut_short(plan, text), *(_paths(plan, guard) if guard else ()),
     ]
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
 
@@ -133,6 +133,35 @@ def _file_lists(plan: Plan, text: str):
         if unlisted := unlisted_numbers(written, listed=plan.influential_files):
             yield Finding("warning", "files", f"{part.id}: Files {', '.join(unlisted)} are not in the plan's list of"
                           f" influential files ({len(plan.influential_files)} files)", part.influenced_line + 1)
+
+
+def _cut_short(plan: Plan, text: str):
+    """PARTs without a KNOWLEDGE DROP box; said louder when the section ends mid-sentence (the plan cut short)."""
+    lines = split_lines(text)
+    for part in plan.parts:
+        if any(DROP_NAME.search(box.text) or "KNOWLEDGE-DROP" in box.text.upper() for box in part.boxes):
+            continue
+        written = [number for number in range(part.line, part.end_line) if body(lines[number]).strip()]
+        last = written[-1] if written else part.line
+        ending = body(lines[last]).rstrip()
+        if _mid_sentence(ending, lines[last]):
+            yield Finding("warning", "truncated", f"{part.id} ends mid-sentence ({_tail(ending)!r}) and has no"
+                          " KNOWLEDGE DROP box: the plan looks cut short; complete the PART in the file", last + 1)
+        else:
+            yield Finding("warning", "drop", f"{part.id} has no KNOWLEDGE DROP box ('- [ ] Create"
+                          " KNOWLEDGE-DROP-...-[TIME].md'): its runner records a drop of kx's default name",
+                          part.line + 1)
+
+
+def _mid_sentence(ending: str, line: str) -> bool:
+    """A line cut off: brackets left open, or the file's last line, without its line end, ending in a word."""
+    opened = sum(ending.count(c) for c in "([{") > sum(ending.count(c) for c in ")]}") or ending.count("`") % 2
+    unterminated = not line.endswith(("\n", "\r")) and ending[-1:].isalnum()
+    return bool(opened or unterminated)
+
+
+def _tail(line: str, width: int = 40) -> str:
+    return line if len(line) <= width else "…" + line[-(width - 1):]
 
 
 def _mojibake(text: str):

@@ -28,6 +28,7 @@ from ledger.errors import KxError, Refused
 from machine.acts.lifecycle import Act, drop, fail, finish, start
 from machine.acts.queries import brief, brief_markdown
 from machine.acts.workspace import Workspace
+from machine.defaults import LEASE_S, SUPERVISOR
 from machine.plan.model import AttemptId
 from machine.plan.paths import PathGuard
 from machine.state.runner_output import last_output
@@ -35,7 +36,6 @@ from runners.attempt_folder import attempt_dir, beat, log_tail, record_runner, s
 from runners.protocol import mcp_config, runner_environment
 from runners.spec import is_rehearsal
 
-WRAPPER = "kx run"
 STDERR_DRAIN_S = 2.0  # how long the runner's stderr may stay open after it exited (held by a child it left)
 
 
@@ -62,7 +62,7 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
 
     me = psutil.Process()
     try:
-        started = start(workspace, part, Act(by=WRAPPER), runner=command, pid=me.pid,
+        started = start(workspace, part, Act(by=SUPERVISOR), runner=command, pid=me.pid,
                         pid_started=me.create_time(), host=socket.gethostname(),
                         rehearsal=is_rehearsal(command) or None)
     except Refused as refusal:
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", required=True)
     parser.add_argument("--plan", required=True)
     parser.add_argument("--part", required=True)
-    parser.add_argument("--lease", type=float, default=60.0)
+    parser.add_argument("--lease", type=float, default=LEASE_S)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

@@ -36,10 +36,11 @@ from ledger.errors import BadInput, Refused
 from ledger.files import write_atomic
 from machine.acts.lifecycle import Act, Context, authorize, fail, lose, start
 from machine.acts.workspace import Workspace
+from machine.defaults import SUPERVISOR
 from machine.plan.paths import PathGuard
 from machine.state.config import RayConfig
 from runners.attempt_folder import beat, last_output_of, log_tail
-from runners.local.wrapper import WRAPPER, record_outcome, write_brief
+from runners.local.wrapper import record_outcome, write_brief
 from runners.ray.node import Mailbox, run_task
 from runners.ray.shim import failure
 from runners.spec import is_rehearsal
@@ -189,7 +190,7 @@ class RayAttempt:
     def __init__(self, executor: RayExecutor, plan_id: str, part: str):
         self.executor, self.ws, self.part, self.code = executor, executor.ws, part, None
         try:
-            started = start(self.ws, part, Act(by=WRAPPER), runner=executor.command, host=socket.gethostname(),
+            started = start(self.ws, part, Act(by=SUPERVISOR), runner=executor.command, host=socket.gethostname(),
                             executor="ray", rehearsal=is_rehearsal(executor.command) or None, **executor.owner)
         except Refused:
             self.code = 3  # the supervisor says so and tries again

@@ -22,13 +22,13 @@ from ledger import logs
 from ledger.errors import BadInput, Refused, Unknown
 from machine.acts.lifecycle import Act, fail, finish, record_run, retry, review
 from machine.acts.workspace import Workspace
+from machine.defaults import BACKOFF_S, LEASE_S, SUPERVISOR
 from machine.outputs.packet import batch_packet, packet_text
 from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
-from runners.supervisor.reconcile import DEFAULT_LEASE_S, reconcile
+from runners.supervisor.reconcile import reconcile
 
-SUPERVISOR = "kx run"
 REVIEW_MODES = ("prompt", "wait", "auto")
 EXECUTORS = ("local", "ray")
 
@@ -40,7 +40,7 @@ class RunOptions:
     retries: int = 1
     review: str = "prompt"
     until_batch: int | None = None
-    backoff: float = 1.0
+    backoff: float = BACKOFF_S
     poll: float = 0.02
     reconcile_every: float = 2.0
     executor: str = "local"
@@ -122,7 +122,7 @@ class Supervisor:
         self.waiting_for: int | None = None
         self.last_reconcile = 0.0
         self.recorded = options.given is None
-        self.lease = workspace.config().lease_seconds or DEFAULT_LEASE_S
+        self.lease = workspace.config().lease_seconds or LEASE_S
 
     # --- the loop --------------------------------------------------------------------
 

@@ -14,10 +14,9 @@ from typing import Any
 
 from ledger import clock, logs
 from machine.acts.workspace import Workspace
+from machine.defaults import LEASE_S
 from machine.state.fold import PlanState
 from runners.attempt_folder import attempt_dir, last_beat, last_output_of, process_alive, stop_runner
-
-DEFAULT_LEASE_S = 60.0
 
 
 def holder(started: dict[str, Any]) -> tuple[str, int, float | None] | None:
@@ -55,7 +54,7 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
     if workspace.ledger.read_only:
         return []
     state = state or workspace.state()
-    lease = workspace.config(state.id).lease_seconds or DEFAULT_LEASE_S
+    lease = workspace.config(state.id).lease_seconds or LEASE_S
     lost = []
     for part in state.running():
         reason = why_gone(workspace, state.id, part.started or {}, lease)

@@ -8,6 +8,7 @@ from ledger.errors import BadInput
 from ledger.secrets import REDACTED
 from machine.acts.queries import last_run
 from machine.acts.workspace import Workspace
+from machine.defaults import BACKOFF_S, RETRIES
 from machine.plan.paths import check_plan_id
 from runners.local.forkserver import ForkServer
 from runners.spec import protect_runner_key, runner_command
@@ -46,23 +47,31 @@ def run_plan(workspace: Workspace, *, review: str | None, until_batch: int | Non
         options = RunOptions(
             command=argv,
             max_parallel=given.get("max_parallel"),
-            retries=retries if retries is not None else (config.retries if config.retries is not None else 1),
+            retries=retries if retries is not None else (config.retries if config.retries is not None else RETRIES),
             review=review or ("prompt" if interactive else "wait"),
             until_batch=until_batch,
-            backoff=given.get("backoff", 1.0),
+            backoff=given.get("backoff", BACKOFF_S),
             executor=executor,
             ray_address=given.get("ray_address"),
             run_cli=run_cli,
             run=command,
             given=given,
         )
-        supervisor = Supervisor(workspace, options, progress or LogOnly(), ask if interactive else None,
-                                fork_server=server)
+        progress = progress or LogOnly()
+        if command == "resume":  # the review is not resumed from the last run: say which one this run does
+            progress.say(review_said(options.review, given=review is not None, interactive=interactive))
+        supervisor = Supervisor(workspace, options, progress, ask if interactive else None, fork_server=server)
     except BaseException:
         if server is not None:
             server.close()
         raise
     return supervisor.run()
+
+
+def review_said(mode: str, *, given: bool, interactive: bool) -> str:
+    why = "--review given" if given else "asked here, on a terminal" if interactive else \
+        "no terminal to ask on; approve with 'kx review N --approve'"
+    return f"resuming with --review {mode} ({why}; --review prompt|wait|auto chooses)"
 
 
 def resumed_options(workspace: Workspace, given: dict[str, Any]) -> dict[str, Any]:
