@@ -212,8 +212,8 @@ def test_reopen_refusals_name_what_is_possible_and_append_nothing(kx, plan, proj
 # --- the user's plan: imported claims without evidence ----------------------------------------------
 
 
-def fixes(findings: list[dict]) -> list[str]:
-    return [f["fix"] for f in findings if f.get("fix")]
+def fixes(findings: list[dict], code: str = "evidence") -> list[str]:
+    return [f["fix"] for f in findings if f.get("fix") and f["code"] == code]
 
 
 def test_lint_suggests_reopen_for_exactly_the_parts_completed_without_evidence(kx, seed_plan):
@@ -222,6 +222,9 @@ def test_lint_suggests_reopen_for_exactly_the_parts_completed_without_evidence(k
     assert "kx reopen PART-7 --reason ..." in kx("plan", "lint", "plan.md").text
     assert kx("plan", "import", "plan.md").code == 0
     assert fixes(kx("--json", "plan", "lint").json["findings"]) == wanted
+    # and, in a folder without the knowledge files, every imported success fails the checks of finish
+    assert fixes(kx("--json", "plan", "lint").json["findings"], "imported") == [
+        f"kx reopen PART-{n} --reason ..." for n in range(1, 10)]
 
 
 def reopen_unproven(kx):

@@ -59,7 +59,7 @@ class Step:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slotted: it keeps its lookups beside its fields (``_lookups``)
 class Part:
     number: int
     title: str
@@ -78,7 +78,27 @@ class Part:
         return part_id(self.number)
 
     def box(self, box_id: int) -> Box | None:
-        return next((b for b in self.boxes if b.id == box_id), None)
+        return self._lookups()[0].get(box_id)
+
+    def ref(self, box: Box) -> str:
+        """How a box is referred to: ``step.n`` when it has a step, else its number in the PART."""
+        return self._lookups()[1][box.id]
+
+    def _lookups(self) -> tuple[dict[int, Box], dict[int, str]]:
+        """Boxes by id and their refs, made once: a PART may have tens of thousands of boxes."""
+        found = self.__dict__.get("_made")
+        if found is None:
+            by_id, refs, in_step = {}, {}, {}
+            for number, box in enumerate(self.boxes, 1):
+                by_id.setdefault(box.id, box)
+                if box.step is None:
+                    refs[box.id] = str(number)
+                else:
+                    in_step[box.step] = in_step.get(box.step, 0) + 1
+                    refs[box.id] = f"{box.step}.{in_step[box.step]}"
+            found = (by_id, refs)
+            object.__setattr__(self, "_made", found)
+        return found
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Part:

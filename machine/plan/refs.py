@@ -60,7 +60,4 @@ def _by_text(part: Part, ref: str) -> Box:
 
 def index_of(part: Part, box: Box) -> str:
     """How a box is referred to: ``step.n`` when it has a step, else its number in the PART."""
-    if box.step is not None:
-        in_step = [b.id for b in part.boxes if b.step == box.step]
-        return f"{box.step}.{in_step.index(box.id) + 1}"
-    return str([b.id for b in part.boxes].index(box.id) + 1)
+    return part.ref(box)
