@@ -367,7 +367,8 @@ def consolidated(result: dict[str, Any]) -> str:
     paths = result.get("paths", {})
     if result["action"] == "unchanged":
         return f"{result['plan']} is already consolidated" + (f" (commit {result['commit'][:12]})" if result.get("commit") else "")
-    missing = f" ({len(result['missing'])} files changed or missing, allowed by --allow-missing)" \
+    missing = f" ({counted(len(result['missing']), 'PART')} with files changed, missing or failing the checks," \
+        " allowed by --allow-missing)" \
         if result.get("missing") else ""
     lines = [f"{result['plan']}: consolidated {result['knowledge_files']} knowledge files{missing}",
              f"index: {paths['index']}", f"report: {paths['report']}", f"plan: {paths['plan']}"]

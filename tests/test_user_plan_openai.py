@@ -76,8 +76,10 @@ def test_the_users_plan_reopened_and_run_again_by_the_openai_runner(kx, seed_pla
 
     # the PARTs the import approved keep their files in the user's repository; here they are not there
     refused = kx("consolidate")
-    assert refused.code == 3 and "PART-2: vlm-mastery/01-mid-fusion-architectures.md is missing" in refused.err
+    assert refused.code == 3
+    assert "PART-2 (imported): target vlm-mastery/01-mid-fusion-architectures.md does not exist" in refused.err
     done = kx("consolidate", "--allow-missing")
     assert done.code == 0, done.err
-    assert "consolidated 5 knowledge files (4 files changed or missing, allowed by --allow-missing)" in done.text
+    assert ("consolidated 5 knowledge files (4 PARTs with files changed, missing or failing the checks, allowed by"
+            " --allow-missing)") in done.text
     assert (project / "completed" / "plan.md").is_file() and (project / "INDEX.md").is_file()
