@@ -38,25 +38,22 @@ def report(workspace: Workspace, output: Path | None = None) -> dict[str, Any]:
         data = build(workspace.ledger, state).encode("utf-8")
     if output is None:
         output = workspace.ledger.path.parent / f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', state.id)}.html"
+        write_atomic(output, data)  # kx's own folder
     else:
-        output = checked_output(workspace, state, output)
-    write_atomic(output, data)
+        output = write_output(workspace, output, data, state)
     real = output.resolve()
     shown = os.path.relpath(real) if real.is_relative_to(Path.cwd()) else str(real)
     return {"output": shown, "bytes": len(data)}
 
 
-def checked_output(workspace: Workspace, state: PlanState, output: Path) -> Path:
-    """An ``-o`` path: inside the plan's root, out of ``.kx/``, neither the plan nor the ledger, in a folder."""
-    real = workspace.guard(state).check(output.absolute(), name=output)
+def write_output(workspace: Workspace, output: Path, data: bytes, state: PlanState | None = None) -> Path:
+    """A command's ``-o`` file, written atomically through the plan's guard: inside the plan's root, out of
+    ``.kx/``, neither the plan nor the ledger, in a folder that exists, never through a link; its path."""
+    guard = workspace.guard(state or workspace.state())
+    real = guard.writable(output.absolute(), name=output)
     if not real.parent.is_dir():
         raise BadInput(f"no folder {output.parent} for {output.name}; create it or pass another -o")
-    return real
-
-
-def write_output(workspace: Workspace, output: Path, data: bytes) -> None:
-    """Write a command's ``-o`` file atomically, where :func:`checked_output` allows."""
-    write_atomic(checked_output(workspace, workspace.state(), output), data)
+    return guard.write(output.absolute(), data, name=output)
 
 
 def replay(workspace: Workspace, until: int | None = None, at: str | None = None) -> str:

@@ -68,17 +68,15 @@ def runner_guard(brief: dict[str, Any]) -> PathGuard:
 
 
 def write(brief: dict[str, Any], path: str | None, text: str) -> None:
-    """Write a runner's file where kx allows it (``runner_guard``, checked here again, whatever put the path in
-    the brief); else stop the runner (exit 2)."""
+    """Write a runner's file where kx allows it (``runner_guard``, asked again for every folder on the way,
+    whatever put the path in the brief), never through a link; else stop the runner (exit 2)."""
     if not path:
         return
     try:
-        real = runner_guard(brief).check(Path(path).absolute(), name=path)
+        runner_guard(brief).write(Path(path).absolute(), text.encode("utf-8"), name=path)
     except BadInput as refusal:
         print(f"kx: error: {refusal.message}", file=sys.stderr, flush=True)
         raise SystemExit(refusal.code) from None
-    real.parent.mkdir(parents=True, exist_ok=True)
-    real.write_text(text, encoding="utf-8")
 
 
 def record_drop(brief: dict[str, Any], text: str) -> None:

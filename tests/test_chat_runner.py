@@ -474,3 +474,52 @@ def test_tool_calls_are_read_whether_arguments_come_as_text_or_as_an_object():
     assert [(c.id, c.name, json.loads(c.arguments)) for c in result.tool_calls] == [
         ("a", "read_file", {"path": "x.md"}), ("call_1", "search", {"query": "q"}), ("c", "read_file", {})]
     assert result.text == "" and result.message()["tool_calls"][1]["function"]["arguments"] == '{"query": "q"}'
+
+
+def test_a_folder_with_symlink_loops_and_an_unreadable_file_is_read_around_them(tmp_path, monkeypatch):
+    from runners.chat import tools as chat_tools
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.md").write_text("alpha\n")
+    (tmp_path / "folder" / "secret.md").write_text("hidden\n")
+    (tmp_path / "folder" / "loop").symlink_to("loop")
+    bench = bench_in(tmp_path)
+    real = chat_tools.Workbench._contents
+
+    def unreadable(self, file):
+        if file.name == "secret.md":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real(self, file)
+
+    monkeypatch.setattr(chat_tools.Workbench, "_contents", unreadable)
+    shown = bench.read("folder/")
+    assert shown.startswith("folder/: a folder of 2 files") and "=== folder/a.md ===\nalpha" in shown
+    assert "hidden" not in shown
+    assert bench.problems == ["folder/: skipped loop (a symlink loop); secret.md (cannot be read: Permission denied)"]
+    assert [(r.path, r.files) for r in bench.reads.values()] == [("folder/", 1)]
+
+
+def test_a_box_kx_refuses_does_not_keep_the_runners_other_boxes_unticked(kx, project, monkeypatch):
+    from runners.chat import runner
+
+    (project / "plan.md").write_text(WORK_PLAN)
+    (project / "notes").mkdir()
+    (project / "notes" / "one.md").write_text("read\n")
+    assert kx("plan", "import", "plan.md").code == 0
+    assert kx("start", "PART-1").code == 0
+    monkeypatch.setenv("KX_ATTEMPT", "PART-1#1")
+    calls = []
+
+    def in_process(*args):
+        calls.append(args)
+        done = kx(*args)
+        return subprocess.CompletedProcess(args, done.code, done.out.decode(), done.err)
+
+    monkeypatch.setattr(runner, "kx", in_process)
+    (project / "notes" / "one.md").unlink()  # read by the runner, gone before it ticks: kx refuses that box
+    boxes = kx("--json", "brief", "PART-1").json["boxes"]
+    read, other = (next(b["ref"] for b in boxes if b["text"] == text) for text in ("Read notes/one.md", "Section 1: Overview of topic 1"))
+    runner.tick("PART-1", [read, other])
+    ticked = {b["ref"]: b["ticked"] for b in kx("--json", "brief", "PART-1").json["boxes"]}
+    assert (ticked[read], ticked[other]) == (False, True)
+    assert [c[2:] for c in calls] == [(read, other), (read,), (other,)]

@@ -82,17 +82,18 @@ def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo):
 
 def test_marked_blocks_are_replaced_in_place(tmp_path):
     from machine.outputs.consolidate import update_block
+    from machine.plan.paths import PathGuard
 
-    index = tmp_path / "INDEX.md"
-    update_block(index, "p", ["one"])
+    index, guard = tmp_path / "INDEX.md", PathGuard.around(tmp_path)
+    update_block(guard, index, "p", ["one"])
     assert index.read_text() == "<!-- kx:begin p -->\none\n<!-- kx:end p -->\n"
     index.write_text("before\n" + index.read_text() + "after\n")
-    update_block(index, "p", ["two"])
-    update_block(index, "q", ["three"])
+    update_block(guard, index, "p", ["two"])
+    update_block(guard, index, "q", ["three"])
     assert index.read_text() == ("before\n<!-- kx:begin p -->\ntwo\n<!-- kx:end p -->\nafter\n\n"
                                  "<!-- kx:begin q -->\nthree\n<!-- kx:end q -->\n")
     before = index.read_bytes()
-    update_block(index, "p", ["two"])
+    update_block(guard, index, "p", ["two"])
     assert index.read_bytes() == before
 
 

@@ -80,6 +80,58 @@ def test_a_folders_hash_covers_its_files_paths_and_contents(tmp_path):
     assert digest_of(root / "notes" / "a.md", guard) == {"sha256": hashlib.sha256(b"a").hexdigest()}
 
 
+def test_a_folder_with_symlink_loops_and_unreadable_entries_is_hashed_over_the_rest(tmp_path, monkeypatch):
+    import os
+
+    from machine.state import evidence
+
+    notes = tmp_path / "notes"
+    (notes / "locked").mkdir(parents=True)
+    (notes / "a.md").write_text("a")
+    (notes / "secret.md").write_text("s")
+    (notes / "loop").symlink_to("loop")
+    (notes / "one").symlink_to("two")
+    (notes / "two").symlink_to("one")
+    (notes / "gone.md").symlink_to("nowhere.md")  # a dangling link is no file, and no problem
+    guard = PathGuard.around(tmp_path)
+    clean = digest_of(notes, guard)
+    assert clean["files"] == 2 and clean["skipped"] == ["loop (a symlink loop)", "one (a symlink loop)",
+                                                        "two (a symlink loop)"]
+
+    real_hash, real_scandir = evidence.sha256_of, os.scandir
+
+    def unreadable(path):
+        if path.name == "secret.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    def locked(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(evidence, "sha256_of", unreadable)
+    monkeypatch.setattr(os, "scandir", locked)
+    digest = digest_of(notes, guard)
+    assert digest["files"] == 1 and digest["skipped"] == [
+        "locked/ (cannot be read: Permission denied)", "loop (a symlink loop)", "one (a symlink loop)",
+        "secret.md (cannot be read: Permission denied)", "two (a symlink loop)"]
+    assert digest["sha256"] == hashlib.sha256(f"a.md\0{hashlib.sha256(b'a').hexdigest()}\n".encode()).hexdigest()
+
+
+def test_a_read_folder_with_a_symlink_loop_is_ticked_and_a_looping_read_path_refused_in_one_line(kx, running):
+    (running / "notes" / "loop").symlink_to("loop")
+    (running / "linked.md").symlink_to("linked.md")
+    result = kx("--json", "tick", "PART-1", "0.2", *A)
+    assert result.code == 0, result.err
+    assert result.json["evidence"]["2"]["skipped"] == ["loop (a symlink loop)"]
+    assert result.json["evidence"]["2"]["files"] == 1
+    looping = kx("tick", "PART-1", "0.1", "0.3", *A)
+    assert looping.code == 3 and looping.err.count("\n") == 1 and "'Read linked.md'" in looping.err
+    assert kx("tick", "PART-1", "0.1", *A).code == 0  # the other box, on its own
+    assert kx("check", "PART-1").code == 1 and kx("brief", "PART-1").code == 0
+
+
 # --- refusals: one line, the command that supplies what is missing, nothing appended -----------
 
 PLAN = """# BATCH 1: Evidence

@@ -213,15 +213,10 @@ def test_consolidate_refuses_a_knowledge_file_outside_before_writing(kx, project
     assert (project / "plan.md").exists() and not kx("--json", "status").json["consolidated"]
 
 
-def index_symlinked_out(project):
-    (project / "INDEX.md").symlink_to(outside(project) / "INDEX.md")
-
-
 @pytest.mark.parametrize(("options", "named", "prepare"), [
     (["--index", ".kx/ledger.db"], ".kx/ledger.db", None),
     (["--index", "plan.md"], "plan.md", None),
     (["--index", "../INDEX.md"], "INDEX.md", None),
-    ([], "INDEX.md", index_symlinked_out),
     (["--skill", "../SKILL.md"], "SKILL.md", None),
     (["--completed-dir", ".kx/done"], ".kx/done", None),
     (["--completed-dir", ".."], "..", None),

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ledger import clock
 from ledger.errors import BadInput, Refused
 from ledger.events.models import PlanConsolidated
-from ledger.files import write_atomic
 from machine.acts.workspace import Workspace
 from machine.outputs import git
 from machine.outputs.packet import part_packet
-from machine.outputs.plan_file import render_file
+from machine.outputs.plan_file import plan_guard, render_file
 from machine.outputs.status import PAST
 from machine.plan.model import part_id
 from machine.plan.paths import RULE, PathGuard
@@ -76,7 +76,7 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     trailer = commit_trailer(state)
     commit_id = git.commit_with_trailer(top, trailer) if commit else None  # an interrupted run got that far
     if commit_id is None:
-        write_files(workspace, state, targets, knowledge, top, missing)
+        write_files(workspace, state, guard, targets, knowledge, top, missing)
         if commit:
             git.stage(top, [*files, *targets.written])
             commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
@@ -88,14 +88,14 @@ def destinations(workspace: Workspace, state: PlanState, guard: PathGuard, index
     """The paths to write, from options (relative to the working folder) or defaults (in the root)."""
 
     def checked(given: Path | None, default: Path | None = None) -> Path:
-        return guard.check(given.absolute(), name=given) if given is not None else guard.check(default)
+        return guard.writable(given.absolute(), name=given) if given is not None else guard.writable(default)
 
     source = workspace.resolve(state.path).resolve()
     completed = checked(completed_dir, guard.root / "completed")
     targets = Targets(index=checked(index, guard.root / "INDEX.md"), skill=checked(skill) if skill else None,
                       completed=completed,
-                      report=guard.check(completed / f"{source.stem}.consolidation.md"),
-                      plan=guard.check(completed / source.name, may_be_plan=True), source=source)
+                      report=guard.writable(completed / f"{source.stem}.consolidation.md"),
+                      plan=guard.writable(completed / source.name, may_be_plan=True), source=source)
     if targets.plan != source and targets.plan.exists() and source.exists():
         raise Refused(f"{targets.plan} exists already; move it away or pick another --completed-dir",
                       rule="consolidate")
@@ -152,18 +152,20 @@ def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, fi
                       + "; fix that, then consolidate again", rule="consolidate", details=problems)
 
 
-def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowledge: dict[str, Path],
-                top: Path | None, missing: list[str]) -> None:
-    """Index, skill, plan and report; each step leaves what an earlier run already did as it is."""
-    update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
+def write_files(workspace: Workspace, state: PlanState, guard: PathGuard, targets: Targets,
+                knowledge: dict[str, Path], top: Path | None, missing: list[str]) -> None:
+    """Index, skill, plan and report, each written through the guard; each step leaves what an earlier run
+    already did as it is."""
+    update_block(guard, targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
     if targets.skill:
-        update_block(targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
+        update_block(guard, targets.skill, state.id, skill_block(state, knowledge, targets.skill.parent))
     already_moved = targets.plan != targets.source and targets.plan.exists() and not targets.source.exists()
     if not already_moved:
         render_file(workspace)  # the plan that moves shows every tick and stamp
         if targets.plan != targets.source:
-            git.move(top, targets.source, targets.plan) if top else _rename(targets.source, targets.plan)
-    write_atomic(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
+            move = partial(_move, plan_guard(workspace, state), guard)
+            git.move(top, targets.source, targets.plan, move) if top else move(targets.source, targets.plan)
+    guard.write(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
 
 
 def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
@@ -188,9 +190,11 @@ def commit_trailer(state: PlanState) -> str:
     return f"Kx-Consolidated: {state.id} at ledger position {state.position}"
 
 
-def _rename(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    source.rename(destination)
+def _move(plan_guard: PathGuard, guard: PathGuard, source: Path, destination: Path) -> None:
+    """The plan file renamed into the completed folder, each end reached as every write reaches its folder."""
+    with plan_guard.place(source, may_be_plan=True, make_folders=False) as old, \
+            guard.place(destination, may_be_plan=True) as new:
+        os.rename(old.name, new.name, src_dir_fd=old.folder, dst_dir_fd=new.folder)
 
 
 def refuse_unless_approved(state: PlanState) -> None:
@@ -265,10 +269,18 @@ def _allowed_missing(allowed: list[str]) -> list[str]:
             *(f"> - {item}" for item in allowed), ""]
 
 
-def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
-    """Replace (or append) the plan's marked block in ``path``; every other byte stays."""
+def update_block(guard: PathGuard, path: Path, plan_id: str, lines: list[str]) -> None:
+    """Replace (or append) the plan's marked block in ``path``; every other byte stays (a link the guard does
+    not follow is replaced by a file of its own)."""
     begin, end = f"<!-- kx:begin {plan_id} -->", f"<!-- kx:end {plan_id} -->"
-    text = path.read_bytes().decode("utf-8") if path.exists() else ""
+    with guard.place(path) as place:
+        text = (place.read() or b"").decode("utf-8")
+        updated = _with_block(text, begin, end, lines)
+        if updated != text:
+            place.replace(updated.encode("utf-8"))
+
+
+def _with_block(text: str, begin: str, end: str, lines: list[str]) -> str:
     newline = "\r\n" if "\r\n" in text else "\n"
     block = newline.join([begin, *lines, end])
     start, stop = text.find(begin), text.find(end)
@@ -277,9 +289,7 @@ def update_block(path: Path, plan_id: str, lines: list[str]) -> None:
     else:
         separator = "" if not text else (newline if text.endswith(("\n", "\r")) else newline * 2)
         updated = text + separator + block + newline
-    if updated != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, updated.encode("utf-8"))
+    return updated
 
 
 def _summary(workspace: Workspace, drop: dict[str, Any] | None) -> str:

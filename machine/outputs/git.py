@@ -7,6 +7,7 @@ consolidation can make every one of them before its first side effect.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from ledger.errors import KxError
@@ -74,12 +75,13 @@ def _relative(top: Path, path: Path) -> str:
     return path.relative_to(top).as_posix() if path.is_relative_to(top) else str(path)
 
 
-def move(top: Path, source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if is_tracked(top, source):
-        _git(top, "mv", "--", str(source), str(destination))
-    else:
-        source.rename(destination)
+def move(top: Path, source: Path, destination: Path, rename: Callable[[Path, Path], None]) -> None:
+    """``rename`` the file (kx's writer moves it), and git's index follows it when git tracks it, as ``git mv``."""
+    tracked = is_tracked(top, source)
+    rename(source, destination)
+    if tracked:
+        _git(top, "rm", "--cached", "--quiet", "--", str(source))
+        _git(top, "add", "--force", "--", str(destination))
 
 
 def commit_with_trailer(top: Path, trailer: str) -> str | None:

@@ -6,18 +6,23 @@ one :class:`PathGuard` (CONTRACT section 8): ``kx plan import`` and
 (drops, runners, consolidation, files from a Ray node) or reads for a runner
 checks again, so that a plan that got into a ledger some other way still
 cannot make kx write over its own files or outside the root. Symlinks are
-resolved first: a link out of the root is outside.
+resolved first: a link out of the root is outside. Every write goes through
+:meth:`PathGuard.write` (or :meth:`PathGuard.place`): the guard is asked again
+for each folder on the way, as the write reaches it, so a folder swapped for a
+link after the check cannot redirect the write.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger.errors import BadInput
+from ledger.files import Place, make_folders_beneath, place_beneath, write_beneath
 from ledger.locate import FOLDER
 from machine.plan.text import QUOTE_LIMIT, cut
 
@@ -61,6 +66,10 @@ class PathGuard:
             real = (self.root / path).resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
             return f"cannot be resolved ({exc})"
+        return self.refusal(real, may_be_plan=may_be_plan)
+
+    def refusal(self, real: Path, *, may_be_plan: bool = False) -> str | None:
+        """Why the path ``real`` (its symlinks already resolved: nothing is resolved here) may not be used, or None."""
         if not real.is_relative_to(self.root):
             return f"is outside the plan's root {self.root}"
         if folder := next((f for f in self.kx_folders if real.is_relative_to(f)), None):
@@ -83,17 +92,45 @@ class PathGuard:
             raise BadInput(f"{cut(str(name or path), QUOTE_LIMIT)} {problem}; {RULE}")
         return (self.root / path).resolve()
 
+    def writable(self, path: Path | str, *, name: Path | str | None = None, may_be_plan: bool = False) -> Path:
+        """Where a write of ``path`` lands (a symlink at its name is followed where the guard allows it, else
+        replaced), or :class:`BadInput` (exit 2) saying why not, as :meth:`check` says it."""
+        if self.problem(path, may_be_plan=may_be_plan) is None:
+            return (self.root / path).resolve()
+        folder = self.check((self.root / path).parent, name=name or path)
+        at_name = folder / Path(path).name
+        if problem := self.refusal(at_name, may_be_plan=may_be_plan):
+            raise BadInput(f"{name or path} {problem}; {RULE}")
+        return at_name
+
+    def place(self, path: Path | str, *, name: Path | str | None = None, may_be_plan: bool = False,
+              make_folders: bool = True) -> AbstractContextManager[Place]:
+        """Where kx writes ``path`` (relative to the root, or absolute), reached from the root without following
+        a link the guard refuses (:func:`ledger.files.place_beneath`); a refusal names ``name`` (exit 2)."""
+        return place_beneath(self.root, Path(path), self._refuse(name or path, may_be_plan), make_folders=make_folders)
+
+    def write(self, path: Path | str, data: bytes, *, name: Path | str | None = None,
+              may_be_plan: bool = False) -> Path:
+        """``data`` at ``path``, atomically and never through a link (:meth:`place`); the real path written."""
+        return write_beneath(self.root, Path(path), data, self._refuse(name or path, may_be_plan))
+
     def make_parent(self, path: Path | str | None) -> bool:
         """Make the folder ``path`` goes in (for a runner that writes it), when the guard allows ``path``;
         whether it is there now. A path it refuses is left for the runner to fail on (import refuses it first)."""
         if path is None or not self.allows(path):
             return False
-        parent = (self.root / path).resolve().parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
+            make_folders_beneath(self.root, (self.root / path).parent, self._refuse(path, False))
+        except (OSError, BadInput):
             return False
         return True
+
+    def _refuse(self, name: Path | str, may_be_plan: bool) -> Callable[[Path], str | None]:
+        def refuse(real: Path) -> str | None:
+            problem = self.refusal(real, may_be_plan=may_be_plan)
+            return f"{name} {problem}; {RULE}" if problem else None
+
+        return refuse
 
 
 def plan_paths(plan: Plan) -> Iterator[tuple[int, str]]:

@@ -16,9 +16,11 @@ Light on imports: ``kx tick`` loads this module.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from machine.plan.paths import PathGuard
 
 FOLDER_FILE_CAP = 10_000  # a Read folder is hashed over at most this many files (the evidence says when capped)
+SKIPPED_SHOWN = 20  # entries of a Read folder that could not be read, named in the evidence
 
 _BOLD = re.compile(r"\*\*|__")
 _SEARCH = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
@@ -171,33 +174,74 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def digest_of(real: Path, guard: PathGuard, cap: int = FOLDER_FILE_CAP) -> dict:
-    """A file's ``sha256``; a folder's: over its files' relative paths and hashes, sorted, with their count
-    (``files``) — at most ``cap`` files (``capped``: true when there were more). What the guard refuses (a file
-    that leaves the root through a symlink, kx's folder, the ledger) and unreadable files are left out."""
-    if real.is_file():
-        return {"sha256": sha256_of(real)}
-    chosen: list[tuple[str, Path]] = []
-    capped = False
-    for folder, subfolders, names in os.walk(real):
+@dataclass
+class FolderFiles:
+    """A Read folder's regular files (relative path, real path), sorted, and what could not be read."""
+
+    files: list[tuple[str, Path]]
+    skipped: list[str]  # "relative/path (why)": a symlink loop, an unreadable folder or file
+    capped: bool = False
+
+
+def folder_files(real: Path, guard: PathGuard, cap: int = FOLDER_FILE_CAP) -> FolderFiles:
+    """The regular files under the folder ``real`` that the guard allows (a file that leaves the root through a
+    symlink, kx's folder, the ledger are left out), at most ``cap``; symlinked folders are not walked into.
+    Symlink loops and what cannot be read are skipped and listed."""
+    found = FolderFiles([], [])
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename or real)
+        found.skipped.append(f"{_relative(where, real)}/ (cannot be read: {error.strerror})")
+
+    for folder, subfolders, names in os.walk(real, onerror=unreadable):
         subfolders[:] = sorted(d for d in subfolders if guard.allows(Path(folder) / d))
         for name in sorted(names):
             path = Path(folder) / name
-            target = path.resolve()
-            if not target.is_file() or not guard.allows(path):
+            relative = _relative(path, real)
+            try:
+                info = os.stat(path)
+            except OSError as error:  # a dangling link is no file; a loop or an unreadable entry is said
+                if error.errno != errno.ENOENT:
+                    found.skipped.append(f"{relative} ({_why(error)})")
                 continue
-            if len(chosen) == cap:
-                capped = True
+            if not stat.S_ISREG(info.st_mode) or not guard.allows(path):
+                continue
+            if len(found.files) == cap:
+                found.capped = True
                 break
-            chosen.append((path.relative_to(real).as_posix(), target))
-        if capped:
+            found.files.append((relative, path.resolve()))
+        if found.capped:
             break
+    found.files.sort()
+    return found
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix() if path != folder else "."
+
+
+def _why(error: OSError) -> str:
+    return "a symlink loop" if error.errno == errno.ELOOP else f"cannot be read: {error.strerror}"
+
+
+def digest_of(real: Path, guard: PathGuard, cap: int = FOLDER_FILE_CAP) -> dict:
+    """A file's ``sha256``; a folder's: over its files' relative paths and hashes (:func:`folder_files`), with
+    their count (``files``), ``capped`` when there were more than ``cap``, and ``skipped``: the entries that
+    could not be read (symlink loops, unreadable files and folders), at most :data:`SKIPPED_SHOWN` of them."""
+    if real.is_file():
+        return {"sha256": sha256_of(real)}
+    found = folder_files(real, guard, cap)
     digest = hashlib.sha256()
     count = 0
-    for relative, target in sorted(chosen):
+    for relative, target in found.files:
         try:
             digest.update(f"{relative}\0{sha256_of(target)}\n".encode())
-        except OSError:
+        except OSError as error:
+            found.skipped.append(f"{relative} ({_why(error)})")
             continue
         count += 1
-    return {"sha256": digest.hexdigest(), "files": count, **({"capped": True} if capped else {})}
+    skipped = sorted(found.skipped)
+    if len(skipped) > SKIPPED_SHOWN:
+        skipped = [*skipped[:SKIPPED_SHOWN], f"... and {len(skipped) - SKIPPED_SHOWN} more"]
+    return {"sha256": digest.hexdigest(), "files": count, **({"capped": True} if found.capped else {}),
+            **({"skipped": skipped} if skipped else {})}

@@ -209,9 +209,15 @@ def drop_text(brief: dict[str, Any], talk: Conversation, bench: Workbench, verdi
 
 
 def tick(part: str, args: list[str]) -> None:
-    """One ``kx tick``; a refusal is printed and the other boxes are still ticked."""
+    """One ``kx tick``; a refusal is printed and the other boxes are still ticked. kx refuses a tick of several
+    boxes whole when one of them lacks its evidence, so a refused tick of several boxes is made box by box."""
     result = kx("tick", part, *args)
     print((result.stdout if result.returncode == 0 else result.stderr).strip(), flush=True)
+    boxes = [arg for arg in args if not arg.startswith("--")]
+    if result.returncode != 0 and len(boxes) > 1:
+        options = [arg for arg in args if arg.startswith("--")]
+        for box in boxes:
+            tick(part, [box, *options])
 
 
 def summary(brief: dict[str, Any], bench: Workbench, verdict: Verdict) -> str:

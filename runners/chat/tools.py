@@ -20,7 +20,7 @@ from pathlib import Path
 from ledger.errors import BadInput
 from machine.plan.paths import PathGuard
 from machine.plan.text import one_line, quoted
-from machine.state.evidence import SOURCE_FORMS, locate, source_form
+from machine.state.evidence import SOURCE_FORMS, folder_files, locate, source_form
 
 FILE_CAP = 64 * 1024  # bytes of one file shown to the model
 TOTAL_CAP = 512 * 1024  # bytes shown over the whole attempt
@@ -103,15 +103,24 @@ class Workbench:
         return self.reads.get(real)
 
     def _read_folder(self, path: str, real: Path) -> str:
-        files = sorted(p for p in real.rglob("*") if p.is_file() and self.guard.allows(p))
-        parts, size, shown = [f"{path}: a folder of {len(files)} files"], 0, 0
-        for file in files[:FOLDER_FILES]:
-            text, file_size, file_shown = self._contents(file)
-            parts.append(f"\n=== {file.relative_to(self.guard.root).as_posix()} ===\n{text}")
-            size, shown = size + file_size, shown + file_shown
+        """The folder's files as kx hashes them (:func:`folder_files`), the first ``FOLDER_FILES`` shown; symlink
+        loops and what cannot be read are skipped and said."""
+        found = folder_files(real, self.guard)
+        files, skipped = found.files, found.skipped
+        parts, size, shown, read = [f"{path}: a folder of {len(files)} files"], 0, 0, 0
+        for relative, file in files[:FOLDER_FILES]:
+            try:
+                text, file_size, file_shown = self._contents(file)
+            except OSError as error:
+                skipped.append(f"{relative} (cannot be read: {error.strerror})")
+                continue
+            parts.append(f"\n=== {(real / relative).relative_to(self.guard.root).as_posix()} ===\n{text}")
+            size, shown, read = size + file_size, shown + file_shown, read + 1
         if len(files) > FOLDER_FILES:
             parts.append(f"\n({len(files) - FOLDER_FILES} more files not shown)")
-        self.reads[real] = Read(path, size, shown, files=min(len(files), FOLDER_FILES))
+        if skipped:
+            parts.append(self._problem(f"{path}: skipped {'; '.join(skipped)}"))
+        self.reads[real] = Read(path, size, shown, files=read)
         return "\n".join(parts)
 
     def _contents(self, file: Path) -> tuple[str, int, int]:

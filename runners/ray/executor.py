@@ -33,7 +33,6 @@ from typing import Any, Callable
 
 from ledger.clock import FROZEN_ENV
 from ledger.errors import BadInput, Refused
-from ledger.files import write_atomic
 from machine.acts.lifecycle import Act, Context, authorize, fail, lose, start
 from machine.acts.workspace import Workspace
 from machine.defaults import SUPERVISOR
@@ -264,10 +263,7 @@ class RayAttempt:
         """A file from the node, written under the plan's root here; never kx's folder, the plan or the ledger."""
         if Path(relative).is_absolute():
             raise BadInput(f"{relative} is outside the plan's root {self.root}")
-        path = self.guard.check(relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        return path
+        return self.guard.write(relative, data)
 
     # --- the outcome --------------------------------------------------------------
 
