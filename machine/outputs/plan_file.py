@@ -28,7 +28,7 @@ from machine.plan.model import Plan, match_boxes
 from machine.plan.mojibake import repair as mend_mojibake
 from machine.plan.parser import PlanError, parse
 from machine.plan.paths import PathGuard
-from machine.plan.text import PlanTextError, decode, split_lines
+from machine.plan.text import PlanTextError, decode, read_file, split_lines
 from machine.state.fold import PlanState
 
 
@@ -233,7 +233,7 @@ def as_rendered(workspace: Workspace, state: PlanState) -> str:
     path = workspace.resolve(state.path)
     if path.is_file():
         try:
-            return _render_over(state, _read_plan_text(path), str(path))[0]
+            return _render_over(state, _read_plan_text(read_file(path), path), str(path))[0]
         except BadInput:  # a file that is no plan any more: the ledger's own text
             pass
     return render(state.source, state.plan, state.parts)
