@@ -151,6 +151,8 @@ ROWS = [
     ("replay -o out of the root", None, ["replay", "-o", "../x.md"], 2, "is outside the plan's root"),
     ("report -o over the ledger", None, ["report", "-o", ".kx/ledger.db"], 2, "is in kx's folder"),
     ("report -o out of the root", None, ["report", "-o", "../r.html"], 2, "is outside the plan's root"),
+    ("huge batch number in the plan", lambda p: (p / "bad.md").write_text(f"# BATCH {10**23}: B\n## PART 1: a\n"),
+     ["plan", "import", "bad.md"], 2, "bad.md line 1: 100000000000000000000000 is beyond the largest number"),
     ("UTF-16 plan", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16"),
      ["plan", "import", "bad.md"], 2, "UTF-16 is not supported; save it as UTF-8"),
     ("UTF-16 plan without BOM", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16-le"),
