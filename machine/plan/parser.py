@@ -39,6 +39,7 @@ INFLUENTIAL_FILE = re.compile(r"^[ \t]*(?P<number>\d+)\.[ \t]+`(?P<path>[^`]+)`"
 DROP_NAME = re.compile(r"KNOWLEDGE-DROP-[A-Za-z0-9._\-\[\]]*?\.md")
 TARGET = re.compile(r"`?(?P<path>/?[\w.\-]+(?:/[\w.\-]+)*\.\w+)`?")  # an absolute one too, to refuse it
 READ_BOX = re.compile(r"^\W*read\W*\s+`?(?P<path>[^\s`]+)", re.IGNORECASE)
+SEARCH_BOX = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 
 
 class PlanError(ValueError):
@@ -95,6 +96,14 @@ def read_path(box_text: str) -> str | None:
         return None
     path = match["path"].strip("'\"").rstrip(",;:)")
     return path if "/" in path or "." in path else None
+
+
+def search_query(box_text: str) -> str | None:
+    """The query a ``Search: "QUERY"`` box names, its quotes taken off, or None for another kind of box."""
+    match = SEARCH_BOX.match(box_text.replace("**", "").replace("__", "").strip())
+    if not match:
+        return None
+    return match[1].strip().strip("\"“”'‘’").strip() or match[1]
 
 
 def _pieces(text: str) -> Iterator[tuple[int, int]]:
