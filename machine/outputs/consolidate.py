@@ -73,10 +73,12 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     trailer = commit_trailer(state)
     commit_id = git.commit_with_trailer(top, trailer) if commit else None  # an interrupted run got that far
     if commit_id is None:
-        write_files(workspace, state, targets, knowledge, top, missing)
+        digest = ledger_digest(workspace)
+        write_files(workspace, state, targets, knowledge, top, missing, digest)
         if commit:
             git.stage(top, [*files, *targets.written])
-            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
+            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}"
+                                               f"\nKx-Ledger-Digest: {digest}")
     return record(workspace, state, targets, commit_id, by, len(existing(knowledge)), missing)
 
 
@@ -142,7 +144,7 @@ def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, fi
 
 
 def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowledge: dict[str, Path],
-                top: Path | None, missing: list[str]) -> None:
+                top: Path | None, missing: list[str], digest: str) -> None:
     """Index, skill, plan and report; each step leaves what an earlier run already did as it is."""
     update_block(targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
     if targets.skill:
@@ -152,7 +154,7 @@ def write_files(workspace: Workspace, state: PlanState, targets: Targets, knowle
         render_file(workspace)  # the plan that moves shows every tick and stamp
         if targets.plan != targets.source:
             git.move(top, targets.source, targets.plan) if top else _rename(targets.source, targets.plan)
-    write_atomic(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
+    write_atomic(targets.report, report(workspace, state, knowledge, missing, digest).encode("utf-8"))
 
 
 def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
@@ -170,6 +172,13 @@ def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: s
                                                   allowed_missing=missing or None)])
     return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
             "knowledge_files": knowledge, "missing": missing}
+
+
+def ledger_digest(workspace: Workspace) -> str:
+    """The ledger's head as ``kx audit digest`` prints it: kept in the commit and the report, so that a rewrite
+    of the history they rest on shows (``kx audit verify --digest``)."""
+    position, chain = workspace.ledger.digest()
+    return f"{position}:{chain}"
 
 
 def commit_trailer(state: PlanState) -> str:
@@ -277,10 +286,13 @@ def _attempt_counts(totals: dict[str, int]) -> str:
             f" {totals['retried']} retried")
 
 
-def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str]) -> str:
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str],
+           digest: str) -> str:
     totals = _totals(state)
     lines = [f"# Consolidation: {state.plan.title or state.id}", "",
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
+             f"Ledger digest `{digest}`: `kx audit verify --digest {digest}` checks that the ledger still holds"
+             " the history this report was made from.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
              f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
              "", *_allowed_missing(missing)]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import BadInput
+from ledger.errors import BadInput, Refused
 from ledger.files import write_atomic
 from machine.acts.workspace import Workspace
 from machine.plan.marks import render
@@ -37,7 +37,10 @@ class FileMarks:
 
 def render_file(workspace: Workspace, *, check: bool = False, repair: bool = False) -> dict[str, Any]:
     """Write the file's marks and stamps from the ledger (``check``: only say whether it is out of date);
-    ``repair`` also mends its mojibake, and new ticks then take the mended glyph."""
+    ``repair`` also mends its mojibake, and new ticks then take the mended glyph. A ledger copied or moved from
+    another project folder is refused: its history is not this folder's plan's."""
+    if problem := workspace.ledger.place_problem():
+        raise Refused(f"not rendered: {problem}", rule="ledger_place")
     state = workspace.state()
     path = workspace.resolve(state.path)
     if path.exists() and not path.is_file():
