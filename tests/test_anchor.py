@@ -184,6 +184,9 @@ def test_a_ledger_copied_from_another_folder_is_reported_and_never_rendered(kx, 
     render = kx("render")
     assert render.code == 3 and "kx plan import" in render.err and render.err.count("\n") == 1
     assert (elsewhere / "plan.md").read_bytes() == plan_bytes
+    consolidated = kx("consolidate")
+    assert consolidated.code == 3 and f"made in {project.resolve()}" in consolidated.err
+    assert not (elsewhere / "INDEX.md").exists() and (elsewhere / "plan.md").read_bytes() == plan_bytes
 
     accepted = kx("plan", "import", "plan.md")  # the documented way to accept the new place
     assert accepted.code == 0 and "re-anchored" in accepted.text

@@ -58,6 +58,8 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     state = workspace.state()
     if state.consolidated is not None:
         return {"plan": state.id, "action": "unchanged", **state.consolidated}
+    if problem := workspace.ledger.place_problem():  # before any side effect: render would refuse midway
+        raise Refused(f"not consolidated: {problem}", rule="ledger_place")
     refuse_unless_approved(state)
     guard = workspace.guard(state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
