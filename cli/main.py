@@ -677,21 +677,56 @@ def history(options: Options, part: str) -> None:
 
 
 @audit.command()
+@click.option("--digest", "digests", multiple=True, metavar="POSITION:HASH",
+              help="A digest kept outside the ledger ('kx audit digest'): a finding unless the event at POSITION"
+                   " still has that chain hash. Repeatable.")
 @pass_options
-def verify(options: Options) -> None:
+def verify(options: Options, digests: tuple[str, ...]) -> None:
     """Ledger integrity and rule invariants over all of history; exit 1 on any finding.
+
+    With $KX_LEDGER_KEY set, keyed chain hashes are checked with the key.
 
     Example:
 
     \b
         kx audit verify
+        kx audit verify --digest "$(cat ledger-digest.txt)"
     """
     from machine.acts.audit import verify as verify_ledger
 
-    result = verify_ledger(options.workspace())
+    anchors = [_digest(text) for text in digests]
+    result = verify_ledger(options.workspace(), anchors)
     options.emit(result, views.verified(result))
     if result["findings"]:
         sys.exit(1)
+
+
+def _digest(text: str) -> tuple[int, str]:
+    """``POSITION:HASH`` as 'kx audit digest' prints it, or bad input."""
+    import re
+
+    from ledger.errors import BadInput
+
+    match = re.fullmatch(r"(\d{1,19}):((?:hmac:)?[0-9a-f]{64})", text.strip())
+    if match is None or int(match[1]) > INT64_MAX:
+        raise BadInput(f"--digest {text[:80]!r} is not POSITION:HASH as 'kx audit digest' prints it"
+                       " (e.g. 42:9f86d081884c7d65...; 64 hex digits)")
+    return int(match[1]), match[2]
+
+
+@audit.command()
+@pass_options
+def digest(options: Options) -> None:
+    """The ledger's head as POSITION:HASH: keep it outside the ledger, check it later with verify --digest.
+
+    Example:
+
+    \b
+        kx audit digest > ledger-digest.txt
+        kx audit verify --digest "$(cat ledger-digest.txt)"
+    """
+    position, chain = options.workspace().ledger.digest()
+    options.emit({"position": position, "hash": chain}, f"{position}:{chain}")
 
 
 @cli.command()

@@ -26,13 +26,14 @@ def printable_view(value: Any) -> Any:
 
 
 def import_result(result: Any) -> str:
+    moved = [f"ledger re-anchored here: it was made in {result.reanchored}"] if result.reanchored else []
     if result.action == "unchanged":
-        return f"{result.plan}: {result.path} unchanged; nothing recorded"
+        return "\n".join([f"{result.plan}: {result.path} unchanged; nothing recorded", *moved])
     line = (f"{result.plan}: {result.action} {result.path} — {counted(result.batches, 'batch', 'batches')},"
             f" {counted(result.parts, 'PART')}, {counted(result.events, 'event')} recorded")
     if result.action == "revised":
         line += f"; {result.carried} ticks carried over" + (f", {len(result.dropped)} dropped" if result.dropped else "")
-    return "\n".join([line, *(change["message"] for change in result.changes)])
+    return "\n".join([line, *(change["message"] for change in result.changes), *moved])
 
 
 def plan_list(result: dict[str, Any]) -> str:
@@ -357,10 +358,14 @@ def history(view: dict[str, Any]) -> str:
 
 
 def verified(result: dict[str, Any]) -> str:
+    keyed = result.get("keyed") or {}
+    unchecked = (f"\n{counted(keyed['events'], 'keyed event')} could not be checked without KX_LEDGER_KEY (from"
+                 f" position {keyed['from']})") if keyed and not keyed["checked"] else ""
     if not result["findings"]:
-        return f"ok: {counted(result['events'], 'event')}, {counted(len(result['plans']), 'plan')}; integrity and rules hold"
+        return (f"ok: {counted(result['events'], 'event')}, {counted(len(result['plans']), 'plan')}; integrity and"
+                f" rules hold{unchecked}")
     found = counted(len(result["findings"]), "finding")
-    return "\n".join(result["findings"]) + f"\n{found} in {counted(result['events'], 'event')}"
+    return "\n".join(result["findings"]) + f"\n{found} in {counted(result['events'], 'event')}{unchecked}"
 
 
 def consolidated(result: dict[str, Any]) -> str:

@@ -12,8 +12,11 @@ were written with and are upcast on read (``ledger/upcasting.py``).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,7 @@ from ledger.derived import readmodel, sql_views
 from ledger.errors import BadInput, DamagedLedger, KxError
 from ledger.events import vocabulary
 from ledger.events.mapper import upcast, upcast_text
+from ledger.locate import home_of
 
 if TYPE_CHECKING:
     from ledger.events.models import Event
@@ -32,6 +36,8 @@ LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
+KEY_ENV = "KX_LEDGER_KEY"  # the secret that keys the chain; from the environment only, never recorded or logged
+KEYED = "hmac:"  # a keyed chain hash: HMAC-SHA256 over what chain_hash covers, marked by this prefix
 
 
 class Recorded:
@@ -57,9 +63,20 @@ class Recorded:
         return self.data.get(key, default)
 
 
-def chain_hash(previous: str, position: int, stream: str, version: int, type_: str, data: str, recorded_at: str) -> str:
-    fields = "\x1f".join((previous, str(position), stream, str(version), type_, data, recorded_at))
-    return hashlib.sha256(fields.encode()).hexdigest()
+def chain_hash(previous: str, position: int, stream: str, version: int, type_: str, data: str, recorded_at: str,
+               key: bytes | None = None) -> str:
+    """An event's hash, chained to the one before: SHA-256 over its fields, or with ``key`` an HMAC-SHA256
+    marked :data:`KEYED`, which no one without the key can recompute."""
+    fields = "\x1f".join((previous, str(position), stream, str(version), type_, data, recorded_at)).encode()
+    if key is None:
+        return hashlib.sha256(fields).hexdigest()
+    return KEYED + hmac.new(key, fields, hashlib.sha256).hexdigest()
+
+
+def chain_key() -> bytes | None:
+    """The key of the chain, from ``$KX_LEDGER_KEY`` (None when unset or empty)."""
+    value = os.environ.get(KEY_ENV)
+    return value.encode() if value else None
 
 
 def _filters(plan: str | None, since: int, until: int | None, until_time: str | None, stream: str | None = None,
@@ -89,6 +106,8 @@ class Ledger:
         self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
         self._guard_whole_at: int | None = None  # the schema cookie at which the guard's triggers were whole
+        self._key_checked_at: int | None = None  # the keyed event this process found its key fits
+        self.made_in: str | None = None  # the project folder the ledger was made for (kx_meta), None: unknown
 
     # --- opening --------------------------------------------------------------
 
@@ -132,9 +151,10 @@ class Ledger:
                 raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
             self._create_schema()
             return
-        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', ?)",
+        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', 'made_in', ?)",
                                       (sql_views.META_KEY,)))
         self.schema = int(meta.get("schema_version") or 0)
+        self.made_in = meta.get("made_in")
         if self.schema > LEDGER_SCHEMA_VERSION:
             raise BadInput(f"{self.path} has ledger schema {self.schema}, newer than this kx knows"
                            f" ({LEDGER_SCHEMA_VERSION}); upgrade kx")
@@ -142,6 +162,8 @@ class Ledger:
             self._upgrade()
         if not sql_views.is_current(meta.get(sql_views.META_KEY)):
             self._add_views()
+        if self.made_in is None and not self.read_only:
+            self._anchor_here(only_if_unknown=True)
 
     def _upgrade(self) -> None:
         """An older ledger gets what this schema keeps beside the events: the read model (with fold versions),
@@ -203,6 +225,50 @@ class Ledger:
                 {"key": "created_at", "value": clock.now_iso()},
             ])
             self._create_views()
+            self._anchor_here()
+
+    # --- where the ledger belongs ------------------------------------------------
+
+    def here(self) -> str:
+        """The project folder this ledger file serves where it is now."""
+        return str(home_of(self.path))
+
+    def _anchor_here(self, *, only_if_unknown: bool = False) -> None:
+        """Record the ledger's id and the project folder it serves (a ledger made before kx recorded them is
+        anchored where it is first opened with write permission)."""
+        verb = "INSERT OR IGNORE" if only_if_unknown else "INSERT OR REPLACE"
+        try:
+            with self.transaction():
+                self.conn.execute(f"{verb} INTO kx_meta (key, value) VALUES ('ledger_id', ?)", (uuid.uuid4().hex,))
+                self.conn.execute(f"{verb} INTO kx_meta (key, value) VALUES ('made_in', ?)", (self.here(),))
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            return
+        self.made_in = self.meta("made_in")
+
+    def reanchor(self) -> str | None:
+        """Accept the ledger's place now as its project folder (it moved on purpose); the folder it had."""
+        was = self.made_in
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO kx_meta (key, value) VALUES ('made_in', ?)", (self.here(),))
+        self.made_in = self.here()
+        return was
+
+    def elsewhere(self) -> str | None:
+        """The project folder the ledger was made for when it is not the one it serves now (the file was copied
+        or moved), else None."""
+        if self.made_in is None or self.made_in == self.here():
+            return None
+        return self.made_in
+
+    def place_problem(self) -> str | None:
+        """Why this ledger's history may not be another folder's plan's, as one line that says what to do."""
+        made_in = self.elsewhere()
+        if made_in is None:
+            return None
+        return (f"this ledger was made in {made_in}, not here ({self.here()}): it was copied or moved; if the"
+                " project moved on purpose, run 'kx plan import PLAN.md' here to accept its new place")
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kx_meta WHERE key = ?", (key,)).fetchone()
@@ -264,6 +330,7 @@ class Ledger:
             streams = list(dict.fromkeys(event.stream for event in events))
             position, previous, last_at, versions = self._positions(streams)
             self._check_guard((position, previous))
+            key = self._chain_key(position, previous)
             recorded_at = clock.now_iso(not_before=last_at)
             rows: list[Recorded] = []
             values: list[tuple] = []
@@ -272,12 +339,15 @@ class Ledger:
                 versions[stream] += 1
                 position += 1
                 encoded = _encode(data)
-                previous = chain_hash(previous, position, stream, versions[stream], event.type, encoded, recorded_at)
+                previous = chain_hash(previous, position, stream, versions[stream], event.type, encoded, recorded_at,
+                                      key)
                 values.append((position, event.plan, stream, versions[stream], event.type, encoded, recorded_at,
                                event.schema_version, previous))
                 rows.append(Recorded(position, stream, versions[stream], event.type, data, recorded_at, event.plan,
                                      previous))
             self._insert_all(values)
+            if key is not None:
+                self._key_checked_at = position  # the events just hashed with it
         logs.get().debug("appended", positions=[rows[0].position, rows[-1].position],
                          types=sorted({r.type for r in rows}), streams=len(versions))
         return rows
@@ -307,6 +377,36 @@ class Ledger:
         row = self.conn.execute(
             "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
         return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
+
+    def _chain_key(self, position: int, previous: str) -> bytes | None:
+        """The key new events are hashed with: ``$KX_LEDGER_KEY``'s. Once an event is keyed every later one is,
+        so that a rewrite without the key shows as an unkeyed hash: a keyed ledger refuses a writer without its
+        key, or with another key (the last event's hash must come out of it)."""
+        key = chain_key()
+        if not previous.startswith(KEYED):
+            return key
+        if key is None:
+            raise BadInput(f"this ledger's hash chain is keyed: set {KEY_ENV} to its key to record anything;"
+                           " nothing was recorded")
+        if self._key_checked_at != position:
+            row = self.conn.execute(
+                "SELECT e.stream, e.version, e.type, e.data, e.recorded_at, (SELECT hash FROM events WHERE position"
+                " < e.position ORDER BY position DESC LIMIT 1) FROM events e WHERE e.position = ?",
+                (position,)).fetchone()
+            stream, version, kind, data, recorded_at, before = row
+            if chain_hash(before or GENESIS, position, stream, version, kind, data, recorded_at, key) != previous:
+                raise BadInput(f"{KEY_ENV} is not the key this ledger's hash chain is keyed with (the last event's"
+                               " hash does not come out of it); nothing was recorded")
+            self._key_checked_at = position
+        return key
+
+    def digest(self) -> guard.Tail:
+        """The last event's position and chain hash: what to keep outside the file (``kx audit digest``)."""
+        return self._tail()[:2]
+
+    def hash_at(self, position: int) -> str | None:
+        row = self.conn.execute("SELECT hash FROM events WHERE position = ?", (position,)).fetchone()
+        return row[0] if row else None
 
     def _check_guard(self, tail: guard.Tail) -> None:
         self._guard_whole_at = guard.check(self.conn, tail, self._guard_whole_at)

@@ -132,6 +132,15 @@ ROWS = [
     ("config: policy not a boolean", config("[defaults]\nrequire_all_ticked = 'no'\n"), ["status"], 2,
      "require_all_ticked"),
     ("config: empty runner", config("[defaults]\nrunner = []\n"), ["status"], 2, "runner"),
+    ("config: nested-array bomb", config("a = " + "[" * 100_000 + "]" * 100_000 + "\n"), ["status"], 2,
+     "nests deeper than 32"),
+    ("config: nested inline tables", config("a = " + "{b = " * 40 + "1" + "}" * 40 + "\n"), ["status"], 2,
+     "nests deeper than 32"),
+    ("config: a 100 KB dotted key", config("[defaults]\n" + ".".join(["a"] * 50_000) + " = 1\n"), ["status"], 2,
+     "nests deeper than 32"),
+    ("config: a deep table header", config("[" + ".".join(["t"] * 40) + "]\n"), ["status"], 2,
+     "nests deeper than 32"),
+    ("config: over 256 KiB", config("# padding\n" * 30_000), ["status"], 2, "larger than 256 KiB"),
     ("$KX_LEDGER names a folder", ledger_env_names_a_folder, ["status"], 2, "is not a file"),
     ("--ledger /dev/null", None, ["--ledger", "/dev/null", "plan", "import", "plan.md"], 2, "is not a file"),
     ("drop file deleted while hashed", vanishing_drop, ["drop", "PART-1", "drop.md"], 2, "cannot read"),
@@ -142,6 +151,8 @@ ROWS = [
     ("replay -o out of the root", None, ["replay", "-o", "../x.md"], 2, "is outside the plan's root"),
     ("report -o over the ledger", None, ["report", "-o", ".kx/ledger.db"], 2, "is in kx's folder"),
     ("report -o out of the root", None, ["report", "-o", "../r.html"], 2, "is outside the plan's root"),
+    ("huge batch number in the plan", lambda p: (p / "bad.md").write_text(f"# BATCH {10**23}: B\n## PART 1: a\n"),
+     ["plan", "import", "bad.md"], 2, "bad.md line 1: 100000000000000000000000 is beyond the largest number"),
     ("UTF-16 plan", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16"),
      ["plan", "import", "bad.md"], 2, "UTF-16 is not supported; save it as UTF-8"),
     ("UTF-16 plan without BOM", lambda p: (p / "bad.md").write_text(UTF16_PLAN, encoding="utf-16-le"),
@@ -197,3 +208,23 @@ def test_run_on_a_read_only_ledger_stops_at_once(kx, small_plan, project):
     assert result.returncode == 2 and err.startswith("kx: error: ") and err.count("\n") == 1, err
     assert "read-only" in err and "Traceback" not in err
     assert ledger_fingerprint(project) == before and not (project / ".kx" / "attempts").exists()
+
+
+def test_config_nesting_is_counted_as_toml_nests_it():
+    """Brackets and dots in strings and comments do not count; a file nesting exactly the limit is read."""
+    from machine.state.config import MAX_CONFIG_DEPTH, too_deep
+
+    def depth(value):
+        if isinstance(value, (dict, list)):
+            return 1 + max(map(depth, value.values() if isinstance(value, dict) else value), default=0)
+        return 0
+
+    import tomllib
+
+    at_the_limit = "[a]\n" + ".".join(["k"] * (MAX_CONFIG_DEPTH - 3)) + " = [[1]]\n"
+    deep = "[{." * 40
+    quiet = "".join(f'x{n} = "{deep}"\ny{n} = \'\'\'\n{deep}\n\'\'\'\n# {deep}\n"{deep}{n}" = 1.5e3\n'
+                    f"t{n} = 1979-05-27T07:32:00.999Z\n" for n in range(40))
+    for text in (at_the_limit, quiet, "[[arr.of]]\nk = { x.y = [1, { z = 2 }] }\n"):
+        assert too_deep(text) is None and depth(tomllib.loads(text)) <= MAX_CONFIG_DEPTH + 1
+    assert too_deep("ok = 1\n" + "a = " + "[" * (MAX_CONFIG_DEPTH + 1)) == 2

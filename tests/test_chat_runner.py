@@ -206,6 +206,33 @@ def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
         assert key.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.real_time
+def test_a_password_in_the_base_url_is_stored_and_printed_nowhere(kx, project):
+    password = "pw-" + "5e1d0c7a" * 3
+    (project / "plan.md").write_text(PLAN)
+    kx("plan", "import", "plan.md")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KX_")}
+    with FakeChat({f"PART-{n}": ["answer"] for n in range(1, 6)}) as server:
+        base_url = server.url.replace("http://", f"http://reader:{password}@")
+        run = subprocess.run(
+            [sys.executable, "-m", "cli.main", "run", "--runner", "openai --retries 0", "--model", "m",
+             "--base-url", base_url, "--review", "auto", "--retries", "0", "--until-batch", "1"],
+            cwd=project, env=env, capture_output=True, timeout=180)
+    assert server.requests, run.stderr
+    printed = [run.stdout, run.stderr]
+    for args in (["status"], ["audit", "history", "PART-1"], ["events"]):
+        for as_json in ([], ["--json"]):
+            printed.append(kx(*as_json, *args).out)
+    assert all(password.encode() not in text for text in printed)
+    files = [path for path in project.rglob("*") if path.is_file()]
+    logs = [path for path in files if path.name == "runner.log"]
+    assert logs and all(b"reader:[redacted]@127.0.0.1" in path.read_bytes() for path in logs)
+    for path in files:
+        assert password.encode() not in path.read_bytes(), path
+    resumed = kx("resume", "--review", "auto")
+    assert resumed.code == 2 and "--base-url" in resumed.err
+
+
 # --- real work for Read and Search boxes: kx reads and searches, the model may call tools ----------
 
 WORK_PLAN = """# BATCH 1: Work

@@ -59,6 +59,10 @@ def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo):
     assert git(repo, "rev-parse", "HEAD").strip() == commit
     message = git(repo, "log", "-1", "--format=%B")
     assert "4 PARTs in 2 batches, 4 succeeded, 0 failed" in message and "approved by rita" in message
+    digest = kx("audit", "digest").text.strip()  # PlanConsolidated came after: the digest is of the events before it
+    anchored = next(line.split(": ")[1] for line in message.splitlines() if line.startswith("Kx-Ledger-Digest: "))
+    assert int(anchored.split(":")[0]) == int(digest.split(":")[0]) - 1
+    assert kx("audit", "verify", "--digest", anchored, "--digest", digest).code == 0
     files = git(repo, "show", "--name-status", "--format=", "HEAD")
     assert "R100\tplan.md\tcompleted/plan.md" not in files  # the plan was rendered before it moved
     assert "completed/plan.md" in files and "topics/00-alpha.md" in files and "drops/PART-1.md" in files
@@ -72,6 +76,7 @@ def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo):
     report = (repo / "completed" / "plan.consolidation.md").read_text()
     size = (repo / "topics" / "00-alpha.md").stat().st_size  # its "# Knowledge 1" and the headings of its sections
     assert f"| PART-1 | succeeded | topics/00-alpha.md | {size} B | 1 | 0 |" in report and "drop of PART-1" in report
+    assert f"`{anchored}`" in report and f"kx audit verify --digest {anchored}" in report
     status = kx("--json", "status").json
     assert status["consolidated"] and status["path"] == "completed/plan.md"
     again = kx("--json", "consolidate", "--commit")

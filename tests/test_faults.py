@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from ledger.errors import BadInput
 from tests.conftest import FROZEN_AT, SMALL_PLAN, event_count
 
 
@@ -161,6 +162,76 @@ def test_redaction_patterns():
         "password": "[redacted]", "nested": ["Bearer [redacted]"]}
     assert redact_argv(["x", "--secret=abc", "--model", "m"]) == ["x", "--secret=[redacted]", "--model", "m"]
     assert redact("ghp_" + "a" * 36) == "[redacted]"
+
+
+SPEC_SECRETS = ["K1-short", "K2-short", "K3-short", "K4-short", "K5-short", "PASS-short", "TOK-short"]
+
+
+def secret_laden_spec() -> str:
+    k1, k2, k3, k4, k5, password, token = SPEC_SECRETS
+    return (f"env DB_PASSWORD={k1} agent -k {k2} --bearer {k3} --hf-token={k4} --key {k5}"
+            f" --repo https://{token}@git.example/x --api-key-env LLM_KEY --model m")
+
+
+def test_redaction_of_runner_specs_and_urls():
+    from ledger.secrets import redact, redact_argv, redact_command, redact_text
+
+    assert redact_argv(["agent", "-k", "a", "--key", "b", "--bearer", "c", "--password=d", "--hf_token", "e",
+                        "--client-secret=f", "MY_API_KEY=g", "--api-key-env", "LLM_KEY", "--keyword", "h"]) == [
+        "agent", "-k", "[redacted]", "--key", "[redacted]", "--bearer", "[redacted]", "--password=[redacted]",
+        "--hf_token", "[redacted]", "--client-secret=[redacted]", "MY_API_KEY=[redacted]", "--api-key-env",
+        "LLM_KEY", "--keyword", "h"]
+    assert redact_text("http://user:PASS@host:8080/v1") == "http://user:[redacted]@host:8080/v1"
+    assert redact_text("clone https://tok@github.com/x and http://host/v1") == (
+        "clone https://[redacted]@github.com/x and http://host/v1")
+    assert redact_text("curl --token abc --user-agent x --password=hunter2 A_SECRET=s3 -k zz --max-tokens 9") == (
+        "curl --token [redacted] --user-agent x --password=[redacted] A_SECRET=[redacted] -k [redacted]"
+        " --max-tokens 9")
+    assert redact_command("agent --key 'two words' --model m") == "agent --key '[redacted]' --model m"
+    assert redact_command("agent 'unbalanced") == "agent 'unbalanced"
+    assert redact({"command": ["agent", "-k", "zz"], "url": "http://u:p@h/"}) == {
+        "command": ["agent", "-k", "[redacted]"], "url": "http://u:[redacted]@h/"}
+
+
+def test_a_runner_spec_and_base_url_are_recorded_and_logged_redacted(kx, small_plan, project):
+    kx("plan", "import", "plan.md")
+    from ledger import logs
+    from machine.acts.lifecycle import Act, record_run, start
+    from machine.acts.workspace import Workspace
+    from runners.spec import runner_command
+
+    spec, base_url = secret_laden_spec(), "http://user:PASS-short@127.0.0.1:9/v1"
+    workspace = Workspace.open()
+    record_run(workspace, "run", {"runner": spec, "base_url": base_url, "retries": 0}, Act(by="kx run"))
+    start(workspace, "PART-1", Act(by="t"), runner=runner_command(f"openai --base-url {base_url}", model="m"))
+    start(workspace, "PART-2", Act(by="t"), runner=runner_command(spec))
+    logs.get().info("run", runner=runner_command(spec), options={"base_url": base_url, "runner": spec})
+    printed = [kx(*json_flag, "events").out for json_flag in ([], ["--json"])]
+    printed += [kx(*json_flag, "audit", "history", part).out for part in ("PART-1", "PART-2")
+                for json_flag in ([], ["--json"])]
+    files = [path.read_bytes() for path in (project / ".kx").rglob("*") if path.is_file()]
+    for secret in SPEC_SECRETS:
+        assert not any(secret.encode() in text for text in printed + files), secret
+    run = next(e for e in kx("--json", "audit", "history", "PART-1").json["events"] if e["type"] == "RunnerStarted")
+    assert "http://user:[redacted]@127.0.0.1:9/v1" in run["data"]["runner"]
+    assert "LLM_KEY" in kx("events").text  # a variable's name is no secret
+
+
+def test_resume_asks_again_for_a_base_url_whose_password_was_not_recorded(kx, small_plan, project):
+    from machine.acts.lifecycle import Act, record_run
+    from machine.acts.workspace import Workspace
+    from runners.supervisor.run import resumed_options
+
+    kx("plan", "import", "plan.md")
+    workspace = Workspace.open()
+    record_run(workspace, "run", {"runner": "openai", "model": "m", "base_url": "http://u:PASS-short@h/v1"},
+               Act(by="kx run"))
+    with pytest.raises(BadInput, match="--base-url"):
+        resumed_options(workspace, {})
+    given = resumed_options(workspace, {"base_url": "http://u:PASS-short@h/v1"})
+    assert given["base_url"] == "http://u:PASS-short@h/v1" and given["runner"] == "openai"
+    result = kx("resume", "--review", "auto")
+    assert result.code == 2 and "--base-url" in result.err and result.err.count("\n") == 1
 
 
 def test_new_files_get_the_usual_mode(tmp_path):

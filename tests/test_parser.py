@@ -103,3 +103,51 @@ def test_unusable_plans_raise_plan_error(raw, message):
 def test_duplicates_are_kept_when_not_strict():
     plan = parse(b"# BATCH 1: B\n## PART 1: a\n## PART 1: b\n", strict=False)
     assert [p.number for p in plan.parts] == [1, 1]
+
+
+HUGE = "100000000000000000000000"  # 10^23, beyond SQLite's integers (2^63 - 1)
+LONG = "9" * 5000  # more digits than Python turns into an int by default
+
+
+@pytest.mark.parametrize(("line", "number"), [
+    (f"# BATCH {HUGE}: B", HUGE),
+    (f"## PART {HUGE}: P", HUGE),
+    (f"## PART {LONG}: P", LONG),
+    (f"**Step {HUGE}: Work**", HUGE),
+    (f"**Influenced by**: Files 1,{HUGE}", HUGE),
+    (f"**Influenced by**: Files 1-{HUGE}", HUGE),
+    (f"**Strategy**: 4 runners, {HUGE} at a time", HUGE),
+    (f"**Strategy**: {HUGE} runners, 2 at a time", HUGE),
+    (f"- **Batch {HUGE}**: PARTs 1-2 (x)", HUGE),
+    (f"- **Batch 1**: PARTs 1-{HUGE} (x)", HUGE),
+    (f"{HUGE}. `influences/a.md` - a", HUGE),
+])
+def test_a_number_beyond_sqlites_integers_is_refused_naming_its_line(line, number):
+    text = f"# BATCH 1: B\n## PART 1: P\n- [ ] PART 1: Create a.md\n**Step 1: Work**\n- [ ] box\n{line}\n"
+    refused_at(text, 6, number)
+
+
+def test_a_header_box_numbering_its_part_beyond_sqlites_integers_is_refused():
+    refused_at(f"# BATCH 1: B\n## PART 1: P\n- [ ] PART {HUGE}: Create a.md\n", 3, HUGE)
+
+
+def refused_at(text, line, number):
+    with pytest.raises(PlanError) as refused:
+        parse(text, name="p.md")
+    message = str(refused.value)
+    assert message.startswith(f"p.md line {line}: ") and "2^63" in message and len(message) < 300, message
+    assert (number if len(number) <= 30 else f"{len(number)} digits") in message
+
+
+def test_the_largest_number_sqlite_holds_is_read():
+    top = str(2**63 - 1)
+    plan = parse(f"# BATCH {top}: B\n## PART {top}: P\n- [ ] PART {top}: Create a.md\n- [ ] box\n")
+    assert plan.batches[0].number == plan.parts[0].number == 2**63 - 1
+
+
+def test_a_file_list_with_numbers_beyond_any_list_names_no_file():
+    from machine.plan.parser import number_list, unlisted_numbers
+
+    written = f"1,{LONG},2-{HUGE},{HUGE}-{LONG}"
+    assert number_list(written, listed=[1, 2, 3]) == (1, 2, 3)
+    assert unlisted_numbers(written, listed=[1, 2, 3]) == [f"4-{2**63 - 1}"]

@@ -95,6 +95,75 @@ def test_a_hostile_plan_is_refused_and_reported(kx, project, name, original, hos
     assert _events(ledger_file(project, options)) == before
 
 
+MISSPELT = [
+    # name, line replaced, its misspelt version, the path as the error shows it, the character it names
+    ("an NFD name", TARGET, "- [ ] PART 1: Create topics/cafe\u0301.md", "topics/cafe<U+0301>.md",
+     "U+0301 COMBINING ACUTE ACCENT"),
+    ("a bidi override", TARGET, "- [ ] PART 1: Create out/\u202egnp.md", "out/<U+202E>gnp.md",
+     "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("a bidi mark before the name", TARGET, "- [ ] PART 1: Create \u200ftopics/x.md", "<U+200F>topics/x.md",
+     "U+200F RIGHT-TO-LEFT MARK"),
+    ("backslashes", TARGET, "- [ ] PART 1: Create ..\\..\\x.md", "..\\..\\x.md", "U+005C REVERSE SOLIDUS"),
+    ("division slashes", TARGET, "- [ ] PART 1: Create ..\u2215..\u2215x.md", "..\u2215..\u2215x.md",
+     "U+2215 DIVISION SLASH"),
+    ("fullwidth dots", TARGET, "- [ ] PART 1: Create \uff0e\uff0e/\uff0e\uff0e/etc/x.md",
+     "\uff0e\uff0e/\uff0e\uff0e/etc/x.md", "U+FF0E FULLWIDTH FULL STOP"),
+    ("a 300-byte name", TARGET, "- [ ] PART 1: Create topics/" + "n" * 297 + ".md", "topics/nnn",
+     "a name of 300 bytes"),
+    ("a path over 1 KiB", TARGET, "- [ ] PART 1: Create " + "d/" * 520 + "x.md", "d/d/d/", "1044 bytes"),
+    ("a Read box with a zero-width space", READ, "- [ ] Read influences/00-al\u200bpha.md",
+     "influences/00-al<U+200B>pha.md", "U+200B ZERO WIDTH SPACE"),
+    ("an influential file with a backslash", FILE_1, "1. `influences\\00-alpha.md` - alpha",
+     "influences\\00-alpha.md", "U+005C REVERSE SOLIDUS"),
+]
+
+
+@pytest.mark.parametrize(("name", "original", "misspelt", "shown", "character"), MISSPELT,
+                         ids=[row[0] for row in MISSPELT])
+def test_a_path_that_would_name_another_file_than_written_is_refused(kx, project, name, original, misspelt, shown,
+                                                                      character):
+    text, line = hostile_plan(original, misspelt)
+    plan = project / "plan.md"
+    plan.write_text(text)
+    result = kx("plan", "import", "plan.md")
+    assert result.code == 2 and result.err.startswith("kx: error: ") and result.err.count("\n") == 1, result.err
+    assert f"plan.md line {line}: {shown}" in result.err and character in result.err, result.err
+    assert "paths in plan text are NFC" in result.err and "\u202e" not in result.err
+    assert not (project / ".kx").exists()
+    linted = kx("--json", "plan", "lint", "plan.md")
+    assert linted.code == 1
+    assert [(f["level"], f["code"]) for f in linted.json["findings"] if f.get("line") == line] == [("error", "path")]
+    assert kx("plan", "lint", "plan.md").code == 1
+
+    plan.write_text(SMALL_PLAN)  # a revision into the misspelt plan appends nothing
+    assert kx("plan", "import", "plan.md").code == 0
+    before = _events(project / ".kx" / "ledger.db")
+    plan.write_text(text)
+    assert kx("plan", "import", "plan.md").code == 2
+    assert _events(project / ".kx" / "ledger.db") == before
+
+
+def test_paths_in_any_script_and_with_plain_punctuation_are_read():
+    from machine.plan.parser import parse
+    from machine.plan.paths import misspelt_paths
+
+    text = SMALL_PLAN.replace(TARGET, "- [ ] PART 1: Create topics/caf\u00e9-\u65e5\u672c (v2.0), notes_1.md")
+    text = text.replace(READ, "- [ ] Read influences/\u00fcber-0.1.md (first, e.g. the intro)")
+    assert misspelt_paths(parse(text)) == []
+
+
+def test_a_search_query_starting_with_a_dash_is_a_lint_warning(kx, project):
+    text = SMALL_PLAN.replace(READ, f'{READ}\n- [ ] Search: "--output=/tmp/x vision"\n- [ ] **Search**: "a-b c"')
+    (project / "plan.md").write_text(text)
+    line = text.splitlines().index('- [ ] Search: "--output=/tmp/x vision"') + 1
+    linted = kx("--json", "plan", "lint", "plan.md")
+    assert linted.code == 0
+    found = [f for f in linted.json["findings"] if f["code"] == "search"]
+    assert [(f["level"], f["line"]) for f in found] == [("warning", line)]
+    assert "'--' before" in found[0]["message"] and "--output=/tmp/x vision" in found[0]["message"]
+    assert kx("plan", "import", "plan.md").code == 0
+
+
 def _events(ledger: Path) -> int:
     with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as conn:
         return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

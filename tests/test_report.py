@@ -72,6 +72,8 @@ def test_the_report_of_a_run(rehearsed):
     assert ">limit 2</text>" in html and "2/2</b><span>peak running" in html and len(tags.having("path", "count")) == 1
     assert len(tags.having("div", "batch")) == 3 and html.count("3/3</span>") == 3
     assert "KNOWLEDGE-DROP-topic-4-2025-11-14-" in html and "topics/04.md" in html
+    digest = kx_run(folder, "audit", "digest")[1].strip()
+    assert f"ledger digest <code>{digest}</code>" in html  # the report's events, to check later with --digest
 
 
 def test_the_page_loads_nothing_and_runs_nothing(rehearsed):

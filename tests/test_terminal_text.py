@@ -83,3 +83,15 @@ def test_a_runs_progress_lines_hold_no_control_sequences(kx, project):
     progress.update(workspace.state())
     assert "PART-1 failed" in stream.getvalue() and "log says boom" in stream.getvalue()
     assert_printable(stream.getvalue())
+
+
+def test_bidirectional_controls_are_not_printed(kx, project):
+    """A right-to-left override in a title would show 'gnp.md' as 'md.png' on a terminal: it goes, as ESC does."""
+    bidi = "\u202e"
+    text = PLAN.replace("## PART 1: Alpha", f"## PART 1: Alpha {bidi}gnp.exe\u2066x\u2069\u200f")
+    (project / "plan.md").write_text(text.replace("Batch ", f"Batch {bidi}"), encoding="utf-8")
+    assert kx("plan", "import", "plan.md").code == 0
+    for args, seen in ((["brief", "PART-1"], "Alpha gnp.exex"), (["status"], "Batch one")):
+        shown = kx(*args).text
+        assert seen in shown and not re.search("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]", shown)
+    assert bidi in kx("--json", "brief", "PART-1").json["title"]

@@ -18,7 +18,7 @@ import pytest
 from machine.outputs import plan_file
 from machine.plan.paths import PathGuard
 from runners.protocol import write
-from tests.conftest import SMALL_PLAN, FRESH, wait_until
+from tests.conftest import FRESH, SMALL_PLAN, wait_until
 from tests.test_consolidate import run_small_plan
 
 # --- kx render and a person's edits --------------------------------------------------------------

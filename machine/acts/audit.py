@@ -17,6 +17,7 @@ inconsistencies.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ from ledger.events import vocabulary
 from ledger.events.mapper import upcast
 from ledger.events.models import EVENT_TYPES, load
 from ledger.events.vocabulary import IMPORT
-from ledger.store import GENESIS, Recorded, chain_hash
+from ledger.store import GENESIS, KEY_ENV, KEYED, Recorded, chain_hash, chain_key
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
 from machine.state.fold import PlanState, fold_version
@@ -37,17 +38,43 @@ from machine.state.rules import Rules
 TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
 
 
-def verify(workspace: Workspace) -> dict[str, Any]:
+def verify(workspace: Workspace, digests: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
+    """``digests``: (position, hash) pairs kept outside the ledger (``kx audit digest``), each a finding unless
+    the ledger still holds that event with that chain hash."""
     ledger = workspace.ledger
     plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
     audit = Audit(workspace, plans)
     with ledger.snapshot():  # the events, the head and the read model as of one moment
         for row in ledger.stored():
             audit.take(row)
+        anchored = [(position, digest, ledger.hash_at(position) if position else GENESIS)
+                    for position, digest in digests]
         findings = audit.finish(ledger.guard_findings())
         head = ledger.head()
+    findings[:0] = [*digest_findings(anchored, audit.last_position), *place_findings(ledger)]
     return {"schema": SCHEMA, "events": audit.events, "plans": plans, "findings": findings, "ok": not findings,
-            "head": {"position": head[0], "hash": head[1]} if head else None}
+            "head": {"position": head[0], "hash": head[1]} if head else None,
+            "digests": [{"position": p, "hash": d, "ok": d == found} for p, d, found in anchored],
+            "keyed": audit.keyed_summary()}
+
+
+def digest_findings(anchored: list[tuple[int, str, str | None]], last: int) -> list[str]:
+    findings = []
+    for position, digest, found in anchored:
+        shown = f"digest {position}:{digest[:12]}"
+        if found is None:
+            findings.append(f"{shown}: the ledger ends at position {last}, before it: events were removed, or this"
+                            " is another ledger")
+        elif found != digest:
+            findings.append(f"{shown}: the event at position {position} has hash {found[:12]}, not the digest's:"
+                            " history up to it was rewritten, or this is another ledger")
+    return findings
+
+
+def place_findings(ledger) -> list[str]:
+    """A ledger made for another project folder (copied or moved here): its history is not this plan's."""
+    problem = ledger.place_problem()
+    return [problem] if problem else []
 
 
 def repair_guard(workspace: Workspace, *, reanchor: bool = False) -> dict[str, Any]:
@@ -128,6 +155,9 @@ class Audit:
         self.previous, self.last_position, self.events = GENESIS, 0, 0
         self.versions: dict[str, int] = {}
         self.chain_broken = False
+        self.key = chain_key()
+        self.keyed_from: int | None = None  # the first keyed event: every later one must be keyed too
+        self.keyed = 0
 
     def take(self, row: tuple) -> None:
         position, stream, version, kind, text, recorded_at, plan_id, digest, written = row
@@ -139,10 +169,13 @@ class Audit:
         if version != expected:
             self.findings.append(f"position {position}: stream {stream} jumps to version {version},"
                                  f" expected {expected}")
-        if not self.chain_broken and chain_hash(self.previous, position, stream, version, kind, text,
-                                                recorded_at) != digest:
-            self.findings.append(f"position {position}: hash chain broken (the event or one before it was altered)")
-            self.chain_broken = True
+        if not self.chain_broken:
+            if chain_hash(self.previous, position, stream, version, kind, text, recorded_at) != digest:
+                self.keyed_link(position, stream, version, kind, text, recorded_at, digest)
+            elif self.keyed_from is not None:
+                self.findings.append(f"position {position}: hash not keyed after keyed events from position"
+                                     f" {self.keyed_from}: the event was written or rewritten without {KEY_ENV}")
+                self.chain_broken = True
         self.versions[stream], self.last_position, self.previous = version, position, digest
         # the rules, against the plan's state before the event
         plan = self.plans.get(plan_id)
@@ -161,6 +194,28 @@ class Audit:
             self.findings.append(f"position {position} ({kind}): {problem}")
             return
         plan.event(Recorded(position, stream, version, kind, data, recorded_at, plan_id, digest))
+
+    def keyed_link(self, position: int, stream: str, version: int, kind: str, text: str, recorded_at: str,
+                   digest: str) -> None:
+        """An event whose hash is not the plain one: a keyed link (checked with the key, counted without it), or
+        a break in the chain."""
+        if digest.startswith(KEYED):
+            if self.keyed_from is None:
+                self.keyed_from = position
+            self.keyed += 1
+            if self.key is None or chain_hash(self.previous, position, stream, version, kind, text, recorded_at,
+                                              self.key) == digest:
+                return
+        other_key = ", or the chain was keyed with another key" if digest.startswith(KEYED) else ""
+        self.findings.append(f"position {position}: hash chain broken (the event or one before it was altered"
+                             f"{other_key})")
+        self.chain_broken = True
+
+    def keyed_summary(self) -> dict[str, Any] | None:
+        """Where the keyed chain starts, how many keyed events there are, whether their keys were checked."""
+        if self.keyed_from is None:
+            return None
+        return {"from": self.keyed_from, "events": self.keyed, "checked": self.key is not None}
 
     def finish(self, guard_findings: list[str]) -> list[str]:
         """The integrity findings, the guard's, then each plan's rules and read model."""

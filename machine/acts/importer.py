@@ -51,6 +51,7 @@ class ImportResult:
     carried: int = 0
     dropped: list[str] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)  # what a revision changed, one line each (machine.acts.revision)
+    reanchored: str | None = None  # the project folder a moved ledger was made in, accepted here by this import
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -73,6 +74,15 @@ def import_plan(open_workspace: Callable[[], Workspace], file: Path, *, root: Pa
     raw, plan = read_plan(file)
     refuse_unsafe_paths(plan, PathGuard.around(root or file.parent, ledger=ledger, plan=file), str(file))
     workspace = open_workspace()
+    moved_from = workspace.ledger.elsewhere()
+    result = _record(workspace, file, raw, plan, root)
+    if moved_from is not None:  # importing here is how a person says the project moved on purpose
+        workspace.ledger.reanchor()
+        result.reanchored = moved_from
+    return result
+
+
+def _record(workspace: Workspace, file: Path, raw: bytes, plan: Plan, root: Path | None) -> ImportResult:
     sha = hashlib.sha256(raw).hexdigest()
     stored = workspace.store_path(file)
     with workspace.ledger.transaction():

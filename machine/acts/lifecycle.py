@@ -7,7 +7,6 @@ between the check and the append. A refused act appends nothing.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ledger.events.models import (
     RunnerSucceeded,
     RunStarted,
 )
-from ledger.secrets import redact_argv, redact_text
+from ledger.secrets import redact, redact_argv, redact_command, redact_text
 from machine.acts.context import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
 from machine.acts.queries import last_run
 from machine.acts.ticks import tick  # noqa: F401 - re-exported
@@ -135,21 +134,16 @@ def lose(workspace: Workspace, ref: str, attempt: str, reason: str, last_output:
 
 
 def record_run(workspace: Workspace, command: str, options: dict[str, Any], act: Act) -> Outcome:
-    """``RunStarted`` with the run's options (the runner spec redacted), unless the plan's last run had the same."""
-    shown = {**options, "runner": redact_spec(options["runner"])} if options.get("runner") else dict(options)
+    """``RunStarted`` with the run's options (secrets redacted: the runner spec's, a URL's password), unless the
+    plan's last run had the same."""
+    shown = {name: redact_command(value) if name == "runner" and isinstance(value, str) else redact(value, name)
+             for name, value in options.items()}
     with acting(workspace) as ctx:
         last = last_run(workspace, ctx.state.id)
         if last is not None and last["options"] == shown:
             return Outcome(ctx.state.id, [], "the run's options are recorded already")
         recorded = ctx.append(RunStarted(plan=ctx.state.id, command=command, by=act.actor, options=shown))
         return Outcome(ctx.state.id, recorded, f"{command} of {ctx.state.id} recorded")
-
-
-def redact_spec(spec: str) -> str:
-    """A runner spec as the ledger may keep it: a key given on its command line is hidden (``redact_argv``)."""
-    argv = shlex.split(spec)
-    shown = redact_argv(argv)
-    return spec if shown == argv else shlex.join(shown)
 
 
 def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -> Outcome:

@@ -59,6 +59,8 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     state = workspace.state()
     if state.consolidated is not None:
         return {"plan": state.id, "action": "unchanged", **state.consolidated}
+    if problem := workspace.ledger.place_problem():  # before any side effect: render would refuse midway
+        raise Refused(f"not consolidated: {problem}", rule="ledger_place")
     refuse_unless_approved(state)
     guard = workspace.guard(state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
@@ -76,10 +78,12 @@ def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None,
     trailer = commit_trailer(state)
     commit_id = git.commit_with_trailer(top, trailer) if commit else None  # an interrupted run got that far
     if commit_id is None:
-        write_files(workspace, state, guard, targets, knowledge, top, missing)
+        digest = ledger_digest(workspace)
+        write_files(workspace, state, guard, targets, knowledge, top, missing, digest)
         if commit:
             git.stage(top, [*files, *targets.written])
-            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}")
+            commit_id = git.commit_staged(top, f"{commit_message(state, targets, knowledge, workspace)}\n\n{trailer}"
+                                               f"\nKx-Ledger-Digest: {digest}")
     return record(workspace, state, targets, commit_id, by, len(existing(knowledge)), missing)
 
 
@@ -153,7 +157,7 @@ def refuse_unless_committable(top: Path | None, root: Path, targets: Targets, fi
 
 
 def write_files(workspace: Workspace, state: PlanState, guard: PathGuard, targets: Targets,
-                knowledge: dict[str, Path], top: Path | None, missing: list[str]) -> None:
+                knowledge: dict[str, Path], top: Path | None, missing: list[str], digest: str) -> None:
     """Index, skill, plan and report, each written through the guard; each step leaves what an earlier run
     already did as it is."""
     update_block(guard, targets.index, state.id, index_block(state, knowledge, targets.index.parent, missing))
@@ -165,7 +169,7 @@ def write_files(workspace: Workspace, state: PlanState, guard: PathGuard, target
         if targets.plan != targets.source:
             move = partial(_move, plan_guard(workspace, state), guard)
             git.move(top, targets.source, targets.plan, move) if top else move(targets.source, targets.plan)
-    guard.write(targets.report, report(workspace, state, knowledge, missing).encode("utf-8"))
+    guard.write(targets.report, report(workspace, state, knowledge, missing, digest).encode("utf-8"))
 
 
 def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: str | None, by: str,
@@ -183,6 +187,13 @@ def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: s
                                                   allowed_missing=missing or None)])
     return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
             "knowledge_files": knowledge, "missing": missing}
+
+
+def ledger_digest(workspace: Workspace) -> str:
+    """The ledger's head as ``kx audit digest`` prints it: kept in the commit and the report, so that a rewrite
+    of the history they rest on shows (``kx audit verify --digest``)."""
+    position, chain = workspace.ledger.digest()
+    return f"{position}:{chain}"
 
 
 def commit_trailer(state: PlanState) -> str:
@@ -317,10 +328,13 @@ def _attempt_counts(totals: dict[str, int]) -> str:
             f" {totals['retried']} retried")
 
 
-def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str]) -> str:
+def report(workspace: Workspace, state: PlanState, knowledge: dict[str, Path], missing: list[str],
+           digest: str) -> str:
     totals = _totals(state)
     lines = [f"# Consolidation: {state.plan.title or state.id}", "",
              f"Plan `{state.id}` ({state.path}), consolidated {clock.now_iso()}.", "",
+             f"Ledger digest `{digest}`: `kx audit verify --digest {digest}` checks that the ledger still holds"
+             " the history this report was made from.", "",
              f"{totals['parts']} PARTs in {totals['batches']} batches: {totals['succeeded']} succeeded,"
              f" {totals['failed']} failed; {_attempt_counts(totals)}; {len(existing(knowledge))} knowledge files.",
              "", *_rehearsed(state), *_allowed_missing(missing)]

@@ -50,7 +50,10 @@ def render_file(workspace: Workspace, *, check: bool = False, repair: bool = Fal
     A person may edit the file meanwhile: the file is replaced only while it still holds what was read
     (inode, size, mtime, bytes), else it is read and merged again; after :data:`RENDER_TRIES` reads that all
     changed, nothing is written (exit 3). Bytes appended to the replaced file by a writer that had it open
-    are appended to the new one."""
+    are appended to the new one. A ledger copied or moved from another project folder is refused: its history
+    is not this folder's plan's."""
+    if problem := workspace.ledger.place_problem():
+        raise Refused(f"not rendered: {problem}", rule="ledger_place")
     state = workspace.state()
     path = workspace.resolve(state.path)
     with plan_guard(workspace, state).place(path, may_be_plan=True, make_folders=False) as place:

@@ -84,6 +84,7 @@ class Data:
     attempts: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     now: datetime
+    digest: str = ""  # the ledger's head as 'kx audit digest' prints it
 
     @property
     def parts(self) -> list[dict[str, Any]]:
@@ -103,7 +104,8 @@ def gather(ledger: Ledger, state: PlanState) -> Data:
     """The state and the views' rows for one plan (read in one snapshot by the caller)."""
     attempts = sql_views.rows(ledger.conn, "attempts", state.id)
     timeline = sql_views.rows(ledger.conn, "running_timeline", state.id)
-    return Data(state, status_view(state), attempts, timeline, clock.now())
+    position, chain = ledger.digest()
+    return Data(state, status_view(state), attempts, timeline, clock.now(), f"{position}:{chain}")
 
 
 # --- the timeline ---------------------------------------------------------------------
@@ -370,7 +372,9 @@ def page(data: Data) -> str:
         f"<section><h2>Timeline</h2><div class=\"box\">{timeline(data)}</div></section>",
         f"<section><h2>Batch reviews</h2><div class=\"box\">{reviews(data)}</div></section>",
         f"<section><h2>PARTs</h2>{parts(data)}</section>",
-        f"<footer>Drawn by kx from the ledger's events up to position {view['position']}.</footer>",
+        f"<footer>Drawn by kx from the ledger's events up to position {view['position']}; ledger digest"
+        f" <code>{e(data.digest)}</code> (<code>kx audit verify --digest</code> checks the ledger still holds"
+        " it).</footer>",
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"

@@ -2,8 +2,9 @@
 
 Errors (exit 1): duplicate PART or batch numbers, PARTs ticked Completed while
 boxes of theirs are unticked (a claim without evidence; the fix suggested is
-``kx reopen``), paths that leave the plan's root or point at kx's own files (the
-ones ``kx plan import`` refuses). Everything else is a warning.
+``kx reopen``), paths that leave the plan's root, point at kx's own files or are
+spelt so that they would name another file than written (the ones ``kx plan
+import`` refuses). Everything else is a warning.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 from machine.plan.model import Plan
 from machine.plan.mojibake import RUN, mend
-from machine.plan.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, unlisted_numbers
-from machine.plan.paths import PathGuard, unsafe_paths
+from machine.plan.parser import DROP_NAME, INFLUENCED, duplicate_lines, parse, read_path, search_query, unlisted_numbers
+from machine.plan.paths import PathGuard, misspelt_paths, unsafe_paths
 from machine.plan.text import body, split_lines
 
 
@@ -37,7 +38,7 @@ def lint_text(text: str, name: str = "plan", guard: PathGuard | None = None,
     plan = parse(text, name, strict=False)
     findings = [
         *_duplicates(plan), *_declared_vs_found(plan), *_claims(plan), *_drop_names(plan, dropped), *_mojibake(text),
-        *_file_lists(plan, text), *_cut_short(plan, text), *(_paths(plan, guard) if guard else ()),
+        *_file_lists(plan, text), *_cut_short(plan, text), *_paths(plan, guard), *_queries(plan),
     ]
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
 
@@ -119,9 +120,21 @@ def _drop_names(plan: Plan, dropped: Collection[str]):
                               box.line + 1)
 
 
-def _paths(plan: Plan, guard: PathGuard):
-    for line, path, problem in unsafe_paths(plan, guard):
+def _paths(plan: Plan, guard: PathGuard | None):
+    unsafe = unsafe_paths(plan, guard) if guard else [(*found, None) for found in misspelt_paths(plan)]
+    for line, path, problem, _ in unsafe:
         yield Finding("error", "path", f"{path} {problem}", line)
+
+
+def _queries(plan: Plan):
+    """A query that starts with '-' reaches a search command as an option unless it puts '--' before {query}."""
+    for part in plan.parts:
+        for box in part.boxes:
+            query = search_query(box.text) if read_path(box.text) is None else None
+            if query and query.startswith("-"):
+                yield Finding("warning", "search", f"{part.id}: the query {query[:80]!r} starts with '-': a search"
+                              " command reads it as an option unless search_command has '--' before \"{query}\"",
+                              box.line + 1)
 
 
 def _file_lists(plan: Plan, text: str):

@@ -39,10 +39,24 @@ INFLUENTIAL_FILE = re.compile(r"^[ \t]*(?P<number>\d+)\.[ \t]+`(?P<path>[^`]+)`"
 DROP_NAME = re.compile(r"KNOWLEDGE-DROP-[A-Za-z0-9._\-\[\]]*?\.md")
 TARGET = re.compile(r"`?(?P<path>/?[\w.\-]+(?:/[\w.\-]+)*\.\w+)`?")  # an absolute one too, to refuse it
 READ_BOX = re.compile(r"^\W*read\W*\s+`?(?P<path>[^\s`]+)", re.IGNORECASE)
+SEARCH_BOX = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 
 
 class PlanError(ValueError):
     """The plan cannot be used; the message says why and where."""
+
+
+INT64_MAX = 2**63 - 1  # SQLite's largest integer: no number of a plan may be beyond it
+
+
+def bounded_int(digits: str) -> int | None:
+    """``digits`` as a number, or None when it is beyond INT64_MAX (decided before ``int()``, which refuses
+    numbers of thousands of digits)."""
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(INT64_MAX)):
+        return None
+    value = int(significant or "0")
+    return value if value <= INT64_MAX else None
 
 
 def parse(source: str | bytes, name: str = "plan", *, strict: bool = True) -> Plan:
@@ -84,14 +98,24 @@ def read_path(box_text: str) -> str | None:
     return path if "/" in path or "." in path else None
 
 
+def search_query(box_text: str) -> str | None:
+    """The query a ``Search: "QUERY"`` box names, its quotes taken off, or None for another kind of box."""
+    match = SEARCH_BOX.match(box_text.replace("**", "").replace("__", "").strip())
+    if not match:
+        return None
+    return match[1].strip().strip("\"“”'‘’").strip() or match[1]
+
+
 def _pieces(text: str) -> Iterator[tuple[int, int]]:
     """``"1,5-8"`` → (1, 1), (5, 8): each number or range of a file list, as its bounds."""
     for piece in re.split(r"[,\s]+", text.strip()):
-        bounds = [int(n) for n in re.split(r"[-–]", piece) if n.isdigit()]
+        bounds = [bounded_int(n) for n in re.split(r"[-–]", piece) if n.isdigit()]
+        if not bounds or bounds[0] is None:
+            continue  # a number beyond any list names no file (import refuses it in a PART's file list)
         if len(bounds) == 1:
             yield bounds[0], bounds[0]
-        elif len(bounds) == 2 and bounds[0] <= bounds[1]:
-            yield bounds[0], bounds[1]
+        elif len(bounds) == 2 and bounds[0] <= (last := INT64_MAX if bounds[1] is None else bounds[1]):
+            yield bounds[0], last
 
 
 def number_list(text: str, *, listed: Iterable[int]) -> tuple[int, ...]:
@@ -161,6 +185,15 @@ class _Reader:
         self.in_instructions = False
         self.marks: Counter[str] = Counter()
 
+    def number(self, digits: str, line: int) -> int:
+        """A number the plan's structure keeps, refused with its line when SQLite could not hold it."""
+        value = bounded_int(digits)
+        if value is None:
+            shown = digits if len(digits) <= 30 else f"a number of {len(digits)} digits"
+            raise PlanError(f"{self.name} line {line + 1}: {shown} is beyond the largest number kx keeps"
+                            f" (2^63 - 1, SQLite's largest integer); use a smaller number")
+        return value
+
     def read(self, strict: bool) -> Plan:
         for number, line in enumerate(self.lines):
             if number not in self.code:
@@ -195,7 +228,8 @@ class _Reader:
         if box:
             self.read_box(number, box)
         elif self.part and (step := STEP.match(line)):
-            self.part.steps.append(Step(number=int(step["number"]), title=step["title"].strip(), line=number))
+            self.part.steps.append(Step(number=self.number(step["number"], number), title=step["title"].strip(),
+                                        line=number))
         else:
             self.read_plan_line(number, line)
 
@@ -204,10 +238,10 @@ class _Reader:
         batch, part = BATCH.match(text), PART.match(text)
         if level == 1 and batch:
             self.close_part(number)
-            self.start_batch(int(batch["number"]), batch["title"].strip(), number)
+            self.start_batch(self.number(batch["number"], number), batch["title"].strip(), number)
         elif level == 2 and part:
             self.close_part(number)
-            self.start_part(int(part["number"]), part["title"].strip(), number)
+            self.start_part(self.number(part["number"], number), part["title"].strip(), number)
         elif level == 1 and self.title is None:
             self.title = text
         if level <= 2 and not part and not batch:
@@ -246,7 +280,8 @@ class _Reader:
         part = self.part
         if part is None:
             return
-        if part.header is None and not part.boxes and (head := HEADER_TEXT.match(text)) and int(head["number"]) == part.number:
+        if (part.header is None and not part.boxes and (head := HEADER_TEXT.match(text))
+                and self.number(head["number"], number) == part.number):
             part.header = self.header(number, match)
             return
         step = part.steps[-1].number if part.steps else None
@@ -273,20 +308,24 @@ class _Reader:
 
     def read_plan_line(self, number: int, line: str) -> None:
         if self.part and (influenced := INFLUENCED.search(line)):
+            for digits in re.findall(r"\d+", influenced["list"]):
+                self.number(digits, number)
             self.part.influenced, self.part.influenced_line = influenced["list"], number
         elif (declared := DECLARED.match(line)):
-            first = int(declared["first"])
+            first = self.number(declared["first"], number)
             self.declared.append(DeclaredBatch(
-                number=int(declared["number"]), first=first, last=int(declared["last"] or first),
+                number=self.number(declared["number"], number), first=first,
+                last=self.number(declared["last"], number) if declared["last"] else first,
                 title=(declared["title"] or "").strip(), line=number,
             ))
         elif not self.limit_declared and (strategy := STRATEGY.search(line)):
-            self.limit, self.limit_declared = max(1, int(strategy["limit"])), True
+            self.limit, self.limit_declared = max(1, self.number(strategy["limit"], number)), True
             runners = RUNNERS.search(line)
-            self.runners = int(runners["runners"]) if runners else None
-        elif (influential := INFLUENTIAL_FILE.match(line)) and int(influential["number"]) not in self.influential:
-            self.influential[int(influential["number"])] = influential["path"]
-            self.influential_lines[int(influential["number"])] = number
+            self.runners = self.number(runners["runners"], number) if runners else None
+        elif ((influential := INFLUENTIAL_FILE.match(line))
+              and (listed := self.number(influential["number"], number)) not in self.influential):
+            self.influential[listed] = influential["path"]
+            self.influential_lines[listed] = number
 
     def check_duplicates(self) -> None:
         for kind, items in (("PART", self.parts), ("BATCH", self.batches)):

@@ -15,6 +15,7 @@ link after the check cannot redirect the write.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RULE = "plan paths stay inside the plan's root, out of .kx/, and are neither the plan file nor the ledger"
+SPELLING_RULE = ("paths in plan text are NFC, hold no control, format or bidirectional characters, no backslash and"
+                 " no lookalike of '/' or '.', with names of at most 255 bytes and 1 KiB in all")
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024
+# Characters that read as '/', '\' or '.' but are not: those NFKC folds to them, and these it leaves alone
+_LOOKALIKES = frozenset("\u2044\u2215\u2216\u2571\u29f5\u29f8\u29f9\u2027\u2219\u3002\uff61\u0701\u0702\ua4f8")
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format characters (bidi marks, zero widths)
 
 
 def check_plan_id(plan_id: str) -> str:
@@ -149,17 +156,115 @@ def plan_paths(plan: Plan) -> Iterator[tuple[int, str]]:
                 yield box.line + 1, part.drop_name
 
 
-def unsafe_paths(plan: Plan, guard: PathGuard) -> list[tuple[int, str, str]]:
-    """(line, path, problem) for each path of the plan that the guard refuses, in line order."""
-    found = {(line, path, problem) for line, path in plan_paths(plan)
-             if (problem := guard.problem(path, relative=True))}
-    return sorted(found)
+def unsafe_paths(plan: Plan, guard: PathGuard) -> list[tuple[int, str, str, str]]:
+    """(line, path, problem, rule) for each path of the plan that is misspelt (:func:`misspelt_paths`) or that
+    the guard refuses, in line order; a line with a misspelt path is not put to the guard (what it would resolve
+    is not what was written)."""
+    misspelt = misspelt_paths(plan)
+    lines = {line for line, _, _ in misspelt}
+    found = {(line, path, problem, RULE) for line, path in plan_paths(plan)
+             if line not in lines and (problem := guard.problem(path, relative=True))}
+    return sorted(found | {(line, path, problem, SPELLING_RULE) for line, path, problem in misspelt})
 
 
 def refuse_unsafe_paths(plan: Plan, guard: PathGuard, name: str) -> None:
     """``kx plan import``'s check: the first unsafe path, with its line, as one line (exit 2)."""
     unsafe = unsafe_paths(plan, guard)
     if unsafe:
-        line, path, problem = unsafe[0]
+        line, path, problem, rule = unsafe[0]
         more = f" (and {len(unsafe) - 1} more; see 'kx plan lint {name}')" if len(unsafe) > 1 else ""
-        raise BadInput(f"{name} line {line}: {path} {problem}; {RULE}{more}")
+        raise BadInput(f"{name} line {line}: {path} {problem}; {rule}{more}")
+
+
+# --- paths whose text does not say what it seems to ----------------------------------------------------
+
+
+def misspelt_paths(plan: Plan) -> list[tuple[int, str, str]]:
+    """(line, path as shown, problem) for each path of the plan text whose characters would make it name
+    another file than it seems to, or none: a header box's target, a Read box's path, an influential file, a
+    drop name. The parser reads a path as the longest run of plain path characters, so that ``..\\..\\x.md``,
+    ``..∕..∕x.md`` (DIVISION SLASH) and ``out/<U+202E>gnp.md`` would quietly become ``x.md`` or ``gnp.md``, and
+    ``café.md`` decomposed (NFD) no path at all."""
+    from machine.plan.parser import read_path
+
+    found = []
+    for number, path in plan.influential_files.items():
+        if problem := spelling_problem(path):
+            found.append((plan.influential_lines.get(number, -1) + 1, shown_path(path), problem))
+    for part in plan.parts:
+        if part.header and (problem := _header_problem(part.header.text, part.header.target)):
+            found.append((part.header.line + 1, *problem))
+        for box in part.boxes:
+            read = read_path(box.text)
+            if read is not None and (problem := spelling_problem(read)):
+                found.append((box.line + 1, shown_path(read), problem))
+            elif part.drop_name and part.drop_name in box.text and (problem := length_problem(part.drop_name)):
+                found.append((box.line + 1, shown_path(part.drop_name), problem))
+    return sorted(set(found))
+
+
+def _header_problem(text: str, target: str | None) -> tuple[str, str] | None:
+    """A header box's words hold no invisible character and are NFC; the word its target is read from holds
+    nothing that would change which file it names."""
+    words = text.partition(":")[2]
+    if problem := _invisible(words) or _not_nfc(words):
+        word = next((w for w in words.split(" ") if _invisible(w) or _not_nfc(w)), words.strip())
+        return shown_path(word.strip("`'\"")), problem
+    if target is None:
+        return None
+    word = next((w.strip("`'\"()[],;:") for w in words.split(" ") if target in w), target)
+    if problem := _lookalike(word) or length_problem(target):
+        return shown_path(word), problem
+    return None
+
+
+def spelling_problem(path: str) -> str | None:
+    """What makes ``path`` (as plan text writes it) unfit to name a file, or None."""
+    return _invisible(path) or _not_nfc(path) or _lookalike(path) or length_problem(path)
+
+
+def length_problem(path: str) -> str | None:
+    if len(path.encode()) > MAX_PATH_BYTES:
+        return f"is {len(path.encode())} bytes long; a path is at most {MAX_PATH_BYTES} bytes"
+    longest = max(path.split("/"), key=lambda name: len(name.encode()))
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        return (f"has a name of {len(longest.encode())} bytes; a file or folder name is at most"
+                f" {MAX_NAME_BYTES} bytes")
+    return None
+
+
+def _invisible(text: str) -> str | None:
+    found = next((c for c in text if unicodedata.category(c) in _INVISIBLE and c != "\t"), None)
+    return f"holds {character(found)}, an invisible character that changes how the path reads" if found else None
+
+
+def _not_nfc(text: str) -> str | None:
+    if unicodedata.is_normalized("NFC", text):
+        return None
+    first = (next((c for c in text if unicodedata.combining(c)), None)
+             or next((c for c in text if unicodedata.normalize("NFC", c) != c), text[0]))
+    return f"is not in Unicode normal form NFC (it holds {character(first)} where NFC composes); save it as NFC"
+
+
+def _lookalike(text: str) -> str | None:
+    if "\\" in text:
+        return f"holds {character(chr(0x5c))}; separate folders with '/'"
+    found = next((c for c in text if c in _LOOKALIKES or not c.isascii() and any(
+        mark in unicodedata.normalize("NFKC", c) for mark in "./\\")), None)
+    if found is None:
+        return None
+    looks = "/" if any(s in unicodedata.name(found, "") for s in ("SOLIDUS", "SLASH", "DIAGONAL", "MINUS")) else "."
+    return f"holds {character(found)}, which looks like '{looks}' but is not; write '{looks}'"
+
+
+def character(c: str) -> str:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE``."""
+    return f"U+{ord(c):04X} {unicodedata.name(c, 'UNNAMED CHARACTER')}"
+
+
+def shown_path(path: str, limit: int = 80) -> str:
+    """``path`` for an error line: each character that is not plainly visible as ``<U+XXXX>``, at most
+    ``limit`` characters."""
+    shown = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) in _INVISIBLE or unicodedata.combining(c)
+                    else c for c in path)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

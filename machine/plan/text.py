@@ -20,7 +20,9 @@ _ESCAPE_SEQUENCE = re.compile(
     r"|\x1b[ -/]*[0-~]",  # any other escape (ESC c resets the terminal)
     re.DOTALL,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but newline and tab, DEL, C1
+# C0 but newline and tab, DEL, C1, and the bidirectional controls that reorder what follows ('gnp.exe' shown as
+# 'exe.png'): embeddings, overrides, isolates and marks
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class PlanTextError(ValueError):
@@ -57,7 +59,8 @@ def _wide_encoding(raw: bytes) -> str | None:
 
 
 def printable(text: str) -> str:
-    """``text`` as a terminal may show it: without escape sequences and control characters (newline, tab kept).
+    """``text`` as a terminal may show it: without escape sequences, control characters (newline, tab kept) and
+    bidirectional controls.
 
     For what kx prints for a person; the ledger, files and ``--json`` keep the text as written."""
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))

@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +45,8 @@ from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_LEASE_S, SOURCES_
 STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(min_length=1)]
+MAX_CONFIG_BYTES = 256 * 1024  # refused before parsing: see bounded_text
+MAX_CONFIG_DEPTH = 32
 
 
 class RayConfig(BaseModel):
@@ -139,7 +142,7 @@ def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
     if not path.is_file():
         return PlanConfig.model_construct()  # the defaults; nothing to validate
     try:
-        raw = ConfigFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        raw = ConfigFile.model_validate(tomllib.loads(bounded_text(path)))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path} is not valid TOML ({exc}); fix it or remove it") from None
     except ValidationError as exc:
@@ -150,6 +153,79 @@ def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
     except ValidationError as exc:
         table = ["plans", plan_id] if exc.errors()[0]["loc"][0] in own else ["defaults"]
         raise _bad_setting(path, exc, table) from None
+
+
+def bounded_text(path: Path) -> str:
+    """The file's text, refused (exit 2) before TOML reads it when it is larger or nests deeper than any
+    configuration needs: tomllib recurses once per nested array or table, and a dotted key of n parts costs it
+    n² (a 100 KB key takes gigabytes)."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BadInput(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB, more than any kx configuration"
+                       " needs; shorten it")
+    text = raw.decode("utf-8")
+    if (line := too_deep(text)) is not None:
+        raise BadInput(f"{path} line {line} nests deeper than {MAX_CONFIG_DEPTH} levels (tables, arrays and the"
+                       " parts of dotted keys together); flatten it")
+    return text
+
+
+# The tokens that nest: brackets, braces, the dots of keys; strings and comments are skipped whole
+_TOML_TOKEN = re.compile(
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""'  # multi-line basic string
+    r"|'''.*?'''"  # multi-line literal string
+    r'|"(?:[^"\\\n]|\\.)*"'  # basic string
+    r"|'[^'\n]*'"  # literal string
+    r"|#[^\n]*"  # comment
+    r"|[\[\]{}=,.\n]",
+    re.DOTALL,
+)
+
+
+def too_deep(text: str) -> int | None:
+    """The first line (1-based) at which TOML ``text`` nests deeper than MAX_CONFIG_DEPTH, or None.
+
+    One pass over the tokens, nothing built. A key's depth is the depth it is written at (the parts of the
+    table header in force, or the inline table it is in) plus its own parts; a value's is its key's, plus one
+    for each array or inline table open around it."""
+    outer, parts, level, in_key, line = 0, 0, 0, True, 1
+    open_: list[tuple[str, int, int]] = []  # (bracket, outer, level) to restore when it closes; "h": a header
+    for token in _TOML_TOKEN.finditer(text):
+        kind = token.group()
+        if kind == "\n":
+            line += 1
+            if not open_:
+                in_key, parts = True, 0
+        elif kind == "[" and in_key and all(bracket == "h" for bracket, _, _ in open_):  # [table], [[array]]
+            open_.append(("h", 0, 0))
+            outer, parts = 0, 0
+        elif kind == "[" or kind == "{":
+            open_.append((kind, outer, level))
+            if kind == "{":
+                outer, parts, in_key = level, 0, True
+            else:
+                level += 1
+        elif kind == "]" or kind == "}":
+            if open_:
+                bracket, saved_outer, saved_level = open_.pop()
+                if bracket == "h":
+                    outer, parts = (parts + 1, 0) if not open_ else (outer, parts)
+                else:
+                    outer, level = saved_outer, saved_level
+            in_key = False
+        elif kind == "=":
+            level, in_key = outer + parts + 1, False
+        elif kind == "," and open_ and open_[-1][0] == "{":
+            in_key, parts = True, 0
+        elif kind == "." and in_key:
+            parts += 1
+        else:  # a string, a comment, a dot in a value (a number, a time)
+            line += kind.count("\n")
+            continue
+        if (outer + parts + 1 if in_key else level) > MAX_CONFIG_DEPTH:
+            return line
+    return None
 
 
 def _merged(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:

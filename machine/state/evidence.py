@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine.plan.parser import number_list, read_path
+from machine.plan.parser import number_list, read_path, search_query
 
 if TYPE_CHECKING:
     from machine.plan.paths import PathGuard
@@ -35,7 +35,6 @@ FOLDER_FILE_CAP = 10_000  # a Read folder is hashed over at most this many files
 SKIPPED_SHOWN = 20  # entries of a Read folder that could not be read, named in the evidence
 
 _BOLD = re.compile(r"\*\*|__")
-_SEARCH = re.compile(r"^\W*search\s*:\s*(.+?)\s*$", re.IGNORECASE)
 _SECTION = re.compile(r"^\W*section\s+(\d{1,9}[a-z]?)\b\s*[:.\-–—]?\s*(.*)$", re.IGNORECASE)
 _CITE = re.compile(r"^\W*cit(?:e|ed|es|ing)\b\W*files?\s+(\d[\d,\s\-–]*)", re.IGNORECASE)
 
@@ -67,8 +66,8 @@ def kind_of(text: str, influential: Collection[int] = ()) -> BoxKind:
     plain = _BOLD.sub("", text).strip()
     if (path := read_path(plain)) is not None:
         return BoxKind("read", path=path)
-    if search := _SEARCH.match(plain):
-        return BoxKind("search", query=search[1].strip().strip("\"“”'‘’").strip() or search[1])
+    if (query := search_query(plain)) is not None:
+        return BoxKind("search", query=query)
     if section := _SECTION.match(plain):
         return BoxKind("section", number=section[1].lower(), title=section[2].strip())
     if cite := _CITE.match(plain):

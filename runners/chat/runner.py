@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import BadInput
-from ledger.secrets import protect_env
+from ledger.secrets import protect_env, redact_text
 from machine.state.headings import headings
 from runners.chat.client import DEFAULT_BASE_URL, ChatClient, ChatError, ChatResult
 from runners.chat.evidence import evidenced_refs
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     client = ChatClient(args.base_url, args.model, os.environ.get(args.api_key_env), timeout=args.timeout,
                         retries=args.retries, backoff=args.backoff)
     client.on_retry = lambda reason, wait: print(f"retrying in {wait:.1f}s: {reason}", flush=True)
-    print(f"{brief['attempt']}: asking {args.model} at {args.base_url}", flush=True)
+    print(f"{brief['attempt']}: asking {args.model} at {redact_text(args.base_url)}", flush=True)
     try:
         talk = ask(client, history, bench, args)
     except ChatError as error:

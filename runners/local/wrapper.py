@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from ledger.errors import KxError, Refused
+from ledger.secrets import redact_text
 from machine.acts.lifecycle import Act, drop, fail, finish, start
 from machine.acts.queries import brief, brief_markdown
 from machine.acts.workspace import Workspace
@@ -111,7 +112,7 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
             process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
-            log.write(f"kx: cannot start runner {command[0]!r}: {exc.strerror}\n".encode())
+            log.write(f"kx: cannot start runner {redact_text(command[0])!r}: {exc.strerror}\n".encode())
             heartbeat.done.set()
             return 127, ""
         record_runner(folder, process.pid)

@@ -76,4 +76,8 @@ def reconciled_status(workspace: Workspace) -> dict[str, Any]:
     state = workspace.state()
     if reconcile(workspace, state):
         state = workspace.state()
-    return status_view(state)
+    view = status_view(state)
+    if made_in := workspace.ledger.elsewhere():  # a copied ledger: said first
+        view["findings"].insert(0, {"code": "ledger_moved", "made_in": made_in, "here": workspace.ledger.here(),
+                                    "message": workspace.ledger.place_problem()})
+    return view

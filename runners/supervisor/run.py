@@ -83,4 +83,9 @@ def resumed_options(workspace: Workspace, given: dict[str, Any]) -> dict[str, An
     elif REDACTED in (recorded.get("runner") or ""):
         raise BadInput("the run being resumed had a secret on its runner's command line, which kx does not record:"
                        " give --runner again (better: have the runner read its key from an environment variable)")
+    for name, value in recorded.items():
+        if name in ATTEMPT_OPTIONS and name not in given and isinstance(value, str) and REDACTED in value:
+            option = "--" + name.replace("_", "-")
+            raise BadInput(f"the run being resumed had a secret in its {option} (a password in the URL), which kx"
+                           f" does not record: give {option} again")
     return {**{name: value for name, value in recorded.items() if name in ATTEMPT_OPTIONS}, **given}
