@@ -28,27 +28,24 @@ ROUNDS = 400  # tick/render rounds at most: many more than the appends take
 
 
 def test_render_keeps_every_line_a_person_appends_while_kx_ticks_and_renders(kx, project):
+    """A person's shell appends a line every 20 ms (``echo ... >> plan.md``, another process) while kx ticks and
+    renders in this one."""
     plan = project / "plan.md"
     shutil.copy(FRESH, plan)
     assert kx("plan", "import", "plan.md").code == 0
     lines = [f"person line {n}\n" for n in range(PERSON_LINES)]
-
-    def person():
-        for line in lines:
-            with open(plan, "a", encoding="utf-8") as handle:
-                handle.write(line)
-            time.sleep(0.02)
-
-    appender = threading.Thread(target=person)
-    appender.start()
+    script = ("import sys, time\nfor n in range(int(sys.argv[2])):\n"
+              "    with open(sys.argv[1], 'a', encoding='utf-8') as f:\n        f.write(f'person line {n}\\n')\n"
+              "    time.sleep(0.02)\n")
+    appender = subprocess.Popen([sys.executable, "-c", script, str(plan), str(PERSON_LINES)])
     renders = []
     for _ in range(ROUNDS):
-        if not appender.is_alive():
+        if appender.poll() is not None:
             break
         for act in ("tick", "untick"):
             assert kx(act, "PART-1", "1").code == 0
             renders.append(kx("--json", "render"))
-    appender.join()
+    appender.wait()
     text = plan.read_text(encoding="utf-8")
     assert [line for line in lines if text.count(line) != 1] == []  # each line kept, once
     assert {r.code for r in renders} <= {0, 3}
