@@ -70,11 +70,16 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
     return lost
 
 
+def reconciled_state(workspace: Workspace) -> PlanState:
+    """The plan's state, after recording as lost the attempts whose runner died."""
+    state = workspace.state()
+    if reconcile(workspace, state):
+        state = workspace.state()
+    return state
+
+
 def reconciled_status(workspace: Workspace) -> dict[str, Any]:
     """``kx status``: the plan's state, after recording as lost the attempts whose runner died."""
     from machine.outputs.status import status_view
 
-    state = workspace.state()
-    if reconcile(workspace, state):
-        state = workspace.state()
-    return status_view(state)
+    return status_view(reconciled_state(workspace))
