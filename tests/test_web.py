@@ -366,3 +366,21 @@ def test_a_waiting_run_finds_the_review_page_of_a_live_server_only(project):
     assert review_page(ledger, "plan", 2) is None  # that server is gone
     withdraw(serve_file(ledger, "plan"))
     assert serve_file(ledger, "plan").exists()  # another process's note is not this one's to remove
+
+
+def test_the_dashboard_follows_every_event_after_the_first_view(kx, small_plan, project):
+    assert kx("plan", "import", "plan.md").code == 0
+    browser = client(project)
+
+    def chip(part: str) -> str:
+        return re.search(rf'id="chip-{part}">{part} <span class="count">([0-9/]+)</span>', browser.get("/").text)[1]
+
+    assert chip("PART-1") == "0/5"
+    assert kx("tick", "PART-1", "1", "2").code == 0
+    assert chip("PART-1") == "2/5"
+    assert kx("untick", "PART-1", "2").code == 0
+    assert chip("PART-1") == "1/5"
+    small_plan.write_text(small_plan.read_text() + "\n## PART 5: Epsilon\n\n- [ ] PART 5: Create topics/04.md\n"
+                          "- [ ] Section 1: Epsilon overview\n")
+    assert kx("plan", "import", "plan.md").code == 0  # a revision: a PART more
+    assert chip("PART-5") == "0/1" and chip("PART-1") == "1/5"

@@ -23,7 +23,7 @@ from ledger.errors import BadInput, KxError, Refused, Unknown
 from machine.acts.lifecycle import Act, reopen, review
 from machine.defaults import SCHEMA
 from machine.outputs.report import seconds_text, size_text
-from runners.supervisor.reconcile import reconciled_status
+from machine.outputs.status import status_view
 from web import views
 from web.security import MAX_NAME, HttpError, SecurityHeaders, TokenGate, allowed_hosts, read_form, text
 from web.site import Site, event_json
@@ -65,7 +65,7 @@ def create_app(site: Site) -> Starlette:
     # --- pages -------------------------------------------------------------------------
 
     def dashboard(request: Request) -> Response:
-        return page(request, "dashboard.html", views.dashboard(site.workspace()))
+        return page(request, "dashboard.html", views.dashboard(site))
 
     def part(request: Request) -> Response:
         return page(request, "part.html", views.part_page(site.workspace(), part_ref(request)))
@@ -75,7 +75,7 @@ def create_app(site: Site) -> Starlette:
 
     def review_context(request: Request) -> dict[str, Any]:
         reviewer = unquote(request.cookies.get(REVIEWER_COOKIE, ""))[:MAX_NAME]
-        return {**views.review_page(site.workspace(), request.path_params["number"]), "reviewer": reviewer,
+        return {**views.review_page(site, request.path_params["number"]), "reviewer": reviewer,
                 "number": request.path_params["number"]}
 
     # --- forms: the acts of `kx review` and `kx reopen`, through the same code -------------
@@ -121,7 +121,7 @@ def create_app(site: Site) -> Starlette:
     # --- for scripts ------------------------------------------------------------------
 
     def api_status(request: Request) -> Response:
-        return JSONResponse(reconciled_status(site.workspace()))
+        return JSONResponse(status_view(site.reconciled()))  # what `kx --json status` prints
 
     async def api_stream(request: Request) -> Response:
         last_seen = request.headers.get("last-event-id", "")

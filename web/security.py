@@ -64,6 +64,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers[name] = value
+                if scope["path"].startswith("/static/"):  # our script and style: the same for every page
+                    headers["cache-control"] = "private, max-age=3600"
             await send(message)
 
         await self.app(scope, receive, send_secured)

@@ -11,6 +11,8 @@ from pathlib import Path
 from ledger.store import Recorded
 from machine.acts.queries import PLAN_DETAILS_HIDDEN
 from machine.acts.workspace import Workspace
+from machine.state.fold import PlanState
+from runners.supervisor.reconcile import reconciled_state
 
 
 @dataclass
@@ -39,6 +41,23 @@ class Site:
     def csrf(self) -> str:
         """The forms' hidden ``csrf`` value: derived from the token, so only a page served with it carries it."""
         return hmac.new(self.token.encode(), b"kx serve forms", hashlib.sha256).hexdigest()
+
+    def state(self) -> PlanState:
+        """The plan's state now. This thread's is kept between requests and folds only the events appended since
+        (as a workspace does after loading its read model): a page asked for again and again, as live pages are,
+        does not load the whole read model each time."""
+        workspace = self.workspace()
+        config = workspace.config(self.plan)
+        kept = getattr(self._local, "state", None)
+        if kept is None or kept[0] is not config:  # a changed config (a time zone) changes the fold
+            kept = self._local.state = (config, workspace.state())
+        else:
+            kept[1].fold_rows(workspace.ledger.scan(self.plan, since=kept[1].position))
+        return kept[1]
+
+    def reconciled(self) -> PlanState:
+        """The plan's state as ``kx status`` sees it: attempts whose runner died are recorded lost first."""
+        return reconciled_state(self.workspace(), self.state)
 
     def head(self) -> int:
         """The ledger's newest position (0: no event yet)."""

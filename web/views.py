@@ -19,8 +19,8 @@ from machine.state.evidence import heading_for, kind_of, locate
 from machine.state.fold import PlanState
 from machine.state.rehash import changes, recorded_files
 from runners.attempt_folder import attempt_dir, kept_target, last_output_of
-from runners.supervisor.reconcile import reconciled_state
 from web import knowledge
+from web.site import Site
 
 ENDS = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed", "RunnerLost": "lost"}
 SETTLED_AGAIN = ("succeeded", "failed", "lost")  # what `kx reopen` takes
@@ -29,8 +29,8 @@ SETTLED_AGAIN = ("succeeded", "failed", "lost")  # what `kx reopen` takes
 # --- the dashboard ---------------------------------------------------------------------
 
 
-def dashboard(workspace: Workspace) -> dict[str, Any]:
-    state = reconciled_state(workspace)
+def dashboard(site: Site) -> dict[str, Any]:
+    workspace, state = site.workspace(), site.reconciled()
     view = status_view(state)
     now, rules = clock.now(), workspace.rules(state)
     batches = []
@@ -178,8 +178,8 @@ def changed_since(attempts: list[dict[str, Any]], target: Path | None) -> dict[s
 # --- a batch's review ------------------------------------------------------------------
 
 
-def review_page(workspace: Workspace, number: int) -> dict[str, Any]:
-    state = reconciled_state(workspace)
+def review_page(site: Site, number: int) -> dict[str, Any]:
+    workspace, state = site.workspace(), site.reconciled()
     if state.plan.batch(number) is None:
         known = ", ".join(str(b.number) for b in state.plan.batches)
         raise Unknown(f"no batch {number} in plan {state.id} (batches: {known})")

@@ -10,7 +10,7 @@ by hand (no pid recorded) are never judged.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from ledger import clock, logs
 from machine.acts.workspace import Workspace
@@ -70,11 +70,13 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
     return lost
 
 
-def reconciled_state(workspace: Workspace) -> PlanState:
-    """The plan's state, after recording as lost the attempts whose runner died."""
-    state = workspace.state()
+def reconciled_state(workspace: Workspace, read: Callable[[], PlanState] | None = None) -> PlanState:
+    """The plan's state, after recording as lost the attempts whose runner died. ``read``: how the state is read
+    (default: ``workspace.state``), once, and again after a loss was recorded."""
+    read = read or workspace.state
+    state = read()
     if reconcile(workspace, state):
-        state = workspace.state()
+        state = read()
     return state
 
 
