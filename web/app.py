@@ -130,8 +130,7 @@ def create_app(site: Site) -> Starlette:
                                  headers={"X-Accel-Buffering": "no"})
 
     def files(request: Request) -> Response:
-        workspace = site.workspace()
-        state = workspace.state()
+        workspace, state = site.workspace(), site.state()
         served = views.served_files(workspace, state)
         name = request.path_params["path"]
         data = views.read_guarded(workspace.guard(state), served[name]) if name in served else None

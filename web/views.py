@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from machine.outputs.status import status_view
 from machine.plan.model import Box
 from machine.plan.paths import PathGuard
 from machine.state.evidence import heading_for, kind_of, locate
-from machine.state.fold import PlanState
+from machine.state.fold import PartState, PlanState
 from machine.state.rehash import changes, recorded_files
+from machine.state.rules import Rules
 from runners.attempt_folder import attempt_dir, kept_target, last_output_of
 from web import knowledge
 from web.site import Site
@@ -32,7 +34,6 @@ SETTLED_AGAIN = ("succeeded", "failed", "lost")  # what `kx reopen` takes
 def dashboard(site: Site) -> dict[str, Any]:
     workspace, state = site.workspace(), site.reconciled()
     view = status_view(state)
-    now, rules = clock.now(), workspace.rules(state)
     batches = []
     for batch in view["batches"]:
         parts = [{**part, "imported": state.parts[part["id"]].imported} for part in batch["parts"]]
@@ -43,15 +44,20 @@ def dashboard(site: Site) -> dict[str, Any]:
     return {
         "status": view,
         "batches": batches,
-        "running": [{"id": p.id, "attempt": p.attempt, "title": state.plan.part(p.id).title,
-                     "seconds": (now - clock.parse_time(p.started["recorded_at"])).total_seconds() if p.started else None,
-                     "rehearsal": rules.rehearsing(p)} for p in state.running()],
+        "running": [running(state, part, clock.now(), workspace.rules(state)) for part in state.running()],
         "failures": [part for part in every if part["state"] in ("failed", "lost")],
         "imported": [part["id"] for part in every if part["imported"]],
         "reviewing": reviewing,
         "changed": [str(c) for c in changes(recorded_files(state, members(state, reviewing)), workspace.resolve)],
         "consolidated": state.consolidated,
     }
+
+
+def running(state: PlanState, part: PartState, now: datetime, rules: Rules) -> dict[str, Any]:
+    started = (part.started or {}).get("recorded_at")
+    return {"id": part.id, "attempt": part.attempt, "title": state.plan.part(part.id).title,
+            "seconds": (now - clock.parse_time(started)).total_seconds() if started else None,
+            "rehearsal": rules.rehearsing(part)}
 
 
 def members(state: PlanState, numbers: list[int]) -> list[str]:
@@ -128,8 +134,6 @@ def drop_of(workspace: Workspace, guard: PathGuard, drop: dict[str, Any] | None,
 
 def read_guarded(guard: PathGuard, path: Path) -> bytes | None:
     """A file's bytes, when the path guard allows it (a drop swapped for a link out of the root is not read)."""
-    if not guard.allows(path):
-        return None
     try:
         real = guard.check(path)
         return real.read_bytes() if real.is_file() else None
