@@ -345,8 +345,7 @@ def test_the_dashboard_shows_batches_failures_and_imported_work(kx, seed_plan, p
 
 
 def test_a_waiting_run_finds_the_review_page_of_a_live_server_only(project):
-    import subprocess
-    import sys
+    import os
 
     from runners.supervisor.review_page import announce, review_page, serve_file, withdraw
 
@@ -360,10 +359,11 @@ def test_a_waiting_run_finds_the_review_page_of_a_live_server_only(project):
     assert review_page(ledger, "plan", 1) == "http://[::1]:9000/batches/1/review"
     withdraw(noted)
     assert not noted.exists()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    serve_file(ledger, "plan").write_text(json.dumps({"pid": int(gone.stdout), "started": 0, "host": "127.0.0.1",
-                                                      "port": 8765, "plan": "plan"}))
-    assert review_page(ledger, "plan", 2) is None  # that server is gone
+    gone = {"pid": os.getpid(), "started": 0, "host": "127.0.0.1", "port": 8765, "plan": "plan"}  # a reused pid
+    serve_file(ledger, "plan").write_text(json.dumps(gone))
+    assert review_page(ledger, "plan", 2) is None
+    gone["pid"] = os.getpid() + 1
+    serve_file(ledger, "plan").write_text(json.dumps(gone))
     withdraw(serve_file(ledger, "plan"))
     assert serve_file(ledger, "plan").exists()  # another process's note is not this one's to remove
 
