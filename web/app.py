@@ -114,7 +114,7 @@ def create_app(site: Site) -> Starlette:
         try:
             await run_in_threadpool(lambda: reopen(site.workspace(), [ref], reason, Act(by=by)))
         except (Refused, BadInput) as error:
-            context = await run_in_threadpool(views.part_page, site.workspace(), ref)
+            context = await run_in_threadpool(lambda: views.part_page(site.workspace(), ref))
             return page(request, "part.html", {**context, "error": error.message}, status_of(error))
         return RedirectResponse(f"/parts/{quote(ref)}", status_code=303)
 

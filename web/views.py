@@ -7,6 +7,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ledger import clock
 from ledger.errors import BadInput, Unknown
@@ -229,4 +230,4 @@ def name_under(root: Path, path: Path) -> str | None:
 def link_to(files: dict[str, Path], root: Path, path: Path | None) -> str | None:
     """``/files/NAME`` for a file that is served and exists now; None otherwise."""
     name = name_under(root, path) if path is not None else None
-    return f"/files/{name}" if name in files and files[name].is_file() else None
+    return f"/files/{quote(name)}" if name in files and files[name].is_file() else None
