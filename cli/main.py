@@ -825,6 +825,36 @@ def _commands() -> dict[str, tuple[str, frozenset[str]]]:
             for name, command in cli.commands.items()}
 
 
+# --- the review in a browser ----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (only this host name or a loopback name is accepted in requests).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: a free port.")
+@click.option("--token", help="The token every request needs (default: $KX_SERVE_TOKEN, else a random one).")
+@click.option("--read-only", is_flag=True, help="Pages only: no forms, every POST refused (403).")
+@pass_options
+def serve(options: Options, host: str, port: int, token: str | None, read_only: bool) -> None:
+    """Serve the plan's dashboard, PART pages and batch reviews in a browser; the first line is the address.
+
+    Example:
+
+    \b
+        kx serve --port 8765      # open the printed http://127.0.0.1:8765/?token=... link
+    """
+    try:
+        from web.server import serve as serve_web
+    except ImportError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        from ledger.errors import BadInput
+
+        raise BadInput(f"kx serve needs the web extra ({exc.name} is missing): pip install 'kx[web]'") from None
+    serve_web(options.workspace(), host=host, port=port, token=token, read_only=read_only,
+              ready=lambda url: options.emit({"url": url}, url), say=lambda line: click.echo(line, err=True))
+
+
 # --- the supervisor ---------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
-"""Where an attempt keeps its files (``.kx/attempts/PLAN/PART-7-1/``: brief, log, heartbeat, runner process), and
-stopping the runner process it notes."""
+"""Where an attempt keeps its files (``.kx/attempts/PLAN/PART-7-1/``: brief, log, heartbeat, runner process, a copy
+of the target as the attempt left it), and stopping the runner process it notes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from machine.plan.paths import check_plan_id
 from machine.plan.text import quoted
 from machine.state.runner_output import last_output
 
+TARGET_COPY = "target"  # the PART's knowledge file as the attempt left it: what the next attempt changed is a diff
+TARGET_COPY_CAP = 8 * 1024 * 1024  # a larger target is not copied
 STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKILL
 _STOP_POLL_S = 0.05
 
@@ -59,6 +61,25 @@ def runner_of(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / "runner.json").read_text())
     except (OSError, ValueError):
+        return None
+
+
+def keep_target(folder: Path, target: Path | None) -> None:
+    """Copy the PART's target file into the attempt's folder as it is now (the attempt has ended); nothing when
+    there is no such file or it is larger than ``TARGET_COPY_CAP``."""
+    try:
+        if target is None or not target.is_file() or target.stat().st_size > TARGET_COPY_CAP:
+            return
+        write_atomic(folder / TARGET_COPY, target.read_bytes())
+    except OSError:
+        return  # a copy is a convenience for the reviewer: no outcome waits for it
+
+
+def kept_target(folder: Path) -> bytes | None:
+    """The target as the attempt in ``folder`` left it, if a copy was kept."""
+    try:
+        return (folder / TARGET_COPY).read_bytes()
+    except OSError:
         return None
 
 

@@ -6,10 +6,12 @@ the runners of the PART's earlier attempts that still run on this machine,
 writes the brief, makes the folders of its target and drop, runs the runner
 (the leader of its own process group, noted in ``runner.json``) with its
 output to the attempt's log (stderr through a pipe, to keep its last line
-apart), keeps a heartbeat, and records the outcome itself: ``RunnerSucceeded``
-when the runner exits 0 and the evidence holds, else ``RunnerFailed`` with the
-exit code, the log's last lines and the runner's last meaningful line. Exit
-status: 0 succeeded, 1 failed, 3 start refused.
+apart), keeps a heartbeat, and when the runner exits keeps a copy of the
+target in the attempt's folder (the next attempt's changes are a diff) and
+records the outcome itself: ``RunnerSucceeded`` when the runner exits 0 and the
+evidence holds, else ``RunnerFailed`` with the exit code, the log's last lines
+and the runner's last meaningful line. Exit status: 0 succeeded, 1 failed,
+3 start refused.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from machine.acts.workspace import Workspace
 from machine.defaults import LEASE_S, SUPERVISOR
 from machine.plan.model import AttemptId
 from machine.plan.paths import PathGuard
+from machine.state.evidence import locate
+from machine.state.fold import PlanState
 from machine.state.runner_output import last_output
-from runners.attempt_folder import attempt_dir, beat, log_tail, record_runner, stop_runner
+from runners.attempt_folder import attempt_dir, beat, keep_target, log_tail, record_runner, stop_runner
 from runners.protocol import mcp_config, runner_environment
 from runners.spec import is_rehearsal
 
@@ -166,6 +170,8 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     ``stderr``: the end of what the runner wrote there, if it was kept apart; its last line is preferred."""
     state = workspace.state()
     current = state.parts[part]
+    if current.attempt == attempt:
+        keep_target(log.parent, target_file(workspace, state, part))
     if not workspace.rules(state).is_current(current, attempt):
         return 0 if current.state == "succeeded" and current.attempt == attempt else 1
     act = Act(attempt=attempt)
@@ -187,6 +193,13 @@ def record_outcome(workspace: Workspace, part: str, attempt: str, code: int, log
     except Refused:
         pass  # someone else settled the attempt meanwhile
     return 1
+
+
+def target_file(workspace: Workspace, state: PlanState, part: str) -> Path | None:
+    """The PART's target file (its header's ``Create PATH``) where the path guard allows it, if it exists."""
+    structure = state.plan.part(part)
+    target = structure.header.target if structure and structure.header else None
+    return locate(workspace.guard(state), target)[0] if target else None
 
 
 def warm_up() -> None:

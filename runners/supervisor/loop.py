@@ -28,6 +28,7 @@ from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
 from runners.supervisor.reconcile import reconcile
+from runners.supervisor.review_page import review_page
 
 REVIEW_MODES = ("prompt", "wait", "auto")
 EXECUTORS = ("local", "ray")
@@ -120,6 +121,8 @@ class Supervisor:
         self.interrupted = 0
         self.told_stopping = False
         self.waiting_for: int | None = None
+        self.page_told: str | None = None  # the review page's address said while waiting
+        self.page_checked = float("-inf")
         self.last_reconcile = 0.0
         self.recorded = options.given is None
         self.lease = workspace.config().lease_seconds or LEASE_S
@@ -286,9 +289,20 @@ class Supervisor:
                 self.progress.say(packet_text(batch_packet(state, number, self.ws.resolve)))
                 self.progress.say(f"batch {number} awaits review: run 'kx review {number} --approve' (or --reject"
                                   " PART...) in another terminal")
+            self._tell_review_page(state.id, number)
             time.sleep(self.options.poll)
             return None
         return self._prompt_review(state, number)
+
+    def _tell_review_page(self, plan_id: str, number: int) -> None:
+        """Say where ``kx serve`` shows the batch's review, once a server for the plan runs (checked now and then)."""
+        if time.monotonic() - self.page_checked < self.options.reconcile_every:
+            return
+        self.page_checked = time.monotonic()
+        page = review_page(self.ws.ledger.path, plan_id, number)
+        if page and page != self.page_told:
+            self.page_told = page
+            self.progress.say(f"batch {number} can be reviewed in a browser: {page}")
 
     def _auto_review(self, state: PlanState, number: int) -> RunResult | None:
         failed = self.ws.rules(state).failed_parts(state.batches[number])

@@ -10,7 +10,7 @@ by hand (no pid recorded) are never judged.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from ledger import clock, logs
 from machine.acts.workspace import Workspace
@@ -69,14 +69,21 @@ def reconcile(workspace: Workspace, state: PlanState | None = None) -> list[str]
     return lost
 
 
+def reconciled_state(workspace: Workspace, read: Callable[[], PlanState] | None = None) -> PlanState:
+    """The plan's state, after recording as lost the attempts whose runner died. ``read``: how the state is read
+    (default: ``workspace.state``), once, and again after a loss was recorded."""
+    read = read or workspace.state
+    state = read()
+    if reconcile(workspace, state):
+        state = read()
+    return state
+
+
 def reconciled_status(workspace: Workspace) -> dict[str, Any]:
     """``kx status``: the plan's state, after recording as lost the attempts whose runner died."""
     from machine.outputs.status import status_view
 
-    state = workspace.state()
-    if reconcile(workspace, state):
-        state = workspace.state()
-    view = status_view(state)
+    view = status_view(reconciled_state(workspace))
     if made_in := workspace.ledger.elsewhere():  # a copied ledger: said first
         view["findings"].insert(0, {"code": "ledger_moved", "made_in": made_in, "here": workspace.ledger.here(),
                                     "message": workspace.ledger.place_problem()})

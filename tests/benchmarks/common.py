@@ -30,7 +30,7 @@ def clean_env() -> dict[str, str]:
 def compile_kx() -> None:
     import compileall
 
-    for package in ("ledger", "machine", "runners", "cli"):
+    for package in ("ledger", "machine", "runners", "web", "cli"):
         compileall.compile_dir(REPO / package, quiet=1)
 
 
