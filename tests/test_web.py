@@ -266,6 +266,7 @@ def test_plan_text_knowledge_files_and_drops_are_shown_as_text(kx, project):
     write(project, "drops/x.md", "<iframe src=javascript:alert(9)></iframe>\n")
     assert kx("drop", "PART-1", "drops/x.md", "--attempt", "PART-1#1").code == 3  # no attempt: a person's drop
     assert kx("drop", "PART-1", "drops/x.md").code == 0
+    write(project, ".kx/config.toml", '[defaults]\nsources = "any"\n')  # a plan that takes any text as a source
     assert kx("tick", "PART-1", "2", "--source", "javascript:alert(10)", "--source", "https://example.org/a").code == 0
     browser = client(project)
     for path in ("/", "/parts/PART-1", "/batches/1/review"):

@@ -5,12 +5,10 @@ changed as a unified diff."""
 from __future__ import annotations
 
 import difflib
-from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
 
-from machine.plan.text import split_lines
-from machine.state.evidence import headings
+from machine.state.evidence import source_form
 
 MARKDOWN = MarkdownIt("commonmark", {"html": False})  # raw HTML in a file is text; unsafe link schemes are refused
 SHOWN_BYTES = 2 * 1024 * 1024  # a longer file is shown up to here
@@ -19,16 +17,6 @@ DIFF_LINES = 2000
 
 def decoded(data: bytes) -> str:
     return data[:SHOWN_BYTES].decode("utf-8", errors="replace")
-
-
-def heading_lines(text: str) -> list[tuple[int, str]]:
-    """Each ATX heading as the evidence rules read it (``machine.state.evidence.headings``), with its line (1-based)."""
-    lines = split_lines(text)
-    found = []
-    for token in MARKDOWN.parse(text):
-        if token.type == "heading_open" and token.markup.startswith("#") and token.map:
-            found += [(token.map[0] + 1, heading) for heading in headings(lines[token.map[0]])]
-    return found
 
 
 def render(text: str, marks: dict[int, str] | None = None) -> str:
@@ -48,11 +36,7 @@ def render(text: str, marks: dict[int, str] | None = None) -> str:
 
 def web_address(source: str) -> str | None:
     """The source itself when it is an http(s) URL with a host (shown as a link); None for any other source."""
-    try:
-        parts = urlsplit(source)
-        return source if parts.scheme in ("http", "https") and parts.hostname else None
-    except ValueError:
-        return None
+    return source if source_form(source) == "url" else None
 
 
 def diff(before: bytes, after: bytes, before_name: str, after_name: str) -> list[tuple[str, str]]:

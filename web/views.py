@@ -17,7 +17,7 @@ from machine.outputs.packet import batch_packet, duration
 from machine.outputs.status import status_view
 from machine.plan.model import Box
 from machine.plan.paths import PathGuard
-from machine.state.evidence import heading_for, kind_of, locate
+from machine.state.evidence import locate
 from machine.state.fold import PartState, PlanState
 from machine.state.rehash import changes, recorded_files
 from machine.state.rules import Rules
@@ -79,7 +79,7 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
     text = knowledge.decoded(found.read_bytes()) if found and found.is_file() else None
     boxes = [box_row(state, verdict, box, part.evidence.get(box.id))
              for verdict, box in zip(checked["boxes"], structure.boxes)]
-    marks = mark_headings(boxes, text, checked["policy"], state)
+    marks = mark_headings(boxes)
     attempts = attempts_of(workspace.ledger.path, state.id, story["events"])
     files, guard = served_files(workspace, state), workspace.guard(state)
     return {
@@ -98,29 +98,13 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
 def box_row(state: PlanState, verdict: dict[str, Any], box: Box, evidence: dict[str, Any] | None) -> dict[str, Any]:
     """A box as the page shows it: the verdict of ``kx check``, and what its tick's evidence recorded."""
     evidence = evidence or {}
-    return {**verdict, "kind_of": kind_of(box.text, state.plan.influential_files), "evidence": evidence,
+    return {**verdict, "evidence": evidence,
             "sources": [(source, knowledge.web_address(source)) for source in evidence.get("sources", ())]}
 
 
-def mark_headings(boxes: list[dict[str, Any]], text: str | None, policy: str, state: PlanState) -> dict[int, str]:
-    """The line of the heading each Section box's verdict stands on (set on the box as ``heading`` and ``line``),
-    as line → the box's reference. A verdict that names its heading is taken at its word; one that does not is
-    matched by the rules' own function, under the policy that checks headings."""
-    if text is None:
-        return {}
-    found = knowledge.heading_lines(text)
-    marks: dict[int, str] = {}
-    for box in boxes:
-        if box["kind"] != "section" or not box["ok"]:
-            continue
-        heading = box.get("heading")
-        if heading is None and policy == "verified" and not box.get("override"):
-            heading = heading_for(box["kind_of"], [h for line, h in found if line not in marks])
-        line = box.get("line") or next((line for line, h in found if h == heading and line not in marks), None)
-        if heading is not None and line is not None:
-            box["heading"], box["line"] = heading, line
-            marks[line] = box["ref"]
-    return marks
+def mark_headings(boxes: list[dict[str, Any]]) -> dict[int, str]:
+    """Line → the reference of the Section box whose verdict names the heading on it (``kx check``'s)."""
+    return {box["line"]: box["ref"] for box in boxes if box["kind"] == "section" and box["ok"] and box.get("line")}
 
 
 def drop_of(workspace: Workspace, guard: PathGuard, drop: dict[str, Any] | None, verdict: dict[str, Any],
