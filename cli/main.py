@@ -574,9 +574,12 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
 @cli.command()
 @click.argument("parts", nargs=-1, required=True)
 @click.option("--reason", required=True, help="Why the PARTs are done again (recorded).")
+@click.option("--withdraw-consolidation", is_flag=True,
+              help="The plan is consolidated: withdraw that (recorded), so that it opens again; kx consolidate redoes it.")
 @by_option
 @pass_options
-def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None) -> None:
+def reopen(options: Options, parts: tuple[str, ...], reason: str, withdraw_consolidation: bool,
+           by: str | None) -> None:
     """Send succeeded (imported ones too), failed or lost PARTS back to pending, their ticks and drop cleared.
 
     Their next attempt earns every tick and its drop again. A batch already approved needs review again, and
@@ -589,7 +592,8 @@ def reopen(options: Options, parts: tuple[str, ...], reason: str, by: str | None
     """
     from machine.acts.lifecycle import reopen as reopen_parts
 
-    result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by))
+    result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by),
+                          withdraw_consolidation=withdraw_consolidation)
     options.emit(result, result["message"])
 
 

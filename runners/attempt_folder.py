@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,32 @@ def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
     return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / parsed.folder
 
 
+def supervisor_dir(ledger_path: Path, plan_id: str) -> Path:
+    """The plan's supervisor's folder (its heartbeat), beside its attempts' folders."""
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / "supervisor"
+
+
 def beat(folder: Path) -> None:
     write_atomic(folder / "heartbeat", clock.now_iso().encode())
+
+
+class Heartbeat(threading.Thread):
+    """Beats ``folder``'s heartbeat every ``every`` seconds until ``done`` is set: a wrapper's or a supervisor's."""
+
+    def __init__(self, folder: Path, every: float):
+        super().__init__(daemon=True)
+        self.folder, self.every, self.done = folder, every, threading.Event()
+
+    def beat_now_and_start(self) -> None:
+        beat(self.folder)
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                beat(self.folder)
+            except OSError:
+                pass
 
 
 def last_beat(folder: Path) -> str | None:

@@ -75,6 +75,25 @@ class RunStarted(Event):
                                     " --max-parallel, --backoff, --executor, --ray-address: those given")
 
 
+class SupervisorLeased(Event):
+    """A supervisor (``kx run``, ``kx resume``) holds the plan: one at a time. It beats a heartbeat while it runs."""
+
+    by: str
+    pid: int
+    pid_started: float = Field(description="the process's start time, to tell a reused pid")
+    host: str
+    took_over: dict[str, Any] | None = Field(default=None, description="the lease it took from a supervisor found"
+                                             " gone: its pid, host and the position of its lease")
+
+
+class SupervisorReleased(Event):
+    """The supervisor holding the plan let it go (it ended; a killed one cannot say so: the next one takes over)."""
+
+    by: str
+    pid: int
+    host: str
+
+
 class PlanConsolidated(Event):
     paths: dict[str, str] = Field(default_factory=dict)
     commit: str | None = None
@@ -171,12 +190,14 @@ class PartReopened(PartEvent):
     reason: str
     was: str = Field(description="the state the PART left")
     cleared: dict[str, Any] = Field(description="the evidence cleared: {boxes: [ids], drop: path}")
+    withdrew_consolidation: bool | None = Field(default=None, description="the plan was consolidated: this reopening"
+                                                " withdrew the consolidation, which the next kx consolidate redoes")
 
 
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        PlanImported, PlanRevised, PlanConsolidated, RunStarted, BatchReviewed, RunnerStarted, CheckboxTicked,
+        PlanImported, PlanRevised, PlanConsolidated, RunStarted, SupervisorLeased, SupervisorReleased, BatchReviewed, RunnerStarted, CheckboxTicked,
         CheckboxUnticked, DropRecorded, RunnerSucceeded, RunnerFailed, RunnerLost, PartRetried, PartReopened,
     )
 }

@@ -87,6 +87,8 @@ def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Con
 
 
 def authorize(ctx: Context, part: PartState, act: Act) -> None:
-    """Rule 4 for runners (their attempt must be the current one); the gate for people. Acts that do work
-    before appending (hashing a drop, resolving boxes) ask it first; the append asks again."""
+    """A plan open to acts; rule 4 for runners (their attempt must be the current one); the gate for people. Acts
+    that do work before appending (hashing a drop, resolving boxes), or may find nothing to record, ask it first;
+    the append asks again."""
+    ctx.rules.open_to("act", {})
     ctx.rules.may_act(part, act.attempt)

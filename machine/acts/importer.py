@@ -116,6 +116,7 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
         carried=carried, dropped=dropped,
     )
     events = [revised, *file_history(state.id, plan, state)]
+    workspace.rules(state).open_to(revised.type, revised.data())  # a consolidated plan takes no revision
     workspace.record(state, events)
     unticked = _record_unticks(workspace, state.id, [c for c in changes if c.kind == "unticked"])
     changes += _added_to_successes(workspace, state.id, changes)
@@ -164,8 +165,9 @@ def _existing_plan(workspace: Workspace, stored: str) -> str | None:
 
 def plan_of_file(workspace: Workspace, stored: str) -> str | None:
     """The plan of the ledger whose file is ``stored`` (a path as the ledger stores it), if one is."""
-    rows = workspace.ledger.read(types=["PlanImported", "PlanRevised"])
-    latest = {row.plan: row.get("path") for row in rows}
+    rows = workspace.ledger.read(types=["PlanImported", "PlanRevised", "PlanConsolidated"])
+    latest = {row.plan: row.get("paths", {}).get("plan") if row.type == "PlanConsolidated" else row.get("path")
+              for row in rows}  # consolidation moves the plan to completed/
     return next((plan for plan, path in latest.items() if path == stored), None)
 
 

@@ -7,6 +7,7 @@ between the check and the append. A refused act appends nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from ledger.events.models import (
     RunnerStarted,
     RunnerSucceeded,
     RunStarted,
+    SupervisorLeased,
+    SupervisorReleased,
 )
 from ledger.secrets import redact, redact_argv, redact_command, redact_text
 from machine.acts.context import Act, Context, Outcome, acting, authorize, person  # noqa: F401 - re-exported
@@ -85,6 +88,7 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
         if part.state == "succeeded" and act.attempt in (None, part.attempt):
+            ctx.rules.open_to("act", {})
             return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
         drop_seen = part.drop
         completed = stamp_of(clock.now_iso(), workspace.config().timezone)
@@ -146,6 +150,29 @@ def record_run(workspace: Workspace, command: str, options: dict[str, Any], act:
         return Outcome(ctx.state.id, recorded, f"{command} of {ctx.state.id} recorded")
 
 
+def take_lease(workspace: Workspace, me: dict[str, Any], gone: Callable[[dict[str, Any]], bool], act: Act) -> Outcome:
+    """Hold the plan for the supervisor ``me`` (``pid``, ``pid_started``, ``host``): free, already its own, or
+    taken over from a holder ``gone`` says is dead; else refused (exit 3) naming the holder."""
+    with acting(workspace) as ctx:
+        held = ctx.state.lease
+        if held and (held["pid"], held["host"], held["pid_started"]) == (me["pid"], me["host"], me["pid_started"]):
+            return Outcome(ctx.state.id, [], "the plan's lease is this supervisor's already")
+        took_over = {k: held[k] for k in ("pid", "host", "position")} if held and gone(held) else None
+        recorded = ctx.append(SupervisorLeased(plan=ctx.state.id, by=act.actor, took_over=took_over, **me))
+        taken = f", taken over from pid {took_over['pid']} (gone)" if took_over else ""
+        return Outcome(ctx.state.id, recorded, f"plan {ctx.state.id} leased to pid {me['pid']}{taken}")
+
+
+def release_lease(workspace: Workspace, me: dict[str, Any], act: Act) -> Outcome:
+    """Let the plan go, if ``me`` still holds it (another supervisor may have taken it over meanwhile)."""
+    with acting(workspace) as ctx:
+        held = ctx.state.lease
+        if held is None or (held["pid"], held["host"]) != (me["pid"], me["host"]):
+            return Outcome(ctx.state.id, [], "this supervisor holds no lease; nothing recorded")
+        recorded = ctx.append(SupervisorReleased(plan=ctx.state.id, by=act.actor, pid=me["pid"], host=me["host"]))
+        return Outcome(ctx.state.id, recorded, f"plan {ctx.state.id} released by pid {me['pid']}")
+
+
 def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -> Outcome:
     if reason is not None:
         bounded("the reason", reason, TEXT_LIMIT)
@@ -157,11 +184,13 @@ def retry(workspace: Workspace, ref: str, act: Act, reason: str | None = None) -
         return Outcome(part.id, recorded, f"{part.id} was {was}; it is pending again")
 
 
-def reopen(workspace: Workspace, refs: list[str], reason: str, act: Act) -> dict[str, Any]:
+def reopen(workspace: Workspace, refs: list[str], reason: str, act: Act, *,
+           withdraw_consolidation: bool = False) -> dict[str, Any]:
     """Send settled PARTs (succeeded, imported ones too, failed or lost) back to pending, their evidence cleared.
 
     All or none: one PART that may not reopen refuses the lot. An approved batch of theirs needs review again,
-    and the batches after it that are not approved lock until it is.
+    and the batches after it that are not approved lock until it is. A consolidated plan is closed: only
+    ``withdraw_consolidation`` reopens it, and says so in the events.
     """
     if not bounded("the reason", reason, TEXT_LIMIT).strip():
         raise BadInput("say why with --reason TEXT")
@@ -169,8 +198,12 @@ def reopen(workspace: Workspace, refs: list[str], reason: str, act: Act) -> dict
         raise BadInput("name the PARTs to reopen, e.g. 'kx reopen PART-3 --reason \"no evidence\"'")
     with acting(workspace) as ctx:
         parts = list({part.id: part for part in (ctx.part(ref)[0] for ref in refs)}.values())
+        withdrawing = withdraw_consolidation and ctx.state.consolidated is not None
+        if withdraw_consolidation and not withdrawing:
+            raise BadInput(f"plan {ctx.state.id} is not consolidated: leave out --withdraw-consolidation")
         events = [PartReopened(plan=ctx.state.id, part=part.id, attempt=part.attempt, by=act.actor,
-                               reason=redact_text(reason), was=part.state, cleared=evidence_of(part))
+                               reason=redact_text(reason), was=part.state, cleared=evidence_of(part),
+                               withdrew_consolidation=withdrawing or None)
                   for part in parts]
         recorded = ctx.append(*events)
         return reopened(ctx.state, parts, recorded)
@@ -201,6 +234,7 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
     if note is not None:
         bounded("the note", note, TEXT_LIMIT)
     with acting(workspace, accept_failed=accept_failed) as ctx:
+        ctx.rules.open_to("BatchReviewed", {})
         batch = ctx.state.batches.get(number)
         structure = ctx.state.plan.batch(number)
         if batch is None or structure is None:

@@ -11,7 +11,11 @@ paths and the commit; a second ``kx consolidate`` is a no-op.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 from ledger import clock
 from ledger.errors import BadInput, Refused
 from ledger.events.models import PlanConsolidated
+from machine.acts.context import acting
 from machine.acts.workspace import Workspace
 from machine.outputs import git
 from machine.outputs.packet import part_packet
@@ -51,17 +56,58 @@ class Targets:
 
 def consolidate(workspace: Workspace, *, index: Path | None, skill: Path | None, completed_dir: Path | None,
                 commit: bool, by: str, allow_missing: bool = False) -> dict[str, Any]:
+    """One consolidation of the plan at a time: a second one, while the first works, is refused (exit 3) naming
+    it, or, once the first has recorded its work, is the no-op a consolidated plan answers with."""
+    state = workspace.state()
+    with one_at_a_time(workspace, state.id) as holder:
+        state = workspace.state()
+        if state.consolidated is not None:
+            return {"plan": state.id, "action": "unchanged", **state.consolidated}
+        if holder is not None:
+            raise Refused(f"another kx consolidate (pid {holder.get('pid', '?')}, since {holder.get('since', '?')}) is"
+                          f" consolidating plan {state.id}; wait for it (kx status says when it is done)",
+                          rule="consolidate")
+        return _consolidate(workspace, state, index=index, skill=skill, completed_dir=completed_dir, commit=commit,
+                            by=by, allow_missing=allow_missing)
+
+
+@contextmanager
+def one_at_a_time(workspace: Workspace, plan_id: str) -> Iterator[dict[str, Any] | None]:
+    """Hold the plan's consolidation lock (an exclusive ``flock`` on ``.kx/consolidating-PLAN.lock``, released
+    when this process ends, however it ends) while the body runs: None; or, when another process holds it,
+    what it wrote there (``pid``, ``since``)."""
+    path = workspace.ledger.path.parent / f"consolidating-{plan_id}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield _holder(fd)
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": clock.now_iso()}).encode(), 0)
+        yield None
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> dict[str, Any]:
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+
+
+def _consolidate(workspace: Workspace, state: PlanState, *, index: Path | None, skill: Path | None,
+                 completed_dir: Path | None, commit: bool, by: str, allow_missing: bool) -> dict[str, Any]:
     """Check everything, then write, move and commit (no ledger lock held), then record ``PlanConsolidated``.
 
     Each side effect can be done again (an index already holding its block, a plan already moved, a
     commit already made), so that a run interrupted midway is finished by the next one.
     """
-    state = workspace.state()
-    if state.consolidated is not None:
-        return {"plan": state.id, "action": "unchanged", **state.consolidated}
     if problem := workspace.ledger.place_problem():  # before any side effect: render would refuse midway
         raise Refused(f"not consolidated: {problem}", rule="ledger_place")
-    refuse_unless_approved(state)
+    workspace.rules(state).may_consolidate()
     guard = workspace.guard(state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
     knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
@@ -178,13 +224,11 @@ def record(workspace: Workspace, seen: PlanState, targets: Targets, commit_id: s
     stored = {name: workspace.store_path(getattr(targets, name)) for name in ("index", "report", "plan")}
     if targets.skill:
         stored["skill"] = workspace.store_path(targets.skill)
-    with workspace.ledger.transaction():
-        state = workspace.state()
-        if state.consolidated is not None:
-            return {"plan": state.id, "action": "unchanged", **state.consolidated}
-        refuse_unless_approved(state)
-        workspace.record(state, [PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by,
-                                                  allowed_missing=missing or None)])
+    with acting(workspace) as ctx:
+        if ctx.state.consolidated is not None:
+            return {"plan": ctx.state.id, "action": "unchanged", **ctx.state.consolidated}
+        ctx.append(PlanConsolidated(plan=seen.id, paths=stored, commit=commit_id, by=by,
+                                    allowed_missing=missing or None))
     return {"plan": seen.id, "action": "consolidated", "paths": stored, "commit": commit_id,
             "knowledge_files": knowledge, "missing": missing}
 
@@ -206,12 +250,6 @@ def _move(plan_guard: PathGuard, guard: PathGuard, source: Path, destination: Pa
     with plan_guard.place(source, may_be_plan=True, make_folders=False) as old, \
             guard.place(destination, may_be_plan=True) as new:
         os.rename(old.name, new.name, src_dir_fd=old.folder, dst_dir_fd=new.folder)
-
-
-def refuse_unless_approved(state: PlanState) -> None:
-    left = [f"batch {n} is {b.state.replace('_', ' ')}" for n, b in state.batches.items() if b.state != "approved"]
-    if left:
-        raise Refused("consolidation waits until every batch is approved: " + "; ".join(left), rule="consolidate")
 
 
 def existing(knowledge: dict[str, Path]) -> dict[str, Path]:

@@ -78,6 +78,7 @@ def status_view(state: PlanState) -> dict[str, Any]:
         "found": {"batches": len(plan.batches), "parts": len(plan.parts)},
         "position": state.position,
         "consolidated": state.consolidated is not None,
+        "supervisor": {k: state.lease[k] for k in ("pid", "host", "since")} if state.lease else None,
         "findings": findings(state),
     }
 

@@ -17,7 +17,7 @@ from machine.state.machines import BATCH_STATES, allows, batch_machine, part_mac
 from machine.state.runner_output import last_output
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 6  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 8  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -133,6 +133,7 @@ class PlanState:
     structure_position: int = 0
     revisions: int = 0
     consolidated: dict[str, Any] | None = None
+    lease: dict[str, Any] | None = None  # the supervisor holding the plan: pid, pid_started, host, since, position
     anomalies: list[str] = field(default_factory=list)
     timezone: str | None = None
     dirty: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -206,7 +207,7 @@ class PlanState:
         """The plan's own state and the details of ``parts`` (default: all), as the read model keeps them."""
         plan_state = {
             "path": self.path, "root": self.root, "sha256": self.sha256,
-            "box_ids": self.box_ids, "revisions": self.revisions, "consolidated": self.consolidated,
+            "box_ids": self.box_ids, "revisions": self.revisions, "consolidated": self.consolidated, "lease": self.lease,
             "anomalies": self.anomalies,
             "batches": {str(n): {"state": b.state, "reviews": b.reviews} for n, b in self.batches.items()},
         }
@@ -224,7 +225,7 @@ class PlanState:
                 parts: list[dict[str, Any]], loader: Loader, timezone: str | None = None) -> PlanState:
         state = cls(plan_id, path=plan_state["path"], root=plan_state["root"], sha256=plan_state["sha256"],
                     box_ids=plan_state["box_ids"], position=position, structure_position=structure_position,
-                    revisions=plan_state["revisions"], consolidated=plan_state["consolidated"],
+                    revisions=plan_state["revisions"], consolidated=plan_state["consolidated"], lease=plan_state["lease"],
                     anomalies=plan_state["anomalies"], timezone=timezone, _loader=loader)
         state.batches = {int(n): BatchState(int(n), b["state"], b["reviews"]) for n, b in plan_state["batches"].items()}
         state.parts = {p["id"]: PartState.from_dict(p) for p in parts}
@@ -276,6 +277,14 @@ class PlanState:
     def _on_PlanConsolidated(self, event: Recorded) -> None:
         self.consolidated = event.data
         self.path = event.get("paths", {}).get("plan", self.path)  # the plan moved to completed/
+
+    def _on_SupervisorLeased(self, event: Recorded) -> None:
+        self.lease = {"pid": event.get("pid"), "pid_started": event.get("pid_started"), "host": event.get("host"),
+                      "by": event.get("by"), "since": event.recorded_at, "position": event.position}
+
+    def _on_SupervisorReleased(self, event: Recorded) -> None:
+        if self.lease and (self.lease["pid"], self.lease["host"]) == (event.get("pid"), event.get("host")):
+            self.lease = None
 
     def _on_BatchReviewed(self, event: Recorded) -> None:
         batch = self.batches.get(event.get("batch"))
@@ -355,6 +364,8 @@ class PlanState:
             part.evidence_from = event.position
 
     def _on_PartReopened(self, event: Recorded) -> None:
+        if event.get("withdrew_consolidation"):
+            self.consolidated = None  # open again; the plan stays where consolidation moved it
         part = self._part_event(event)
         if part:
             self._fire(part_machine(), part, "reopen")

@@ -66,7 +66,15 @@ class Rules:
     # the one check of every event ----------------------------------------------------
 
     def check(self, kind: str, data: dict[str, Any]) -> None:
-        """Refuse an event that may not be recorded now; history ``by: import`` is taken as it was."""
+        """Refuse an event that may not be recorded now; history ``by: import`` is taken as it was (once the plan
+        is open to it)."""
+        self.open_to(kind, data)
+        if kind == "PlanConsolidated":
+            self.may_consolidate()
+        elif kind == "SupervisorLeased":
+            self.may_lease(data)
+        elif kind == "SupervisorReleased":
+            self.may_release(data)
         if data.get("by") == IMPORT:
             return
         part = self.state.parts.get(data.get("part")) if data.get("part") else None
@@ -86,6 +94,43 @@ class Rules:
                 for sent in data.get("parts", ()):
                     if sent in self.state.parts:
                         fire(part_machine(), self.state.parts[sent], "send_back", self)
+
+    # a consolidated plan is closed -----------------------------------------------------
+
+    def open_to(self, kind: str, data: dict[str, Any]) -> None:
+        """Nothing is recorded on a consolidated plan but a reopening that withdraws the consolidation."""
+        done = self.state.consolidated
+        if done is None or kind == "PartReopened" and data.get("withdrew_consolidation"):
+            return
+        commit = f", commit {done['commit'][:12]}" if done.get("commit") else ""
+        raise Refused(f"plan {self.state.id} is consolidated (by {done.get('by', '?')}{commit}) and closed to changes;"
+                      " to change it, withdraw the consolidation: 'kx reopen PART... --reason TEXT"
+                      " --withdraw-consolidation' (the next kx consolidate redoes it)", rule="consolidated")
+
+    def may_consolidate(self) -> None:
+        """Consolidation waits until every batch is approved."""
+        left = [f"batch {n} is {b.state.replace('_', ' ')}" for n, b in self.state.batches.items()
+                if b.state != "approved"]
+        if left:
+            raise Refused("consolidation waits until every batch is approved: " + "; ".join(left),
+                          rule="consolidate")
+
+    # one supervisor per plan ------------------------------------------------------------
+
+    def may_lease(self, lease: dict[str, Any]) -> None:
+        """A supervisor takes the plan when nobody holds it, or over from the holder its act found gone."""
+        held = self.state.lease
+        if held is None or (lease.get("took_over") or {}).get("position") == held["position"]:
+            return
+        raise Refused(f"a supervisor, pid {held['pid']} on {held['host']} since {held['since'][:19]}Z, runs plan"
+                      f" {self.state.id}; 'kx status' to watch it (a second kx run or resume would race it)",
+                      rule="lease")
+
+    def may_release(self, release: dict[str, Any]) -> None:
+        held = self.state.lease
+        if held is None or (held["pid"], held["host"]) != (release.get("pid"), release.get("host")):
+            raise Refused(f"pid {release.get('pid')} on {release.get('host')} does not hold plan {self.state.id}",
+                          rule="lease")
 
     # rule 4, and the gate for people ----------------------------------------------------
 

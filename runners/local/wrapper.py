@@ -37,7 +37,7 @@ from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PlanState
 from machine.state.runner_output import last_output
-from runners.attempt_folder import attempt_dir, beat, keep_target, log_tail, record_runner, stop_runner
+from runners.attempt_folder import Heartbeat, attempt_dir, keep_target, log_tail, record_runner, stop_runner
 from runners.protocol import mcp_config, runner_environment
 from runners.spec import is_rehearsal
 
@@ -47,19 +47,6 @@ STDERR_DRAIN_S = 2.0  # how long the runner's stderr may stay open after it exit
 def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, str]:
     return runner_environment(str(workspace.ledger.path.resolve()), view, brief_path,
                               [str(Path(sys.executable).parent)])  # `kx` is this installation's
-
-
-class Heartbeat(threading.Thread):
-    def __init__(self, folder: Path, every: float):
-        super().__init__(daemon=True)
-        self.folder, self.every, self.done = folder, every, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.every):
-            try:
-                beat(self.folder)
-            except OSError:
-                pass
 
 
 def run_attempt(workspace: Workspace, part: str, command: list[str], lease: float) -> int:
@@ -74,13 +61,30 @@ def run_attempt(workspace: Workspace, part: str, command: list[str], lease: floa
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
         return 3
     attempt = started.data["attempt"]
-    stop_earlier_runners(workspace, part, attempt)
-    folder, view = write_brief(workspace, part, attempt)
-    env = runner_env(workspace, view, folder / "brief.md")
-    (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
-    make_folders(workspace, view)
-    code, stderr = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder, lease)
+    folder = attempt_dir(workspace.ledger.path, workspace.plan_id(), attempt)
+    folder.mkdir(parents=True, exist_ok=True)
+    heartbeat = Heartbeat(folder, max(0.5, lease / 3))  # from the first moment: a long brief must not look dead
+    heartbeat.beat_now_and_start()
+    try:
+        stop_earlier_runners(workspace, part, attempt)
+        view = write_brief(workspace, folder, part, attempt)
+        env = runner_env(workspace, view, folder / "brief.md")
+        (folder / "mcp.json").write_text(json.dumps(mcp_config(env["KX_LEDGER"], view), indent=2), encoding="utf-8")
+        make_folders(workspace, view)
+        if not still_current(workspace, part, attempt):
+            print(f"kx attempt: {attempt} is no longer current; its runner is not started", file=sys.stderr)
+            return 1
+        code, stderr = _run_runner(command, {**env, "KX_MCP": str(folder / "mcp.json")}, Path(view["root"]), folder)
+    finally:
+        heartbeat.done.set()
     return record_outcome(workspace, part, attempt, code, folder / "runner.log", view["drop_path"], stderr=stderr)
+
+
+def still_current(workspace: Workspace, part: str, attempt: str) -> bool:
+    """Whether ``attempt`` still runs as its PART's current attempt (it may have been found lost meanwhile: a lost
+    attempt may still record what it did, but no runner starts for it)."""
+    known = workspace.state().parts[part]
+    return known.attempt == attempt and known.state == "running"
 
 
 def make_folders(workspace: Workspace, view: dict) -> None:
@@ -96,28 +100,22 @@ def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
         stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), str(earlier)))
 
 
-def write_brief(workspace: Workspace, part: str, attempt: str) -> tuple[Path, dict]:
-    """The attempt's folder, with its first heartbeat and its brief (``brief.md``, ``brief.json``); and the brief."""
-    folder = attempt_dir(workspace.ledger.path, workspace.plan_id(), attempt)
-    folder.mkdir(parents=True, exist_ok=True)
-    beat(folder)
+def write_brief(workspace: Workspace, folder: Path, part: str, attempt: str) -> dict:
+    """The attempt's brief in its folder (``brief.md``, ``brief.json``); and the brief."""
     view = brief(workspace, part, attempt)
     (folder / "brief.md").write_text(brief_markdown(view) + "\n", encoding="utf-8")
     (folder / "brief.json").write_text(json.dumps(view, ensure_ascii=False, indent=2), encoding="utf-8")
-    return folder, view
+    return view
 
 
-def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path, lease: float) -> tuple[int, str]:
+def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path) -> tuple[int, str]:
     """The runner's exit code and the end of what it wrote to stderr (which goes to its log as well)."""
-    heartbeat = Heartbeat(folder, max(0.5, lease / 3))
-    heartbeat.start()
     with open(folder / "runner.log", "ab") as log:
         try:
             process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
             log.write(f"kx: cannot start runner {redact_text(command[0])!r}: {exc.strerror}\n".encode())
-            heartbeat.done.set()
             return 127, ""
         record_runner(folder, process.pid)
         stderr = StderrTee(process.stderr, log.fileno())
@@ -133,7 +131,6 @@ def _run_runner(command: list[str], env: dict[str, str], cwd: Path, folder: Path
             signal.signal(signum, forward)
         code = process.wait()
         stderr.join(timeout=STDERR_DRAIN_S)  # a child the runner left behind may hold its stderr open
-    heartbeat.done.set()
     return code, stderr.tail()
 
 

@@ -38,7 +38,7 @@ from machine.acts.workspace import Workspace
 from machine.defaults import SUPERVISOR
 from machine.plan.paths import PathGuard
 from machine.state.config import RayConfig
-from runners.attempt_folder import beat, last_output_of, log_tail
+from runners.attempt_folder import attempt_dir, beat, last_output_of, log_tail
 from runners.local.wrapper import record_outcome, write_brief
 from runners.ray.node import Mailbox, run_task
 from runners.ray.shim import failure
@@ -195,7 +195,10 @@ class RayAttempt:
             self.code = 3  # the supervisor says so and tries again
             return
         self.attempt = started.data["attempt"]
-        self.folder, self.view = write_brief(self.ws, part, self.attempt)
+        self.folder = attempt_dir(self.ws.ledger.path, plan_id, self.attempt)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        beat(self.folder)  # the supervisor beats for its Ray attempts (``owner_pid``)
+        self.view = write_brief(self.ws, self.folder, part, self.attempt)
         self.root = Path(self.view["root"]).resolve()
         self.guard = PathGuard.around(self.root, ledger=self.ws.ledger.path, plan=self.view["plan_path"])
         self.beaten = time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import signal
+from contextlib import ExitStack
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -27,6 +28,7 @@ from machine.outputs.packet import batch_packet, packet_text
 from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
+from runners.supervisor.lease import holding_the_plan
 from runners.supervisor.reconcile import reconcile
 from runners.supervisor.review_page import review_page
 
@@ -130,13 +132,16 @@ class Supervisor:
     # --- the loop --------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        self.executor = self._executor()
-        previous = signal.signal(signal.SIGINT, self._interrupt)
-        try:
+        """Run the plan, holding its lease (a second supervisor is refused, exit 3, before it starts anything)."""
+        with ExitStack() as stack:
+            if self.fork_server is not None:
+                stack.callback(self.fork_server.close)  # also when the lease is refused
+            stack.enter_context(holding_the_plan(self.ws, self.lease))
+            self.executor = self._executor()
+            stack.callback(self.executor.close)
+            previous = signal.signal(signal.SIGINT, self._interrupt)
+            stack.callback(signal.signal, signal.SIGINT, previous)
             return self._loop()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            self.executor.close()
 
     def _executor(self) -> Executor:
         if self.options.executor == "ray":
@@ -248,8 +253,8 @@ class Supervisor:
             if state.batches[part.batch].state == "approved" or part.state not in ("failed", "lost"):
                 self.failed_seen.pop(part.id, None)
                 continue
-            if part.id in self.children:
-                continue
+            if part.id in self.children and part.state == "failed":
+                continue  # its wrapper is recording more; a lost attempt's wrapper is not waited for
             try:
                 if part.state == "lost" and not rules.missing_evidence(part):
                     finish(self.ws, part.id, Act(attempt=part.attempt, by=SUPERVISOR))
