@@ -220,24 +220,29 @@ def test_a_run_killed_between_side_effects_is_finished_by_the_next(kx, small_pla
     assert kx("--json", "consolidate", "--commit").json["action"] == "unchanged"
 
 
-def test_a_run_that_another_finished_meanwhile_records_nothing_more(kx, small_plan, repo, monkeypatch):
+def test_a_run_started_while_another_works_is_refused_naming_it(kx, small_plan, repo, monkeypatch):
+    import os
+
     import machine.outputs.git
+    from ledger.errors import Refused
     from machine.acts.workspace import Workspace
     from machine.outputs.consolidate import consolidate
 
     committed_plan(kx, repo)
     real = machine.outputs.git.commit_staged
+    refusals = []
 
     def and_another_run(*args, **kwargs):
-        made = real(*args, **kwargs)
         other = Workspace.open(str(repo / ".kx" / "ledger.db"))
-        assert consolidate(other, index=None, skill=None, completed_dir=None, commit=True,
-                           by="other")["action"] == "consolidated"
-        return made
+        with pytest.raises(Refused) as refused:
+            consolidate(other, index=None, skill=None, completed_dir=None, commit=True, by="other")
+        refusals.append(refused.value.message)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(machine.outputs.git, "commit_staged", and_another_run)
     result = kx("--json", "consolidate", "--commit")
-    assert result.code == 0 and result.json["action"] == "unchanged" and result.json["by"] == "other"
+    assert result.code == 0 and result.json["action"] == "consolidated"
+    assert refusals == [refusals[0]] and f"another kx consolidate (pid {os.getpid()}, since" in refusals[0]
     assert consolidations(repo) == 1 and git(repo, "rev-list", "--count", "HEAD").strip() == "2"
 
 

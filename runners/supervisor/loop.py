@@ -136,6 +136,9 @@ class Supervisor:
         with ExitStack() as stack:
             if self.fork_server is not None:
                 stack.callback(self.fork_server.close)  # also when the lease is refused
+            state = self.ws.state()
+            if all(batch.state == "approved" for batch in state.batches.values()):
+                return self._result(state, 0, "completed", "every batch is approved")  # no lease for nothing to do
             stack.enter_context(holding_the_plan(self.ws, self.lease))
             self.executor = self._executor()
             stack.callback(self.executor.close)
