@@ -425,10 +425,6 @@ class Ledger:
         with self.transaction():
             return guard.install(self.conn, self._tail()[:2], reanchor=reanchor)
 
-    def stream_version(self, stream: str) -> int:
-        row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
-        return row[0] or 0
-
     # --- reading --------------------------------------------------------------
 
     def read(
