@@ -32,7 +32,8 @@ from ledger.locate import home_of
 if TYPE_CHECKING:
     from ledger.events.models import Event
 
-LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard, the head and fold versions
+LEDGER_SCHEMA_VERSION = 3  # the ledger file's tables; 2 added the replace guard, the head and fold versions;
+# 3, the read model's rows written per PART (each with its position)
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
 GENESIS = "0" * 64
@@ -105,7 +106,6 @@ class Ledger:
         self.read_only = False
         self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
-        self._guard_whole_at: int | None = None  # the schema cookie at which the guard's triggers were whole
         self._key_checked_at: int | None = None  # the keyed event this process found its key fits
         self.made_in: str | None = None  # the project folder the ledger was made for (kx_meta), None: unknown
 
@@ -126,8 +126,7 @@ class Ledger:
         ledger = cls(path, conn)
         ledger.read_only = read_only
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if not read_only:
+            if not read_only:  # (the busy timeout is connect()'s)
                 conn.execute("PRAGMA synchronous = FULL")
             ledger._prepare(create)
         except sqlite3.OperationalError as exc:
@@ -145,14 +144,16 @@ class Ledger:
         return ledger
 
     def _prepare(self, create: bool) -> None:
-        tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "kx_meta" not in tables:
-            if tables or not create:
+        try:
+            meta = dict(self.conn.execute(
+                "SELECT key, value FROM kx_meta WHERE key IN ('schema_version', 'made_in', ?)", (sql_views.META_KEY,)))
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone() or not create:
                 raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
             self._create_schema()
             return
-        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', 'made_in', ?)",
-                                      (sql_views.META_KEY,)))
         self.schema = int(meta.get("schema_version") or 0)
         self.made_in = meta.get("made_in")
         if self.schema > LEDGER_SCHEMA_VERSION:
@@ -329,7 +330,6 @@ class Ledger:
         with self.transaction():
             streams = list(dict.fromkeys(event.stream for event in events))
             position, previous, last_at, versions = self._positions(streams)
-            self._check_guard((position, previous))
             key = self._chain_key(position, previous)
             recorded_at = clock.now_iso(not_before=last_at)
             rows: list[Recorded] = []
@@ -360,17 +360,22 @@ class Ledger:
         )
 
     def _positions(self, streams: list[str]) -> tuple[int, str, str | None, dict[str, int]]:
-        """The last position, hash and time, and each stream's version: one query for the usual single stream."""
-        if len(streams) == 1:
+        """The last position, hash and time, and each stream's version, with the guard checked: one query."""
+        try:
             row = self.conn.execute(
-                "SELECT position, hash, recorded_at, (SELECT MAX(version) FROM events WHERE stream = ?)"
-                " FROM events ORDER BY position DESC LIMIT 1", streams).fetchone()
-            return (*row[:3], {streams[0]: row[3] or 0}) if row else (0, GENESIS, None, {streams[0]: 0})
-        position, previous, last_at = self._tail()
-        found = dict(self.conn.execute(
-            f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
-            " GROUP BY stream", streams))
-        return position, previous, last_at, {stream: found.get(stream) or 0 for stream in streams}
+                "SELECT t.position, t.hash, t.recorded_at, (SELECT json_group_object(stream, version) FROM"
+                f" (SELECT stream, MAX(version) AS version FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
+                f" GROUP BY stream)), {guard.STATE} FROM (SELECT 1) LEFT JOIN (SELECT position, hash, recorded_at"
+                " FROM events ORDER BY position DESC LIMIT 1) AS t", streams).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise guard.refused(self.conn, self._tail()[:2]) from None
+        position, previous, last_at, found, *guarded = row
+        tail = (position or 0, previous or GENESIS)
+        guard.check(self.conn, tail, *guarded)
+        found = json.loads(found)
+        return (*tail, last_at, {stream: found.get(stream) or 0 for stream in streams})
 
     def _tail(self) -> tuple[int, str, str | None]:
         """The last event's position, hash and time, as the events hold them (the tail)."""
@@ -407,9 +412,6 @@ class Ledger:
     def hash_at(self, position: int) -> str | None:
         row = self.conn.execute("SELECT hash FROM events WHERE position = ?", (position,)).fetchone()
         return row[0] if row else None
-
-    def _check_guard(self, tail: guard.Tail) -> None:
-        self._guard_whole_at = guard.check(self.conn, tail, self._guard_whole_at)
 
     # --- the guard --------------------------------------------------------------
 

@@ -108,7 +108,7 @@ class PlanAudit:
         self._act_problems: dict[tuple[str, str | None], str | None] = {}
 
     def compare_if_saved_before(self, position: int) -> None:
-        if self.saved is not None and position > self.saved[0]:
+        if self.saved is not None and position > self.saved.position:
             self.findings += read_model_findings(self.state, self.saved)
             self.saved = None
 
@@ -278,7 +278,7 @@ def refusal_of(check, *args) -> str | None:
 
 def read_model_findings(state: PlanState, saved: tuple) -> list[str]:
     """The read model must equal the fold (``state``) up to the position it was saved at."""
-    _, _, plan_state, parts = saved
+    plan_state, parts = saved.plan_state, saved.parts
     fresh_plan, fresh_parts = state.snapshot()
     findings = [f"read model of {state.id}: {key} differs from the events; run 'kx audit rebuild'"
                 for key in sorted(fresh_plan) if json.dumps(fresh_plan[key], sort_keys=True)

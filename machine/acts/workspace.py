@@ -109,8 +109,8 @@ class Workspace:
         if until is None and until_time is None:
             saved = readmodel.load(self.ledger.conn, plan_id, fold_version())
             if saved is not None:
-                state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
-                return state.fold_rows(self.ledger.scan(plan_id, since=state.position))
+                state = PlanState.restore(plan_id, saved, loader=self._structure, timezone=timezone)
+                return state if saved.current else state.fold_rows(self.ledger.scan(plan_id, since=state.position))
         rows = self.ledger.scan(plan_id, until=until, until_time=until_time)
         return PlanState(plan_id, timezone=timezone).fold_rows(rows)
 
@@ -140,8 +140,9 @@ class Workspace:
             complete = state.dirty.issuperset(state.parts)
             plan_state, parts = state.snapshot(state.dirty)
             readmodel.save(self.ledger.conn, state.id, fold_version(), state.position, state.structure_position,
-                           plan_state, parts, complete=complete)
+                           plan_state if state.plan_changed or complete else None, parts, complete=complete)
             state.dirty.clear()
+            state.plan_changed = False
         return rows
 
     def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:

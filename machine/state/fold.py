@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger.clock import parse_time
+from ledger.derived.readmodel import Saved
 from ledger.errors import DamagedLedger
 from ledger.events import vocabulary
 from ledger.events.vocabulary import IMPORT
@@ -17,7 +18,7 @@ from machine.state.machines import BATCH_STATES, allows, batch_machine, part_mac
 from machine.state.runner_output import last_output
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 8  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 9  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -136,7 +137,8 @@ class PlanState:
     lease: dict[str, Any] | None = None  # the supervisor holding the plan: pid, pid_started, host, since, position
     anomalies: list[str] = field(default_factory=list)
     timezone: str | None = None
-    dirty: set[str] = field(default_factory=set, repr=False, compare=False)
+    dirty: set[str] = field(default_factory=set, repr=False, compare=False)  # PARTs changed since last saved
+    plan_changed: bool = field(default=False, repr=False, compare=False)  # the plan's own state, likewise
     _structure: tuple[str, Plan] | None = field(default=None, repr=False, compare=False)
     _loader: Loader | None = field(default=None, repr=False, compare=False)
 
@@ -187,8 +189,8 @@ class PlanState:
         A tick keeps its evidence (a lean row has none); an untick drops it."""
         part = self.parts.get(part_id)
         if part is None:
-            self.anomalies.append(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
-                                  f" names unknown {part_id}")
+            self._anomaly(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
+                          f" names unknown {part_id}")
             return
         if ticked:
             part.ticked.add(box)
@@ -221,8 +223,10 @@ class PlanState:
         return plan_state, details
 
     @classmethod
-    def restore(cls, plan_id: str, position: int, structure_position: int, plan_state: dict[str, Any],
-                parts: list[dict[str, Any]], loader: Loader, timezone: str | None = None) -> PlanState:
+    def restore(cls, plan_id: str, saved: Saved, loader: Loader, timezone: str | None = None) -> PlanState:
+        """The state the read model saved."""
+        position, structure_position, plan_state, parts = (saved.position, saved.structure_position,
+                                                           saved.plan_state, saved.parts)
         state = cls(plan_id, path=plan_state["path"], root=plan_state["root"], sha256=plan_state["sha256"],
                     box_ids=plan_state["box_ids"], position=position, structure_position=structure_position,
                     revisions=plan_state["revisions"], consolidated=plan_state["consolidated"], lease=plan_state["lease"],
@@ -250,7 +254,13 @@ class PlanState:
         handler = _HANDLERS.get(event.type)
         if handler is not None:
             handler(self, event)
+            if event.type in PLAN_EVENTS:
+                self.plan_changed = True
         self.position = event.position
+
+    def _anomaly(self, text: str) -> None:
+        self.anomalies.append(text)
+        self.plan_changed = True
 
     def _on_PlanImported(self, event: Recorded) -> None:
         self.path, self.root, self.sha256 = event.get("path"), event.get("root"), event.get("sha256")
@@ -376,7 +386,7 @@ class PlanState:
     def _part_event(self, event: Recorded) -> PartState | None:
         part = self.parts.get(event.get("part"))
         if part is None:
-            self.anomalies.append(f"position {event.position}: {event.type} names unknown {event.get('part')}")
+            self._anomaly(f"position {event.position}: {event.type} names unknown {event.get('part')}")
         else:
             part.last_position = event.position
             self.dirty.add(part.id)
@@ -386,10 +396,12 @@ class PlanState:
         """Move ``obj`` as the machine says; a recorded fact the machine does not allow is kept as an anomaly
         (``kx audit verify`` reports it) and changes nothing."""
         if not allows(machine, obj, trigger):
-            self.anomalies.append(f"{obj.label}: {trigger.replace('_', ' ')} recorded while {obj.state}")
+            self._anomaly(f"{obj.label}: {trigger.replace('_', ' ')} recorded while {obj.state}")
             return False
         machine.events[trigger].trigger(obj, plan=self)
-        if isinstance(obj, PartState):
+        if isinstance(obj, BatchState):
+            self.plan_changed = True
+        else:
             if obj.state != "succeeded":  # boxes added to a success concern that success only
                 obj.added_since_success.clear()
             self._advance(self.batches.get(obj.batch))
@@ -408,6 +420,7 @@ class PlanState:
         for _ in BATCH_STATES:  # each advance moves one step; none moves more than a few
             if not allows(machine, batch, "advance") or not machine.events["advance"].trigger(batch, plan=self):
                 break
+            self.plan_changed = True
         if batch.state == "approved":
             following = self.following(batch.number)
             if following is not None and following.state == "locked":
@@ -442,6 +455,9 @@ class PlanState:
 
 
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}
+# the events that change the plan's own state when folded (those of PARTs change it through the batch machine)
+PLAN_EVENTS = frozenset({"PlanImported", "PlanRevised", "PlanConsolidated", "SupervisorLeased", "SupervisorReleased",
+                         "BatchReviewed", "PartReopened"})
 
 
 def stamp_of(recorded_at: str, tz: str | None = None) -> str:
