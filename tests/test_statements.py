@@ -53,3 +53,15 @@ def test_a_start_writes_the_plan_row_when_the_batch_moves(kx, small_plan, traced
     traced.clear()
     assert kx("start", "PART-2").code == 0  # the batch was running already
     assert not any(s.startswith("INSERT INTO kx_plans") for s in traced)
+
+
+def test_finish_builds_its_evidence_report_once(kx, small_plan, project, monkeypatch):
+    from machine.state.rules import Rules
+    from tests.conftest import complete
+
+    assert kx("plan", "import", "plan.md").code == 0
+    built = []
+    report = Rules._evidence_report
+    monkeypatch.setattr(Rules, "_evidence_report", lambda self, part: built.append(part.id) or report(self, part))
+    assert complete(kx, project, "PART-1").code == 0  # the act records the report's target; its check asks again
+    assert built == ["PART-1"]

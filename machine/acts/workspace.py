@@ -102,10 +102,11 @@ class Workspace:
             self._configs[plan_id] = cached
         return cached[1]
 
-    def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None) -> PlanState:
+    def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None,
+              config: PlanConfig | None = None) -> PlanState:
         """The plan's state now (read model + the events after it), or as it was (a fold up to then)."""
         plan_id = plan_id or self.plan_id()
-        timezone = self.config(plan_id).timezone
+        timezone = (config or self.config(plan_id)).timezone
         if until is None and until_time is None:
             saved = readmodel.load(self.ledger.conn, plan_id, fold_version())
             if saved is not None:
@@ -145,8 +146,8 @@ class Workspace:
             state.plan_changed = False
         return rows
 
-    def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
-        config = self.config(state.id)
+    def rules(self, state: PlanState, *, accept_failed: bool = False, config: PlanConfig | None = None) -> Rules:
+        config = config or self.config(state.id)
         return Rules(state, resolve=self.resolve, policy=config.evidence_policy, sources=config.sources_policy,
                      accept_failed=accept_failed, paths=lambda: self.guard(state))
 
