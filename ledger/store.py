@@ -6,7 +6,7 @@ step even when many processes act at once. Each stream has gap-free versions,
 unique with the stream; each event carries a hash chained to the one before.
 The guard (``ledger/guard.py``) keeps ``events`` append-only and its head
 beside it; every append checks it. Rows keep the event schema version they
-were written with and are upcast on read (``ledger/upcasting.py``).
+were written with and are read through the one decoder (``ledger/events/mapper.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ledger import clock, guard, logs
 from ledger.derived import readmodel, sql_views
 from ledger.errors import BadInput, DamagedLedger, KxError
 from ledger.events import vocabulary
-from ledger.events.mapper import upcast, upcast_text
+from ledger.events.mapper import Undecodable, decode, encode, upcast_text
 from ledger.locate import home_of
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ LEDGER_SCHEMA_VERSION = 3  # the ledger file's tables; 2 added the replace guard
 # 3, the read model's rows written per PART (each with its position)
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
+_INT64_MAX = 2**63 - 1
 GENESIS = "0" * 64
 KEY_ENV = "KX_LEDGER_KEY"  # the secret that keys the chain; from the environment only, never recorded or logged
 KEYED = "hmac:"  # a keyed chain hash: HMAC-SHA256 over what chain_hash covers, marked by this prefix
@@ -95,10 +96,6 @@ def _filters(plan: str | None, since: int, until: int | None, until_time: str | 
     return " AND ".join(where), params
 
 
-def _encode(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 class Ledger:
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
@@ -112,13 +109,14 @@ class Ledger:
     # --- opening --------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = False) -> Ledger:
+    def open(cls, path: Path | str, *, create: bool = False, read_only: bool = False) -> Ledger:
+        """``read_only``: open it only to read, as a ledger file without write permission is."""
         path = Path(path)
         if not path.exists() and not create:
             raise BadInput(f"no ledger at {path}; run 'kx plan import PLAN.md' first or pass --ledger")
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        read_only = path.exists() and not path.stat().st_mode & 0o222
+        read_only = read_only or path.exists() and not path.stat().st_mode & 0o222
         target = f"file:{path.resolve()}?mode=ro" if read_only else str(path)
         conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
                                uri=read_only)
@@ -338,7 +336,7 @@ class Ledger:
                 stream, data = event.stream, event.data()
                 versions[stream] += 1
                 position += 1
-                encoded = _encode(data)
+                encoded = encode(data)
                 previous = chain_hash(previous, position, stream, versions[stream], event.type, encoded, recorded_at,
                                       key)
                 values.append((position, event.plan, stream, versions[stream], event.type, encoded, recorded_at,
@@ -443,39 +441,39 @@ class Ledger:
         """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive. An event whose data is
         not JSON is :class:`DamagedLedger`, or with ``keep_damaged`` shown as ``{"damaged", "raw"}``."""
         where, params = _filters(plan, since, until, until_time, stream, types)
-        loads, current = json.loads, vocabulary.EVENT_SCHEMA_VERSION
         sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
                f" WHERE {where} ORDER BY position")
         rows = self.conn.execute(sql, params).fetchall()
         try:
-            return [
-                Recorded(pos, stream_, version, type_,
-                         loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
-                for pos, stream_, version, type_, data, at, plan_, digest, written in rows
-            ]
-        except (ValueError, TypeError):  # a damaged row: found again, row by row, off the fast path
+            return [Recorded(pos, stream_, version, type_, decode(type_, written, data), at, plan_, digest)
+                    for pos, stream_, version, type_, data, at, plan_, digest, written in rows]
+        except Undecodable:  # a damaged row: found again, row by row, off the fast path
             return [self._decoded(row, keep_damaged) for row in rows]
 
     @staticmethod
     def _decoded(row: tuple, keep_damaged: bool) -> Recorded:
         pos, stream_, version, type_, data, at, plan_, digest, written = row
         try:
-            decoded = json.loads(data)
-            if not isinstance(decoded, dict):
-                raise ValueError("not an object")
-            decoded = decoded if written >= vocabulary.EVENT_SCHEMA_VERSION else upcast(type_, written, decoded)
-        except (ValueError, TypeError):
+            decoded = decode(type_, written, data)
+        except Undecodable:
             if not keep_damaged:
                 raise DamagedLedger(pos, type_) from None
             decoded = {"damaged": "the data is not a JSON object; see 'kx audit verify'", "raw": str(data)[:1000]}
         return Recorded(pos, stream_, version, type_, decoded, at, plan_, digest)
 
-    def stored(self) -> Iterator[tuple]:
-        """Every event as stored, data as text, not upcast: ``(position, stream, version, type, data,
-        recorded_at, plan, hash, schema_version)`` (what ``kx audit verify`` checks the chain on)."""
+    def stored(self, until: int | None = None) -> Iterator[tuple]:
+        """Every event as stored (up to ``until``), data as text, not upcast: ``(position, stream, version, type,
+        data, recorded_at, hash)`` (what ``kx audit verify`` checks the chain on)."""
         return self.conn.execute(
-            "SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
-            " ORDER BY position")
+            "SELECT position, stream, version, type, data, recorded_at, hash FROM events WHERE position <= ?"
+            " ORDER BY position", (_INT64_MAX if until is None else until,))
+
+    def stored_of(self, plan: str, until: int | None = None) -> Iterator[tuple]:
+        """A plan's events as stored (up to ``until``): ``(position, stream, version, type, data, recorded_at,
+        schema_version)`` (what ``kx audit verify`` puts to the rules and folds)."""
+        where, params = _filters(plan, 0, until, None)
+        return self.conn.execute("SELECT position, stream, version, type, data, recorded_at, schema_version"
+                                 f" FROM events WHERE {where} ORDER BY position", params)
 
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:

@@ -11,6 +11,7 @@ from ledger.clock import parse_time
 from ledger.derived.readmodel import Saved
 from ledger.errors import DamagedLedger
 from ledger.events import vocabulary
+from ledger.events.mapper import Undecodable, decode
 from ledger.events.vocabulary import IMPORT
 from ledger.store import Recorded
 from machine.plan.model import Plan, part_id
@@ -163,18 +164,18 @@ class PlanState:
     # --- reading -------------------------------------------------------------
 
     def fold_rows(self, rows: Iterable[tuple]) -> PlanState:
-        """Fold :meth:`ledger.store.Ledger.scan` rows; ticks, most of a long ledger, take a short path."""
-        import json
-
-        loads = json.loads
+        """Fold :meth:`ledger.store.Ledger.scan` rows (upcast already); ticks, most of a long ledger, take a short
+        path."""
+        current = vocabulary.EVENT_SCHEMA_VERSION
         try:
             for position, stream, version, kind, recorded_at, data, part, box in rows:
                 if data is None:
                     self.mark(part, box, kind == "CheckboxTicked", position)
                 else:
-                    self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
+                    self.apply(Recorded(position, stream, version, kind, decode(kind, current, data), recorded_at,
+                                        self.id))
                 self.position = position
-        except json.JSONDecodeError:
+        except Undecodable:
             raise DamagedLedger(position, kind) from None
         except sqlite3.OperationalError as exc:  # SQLite's json_extract of the next row
             if "malformed JSON" not in str(exc):
