@@ -53,3 +53,17 @@ def test_the_chain_checked_in_a_second_process_finds_what_one_process_finds(kx, 
     assert any("jumps to version 9" in f for f in apart["findings"])
     assert any("position 3 (CheckboxTicked): data is not JSON" in f for f in apart["findings"])
     assert apart["events"] == 4
+
+
+def test_an_import_and_a_revision_ask_rules_check_of_their_events(kx, small_plan, project, monkeypatch):
+    from machine.state.rules import Rules
+
+    asked = []
+    check = Rules.check
+    monkeypatch.setattr(Rules, "check", lambda self, kind, data: asked.append(kind) or check(self, kind, data))
+    assert kx("plan", "import", "plan.md").code == 0
+    assert asked == ["PlanImported"]
+    small_plan.write_text(small_plan.read_text().replace("- [ ] Section 1: Alpha overview",
+                                                         "- [x] Section 1: Alpha overview"))
+    assert kx("plan", "import", "plan.md").code == 0
+    assert asked == ["PlanImported", "PlanRevised", "CheckboxTicked"]
