@@ -31,9 +31,22 @@ TABLES: dict[str, dict[str, str]] = {  # table → column → its SQL type (the 
     "kx_parts": {"plan": "TEXT NOT NULL", "part": "TEXT NOT NULL", "batch": "INTEGER NOT NULL",
                  "state": "TEXT NOT NULL", "ticked": "INTEGER NOT NULL", "total": "INTEGER NOT NULL",
                  "attempts": "INTEGER NOT NULL", "attempt": "TEXT", "detail": "TEXT NOT NULL",
-                 "fold_version": "TEXT NOT NULL DEFAULT ''", "position": "INTEGER NOT NULL DEFAULT 0"},
+                 "fold_version": "TEXT NOT NULL DEFAULT ''", "position": "INTEGER NOT NULL DEFAULT 0",
+                 "number": "INTEGER", "title": "TEXT", "target": "TEXT", "failures": "INTEGER", "since": "TEXT",
+                 "drop_path": "TEXT", "drop_size": "INTEGER", "drop_sha256": "TEXT"},
+    # one row per attempt: when it ran, how it ended (its first end, its last outcome), why it was lost
+    "kx_attempts": {"plan": "TEXT NOT NULL", "attempt": "TEXT NOT NULL", "part": "TEXT NOT NULL", "number": "INTEGER",
+                    "started_at": "TEXT NOT NULL", "ended_at": "TEXT", "outcome": "TEXT NOT NULL",
+                    "lost": "INTEGER NOT NULL", "reason": "TEXT", "lost_reason": "TEXT", "by": "TEXT",
+                    "start_position": "INTEGER NOT NULL", "end_position": "INTEGER",
+                    "fold_version": "TEXT NOT NULL DEFAULT ''"},
 }
-KEYS = {"kx_plans": ("plan",), "kx_parts": ("plan", "part")}
+KEYS = {"kx_plans": ("plan",), "kx_parts": ("plan", "part"), "kx_attempts": ("plan", "attempt")}
+PART_COLUMNS = ("plan", "part", "number", "batch", "title", "target", "state", "ticked", "total", "attempts",
+                "attempt", "failures", "since", "drop_path", "drop_size", "drop_sha256", "detail", "fold_version",
+                "position")
+ATTEMPT_COLUMNS = ("plan", "attempt", "part", "number", "started_at", "ended_at", "outcome", "lost", "reason",
+                   "lost_reason", "by", "start_position", "end_position", "fold_version")
 
 
 @dataclass
@@ -85,10 +98,12 @@ def load(conn: sqlite3.Connection, plan: str, fold_version: str) -> Saved | None
 
 
 def save(conn: sqlite3.Connection, plan: str, fold_version: str, position: int, structure_position: int,
-         state: dict[str, Any] | None, parts: list[dict[str, Any]], *, complete: bool = False) -> None:
-    """Upsert the plan row (unless ``state`` is None: unchanged) and the given PART rows (the ones that changed),
-    each marked folded up to ``position``; ``complete``: ``parts`` are all of the plan's PARTs, and replace
-    whatever rows it had (those of another fold included)."""
+         state: dict[str, Any] | None, parts: list[dict[str, Any]], runs: list[dict[str, Any]] = (), *,
+         complete: bool = False) -> None:
+    """Upsert the plan row (unless ``state`` is None: unchanged), the given PART rows (the ones that changed),
+    each marked folded up to ``position``, and the attempts ``runs`` (those that changed, each with its ``part``);
+    ``complete``: ``parts`` and ``runs`` are all of the plan's, and replace whatever rows it had (those of another
+    fold included)."""
     if complete:
         clear(conn, plan)
     if state is not None:
@@ -100,19 +115,33 @@ def save(conn: sqlite3.Connection, plan: str, fold_version: str, position: int, 
             (plan, position, structure_position, json.dumps(state, ensure_ascii=False, sort_keys=True),
              fold_version),
         )
-    if not parts:
-        return
-    conn.executemany(
-        "INSERT INTO kx_parts (plan, part, batch, state, ticked, total, attempts, attempt, detail, fold_version,"
-        " position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan, part) DO UPDATE SET"
-        " batch = excluded.batch, state = excluded.state, ticked = excluded.ticked, total = excluded.total,"
-        " attempts = excluded.attempts, attempt = excluded.attempt, detail = excluded.detail,"
-        " fold_version = excluded.fold_version, position = excluded.position",
-        [(plan, p["id"], p["batch"], p["state"], p["ticked_count"], p["total"], p["attempts"], p.get("attempt"),
-          json.dumps(p, ensure_ascii=False, sort_keys=True), fold_version, position) for p in parts],
-    )
+    if parts:
+        conn.executemany(_upsert("kx_parts", PART_COLUMNS), [_part_row(plan, p, fold_version, position) for p in parts])
+    if runs:
+        conn.executemany(_upsert("kx_attempts", ATTEMPT_COLUMNS),
+                         [tuple({**run, "plan": plan, "lost": int(run["lost"]), "fold_version": fold_version}[name]
+                                for name in ATTEMPT_COLUMNS) for run in runs])
+
+
+def _upsert(table: str, columns: tuple[str, ...]) -> str:
+    keys = KEYS[table]
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET"
+            f" {', '.join(f'{name} = excluded.{name}' for name in columns if name not in keys)}")
+
+
+def _part_row(plan: str, part: dict[str, Any], fold_version: str, position: int) -> tuple:
+    drop = part.get("drop_now") or {}
+    row = {"plan": plan, "part": part["id"], "number": part["number"], "batch": part["batch"],
+           "title": part.get("title"), "target": part.get("target_file"), "state": part["state"],
+           "ticked": part["ticked_count"], "total": part["total"], "attempts": part["attempts"],
+           "attempt": part.get("attempt"), "failures": part["failures"], "since": part.get("since"),
+           "drop_path": drop.get("path"), "drop_size": drop.get("size"), "drop_sha256": drop.get("sha256"),
+           "detail": json.dumps(part, ensure_ascii=False, sort_keys=True), "fold_version": fold_version,
+           "position": position}
+    return tuple(row[name] for name in PART_COLUMNS)
 
 
 def clear(conn: sqlite3.Connection, plan: str) -> None:
-    conn.execute("DELETE FROM kx_parts WHERE plan = ?", (plan,))
-    conn.execute("DELETE FROM kx_plans WHERE plan = ?", (plan,))
+    for table in ("kx_attempts", "kx_parts", "kx_plans"):
+        conn.execute(f"DELETE FROM {table} WHERE plan = ?", (plan,))

@@ -346,6 +346,6 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
             state.fold_rows(workspace.ledger.scan(plan_id))
             plan_state, parts = state.snapshot()
             readmodel.save(workspace.ledger.conn, plan_id, fold_version(), state.position, state.structure_position,
-                           plan_state, parts, complete=True)
+                           plan_state, parts, state.runs(), complete=True)
             rebuilt[plan_id] = state.position
     return {"schema": SCHEMA, "rebuilt": rebuilt}

@@ -140,9 +140,11 @@ class Workspace:
             # replace the plan's, whichever fold wrote them
             complete = state.dirty.issuperset(state.parts)
             plan_state, parts = state.snapshot(state.dirty)
+            runs = state.runs(None if complete else state.runs_changed)
             readmodel.save(self.ledger.conn, state.id, fold_version(), state.position, state.structure_position,
-                           plan_state if state.plan_changed or complete else None, parts, complete=complete)
+                           plan_state if state.plan_changed or complete else None, parts, runs, complete=complete)
             state.dirty.clear()
+            state.runs_changed.clear()
             state.plan_changed = False
         return rows
 
