@@ -359,12 +359,13 @@ class Ledger:
 
     def _positions(self, streams: list[str]) -> tuple[int, str, str | None, dict[str, int]]:
         """The last position, hash and time, and each stream's version, with the guard checked: one query."""
+        named = ", ".join("?" * len(streams))
         try:
             row = self.conn.execute(
                 "SELECT t.position, t.hash, t.recorded_at, (SELECT json_group_object(stream, version) FROM"
-                f" (SELECT stream, MAX(version) AS version FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
-                f" GROUP BY stream)), {guard.STATE} FROM (SELECT 1) LEFT JOIN (SELECT position, hash, recorded_at"
-                " FROM events ORDER BY position DESC LIMIT 1) AS t", streams).fetchone()
+                f" (SELECT stream, MAX(version) AS version FROM events WHERE stream IN ({named}) GROUP BY stream)),"
+                f" {guard.STATE} FROM (SELECT 1) LEFT JOIN (SELECT position, hash, recorded_at FROM events"
+                " ORDER BY position DESC LIMIT 1) AS t", streams).fetchone()
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise

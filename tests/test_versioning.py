@@ -141,7 +141,8 @@ def test_the_mapper_upcasts_a_row_step_by_step_with_the_steps_beside_its_event(n
 
 
 def test_the_mapper_says_why_a_row_cannot_be_read(noted):
-    for text, why in (("{", "not JSON"), ("[1]", "not a JSON object"), ('{"plan":"p"}', "cannot be upcast from schema 1")):
+    for text, why in (("{", "not JSON"), ("[1]", "not a JSON object"),
+                      ('{"plan":"p"}', "cannot be upcast from schema 1")):
         with pytest.raises(mapper.Undecodable, match=why):
             mapper.decode("Noted", 1, text)
 

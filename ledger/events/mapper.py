@@ -46,10 +46,8 @@ def decode(event_type: str, written: int, text: str) -> dict[str, Any]:
     """A stored row's data as this kx reads it; :class:`Undecodable` says why it cannot be."""
     try:
         data = orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # (a row whose data is not text too)
         data = _loads(text)
-    except TypeError:
-        raise Undecodable("data is not JSON; the event cannot be read") from None
     if type(data) is not dict:
         raise Undecodable("data is not a JSON object; the event cannot be read")
     if written < vocabulary.EVENT_SCHEMA_VERSION:
@@ -65,7 +63,7 @@ def _loads(text: str) -> Any:
     faster, is only its fast path)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, TypeError):
         raise Undecodable("data is not JSON; the event cannot be read") from None
 
 

@@ -1,13 +1,15 @@
 """``kx audit verify``: the ledger's integrity and the rules, checked again over all of history.
 
-One pass over every event, in ledger order. Integrity: positions increase,
-every stream's versions run 1, 2, 3... without gaps, every event's hash chains
-to the one before, the append-only guard is whole and its head is at the last
-event, and every event's data fits its type (one that does not is a finding,
-left out of the rules). Rules: each event is put to :meth:`Rules.check` — the very
-check an act makes before appending — against the state folded from the events
-before it, then folded; a fact the machines do not allow is a finding too. The
-read model is compared with the fold where it was saved. At the end, the files
+Two passes over the events as of one moment, in ledger order. Integrity
+(:mod:`ledger.chain`): positions increase, every stream's versions run 1, 2,
+3... without gaps, every event's hash chains to the one before; the
+append-only guard is whole and its head is at the last event. Rules, plan by
+plan: every event is decoded (the ledger's one decoder) and fitted to its type
+(one that does not fit is a finding, left out of the rules), put to
+:meth:`Rules.check` — the very check an act makes before appending — against
+the state folded from the events before it, then folded; a fact the machines
+do not allow is a finding too. The read model is compared with the fold where
+it was saved. At the end, the files
 the evidence rests on (each PART's drop and recorded target) are hashed again,
 once each: a file changed or gone since it was recorded is a finding. Events recorded
 ``by: import`` are history taken as it was; ``kx plan lint`` reports their
@@ -23,12 +25,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ledger.chain import Chain
 from ledger.derived import readmodel
 from ledger.errors import Refused
 from ledger.events.mapper import Undecodable, decode
 from ledger.events.models import EVENT_TYPES, load
 from ledger.events.vocabulary import IMPORT
-from ledger.chain import Chain
 from ledger.store import GENESIS, Recorded
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
@@ -37,8 +39,6 @@ from machine.state.rehash import changes, recorded_files
 from machine.state.rules import Rules
 
 TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
-
-
 PARALLEL_FROM = 100_000  # events from which the chain is checked in a second process while this one folds
 
 
