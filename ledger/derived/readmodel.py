@@ -25,22 +25,21 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-TABLES: dict[str, dict[str, str]] = {  # table → column → its SQL type (the key columns first)
-    "kx_plans": {"plan": "TEXT NOT NULL", "position": "INTEGER NOT NULL", "structure_position": "INTEGER NOT NULL",
-                 "state": "TEXT NOT NULL", "fold_version": "TEXT NOT NULL DEFAULT ''"},
-    "kx_parts": {"plan": "TEXT NOT NULL", "part": "TEXT NOT NULL", "batch": "INTEGER NOT NULL",
-                 "state": "TEXT NOT NULL", "ticked": "INTEGER NOT NULL", "total": "INTEGER NOT NULL",
-                 "attempts": "INTEGER NOT NULL", "attempt": "TEXT", "detail": "TEXT NOT NULL",
-                 "fold_version": "TEXT NOT NULL DEFAULT ''", "position": "INTEGER NOT NULL DEFAULT 0",
-                 "number": "INTEGER", "title": "TEXT", "target": "TEXT", "failures": "INTEGER", "since": "TEXT",
-                 "drop_path": "TEXT", "drop_size": "INTEGER", "drop_sha256": "TEXT"},
+TABLES: dict[str, dict[str, tuple[type, bool]]] = {  # table → column → (its type, NOT NULL); the keys first
+    "kx_plans": {"plan": (str, True), "position": (int, True), "structure_position": (int, True),
+                 "state": (str, True), "fold_version": (str, True)},
+    "kx_parts": {"plan": (str, True), "part": (str, True), "batch": (int, True), "state": (str, True),
+                 "ticked": (int, True), "total": (int, True), "attempts": (int, True), "attempt": (str, False),
+                 "detail": (str, True), "fold_version": (str, True), "position": (int, True), "number": (int, False),
+                 "title": (str, False), "target": (str, False), "failures": (int, False), "since": (str, False),
+                 "drop_path": (str, False), "drop_size": (int, False), "drop_sha256": (str, False)},
     # one row per attempt: when it ran, how it ended (its first end, its last outcome), why it was lost
-    "kx_attempts": {"plan": "TEXT NOT NULL", "attempt": "TEXT NOT NULL", "part": "TEXT NOT NULL", "number": "INTEGER",
-                    "started_at": "TEXT NOT NULL", "ended_at": "TEXT", "outcome": "TEXT NOT NULL",
-                    "lost": "INTEGER NOT NULL", "reason": "TEXT", "lost_reason": "TEXT", "by": "TEXT",
-                    "start_position": "INTEGER NOT NULL", "end_position": "INTEGER",
-                    "fold_version": "TEXT NOT NULL DEFAULT ''"},
+    "kx_attempts": {"plan": (str, True), "attempt": (str, True), "part": (str, True), "number": (int, False),
+                    "started_at": (str, True), "ended_at": (str, False), "outcome": (str, True), "lost": (int, True),
+                    "reason": (str, False), "lost_reason": (str, False), "by": (str, False),
+                    "start_position": (int, True), "end_position": (int, False), "fold_version": (str, True)},
 }
+DEFAULTS = {"fold_version": "", "position": 0}  # what the rows of a table an older kx made get in these columns
 KEYS = {"kx_plans": ("plan",), "kx_parts": ("plan", "part"), "kx_attempts": ("plan", "attempt")}
 PART_COLUMNS = ("plan", "part", "number", "batch", "title", "target", "state", "ticked", "total", "attempts",
                 "attempt", "failures", "since", "drop_path", "drop_size", "drop_sha256", "detail", "fold_version",
@@ -67,14 +66,19 @@ class Saved:
 def ensure_in_transaction(conn: sqlite3.Connection) -> None:
     """The tables, with every column this kx keeps (a table an older kx made gets those it lacks; its rows, of
     no fold version or another, are folded again), inside a transaction already open."""
-    for table, columns in TABLES.items():
-        found = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if not found:
-            declared = ", ".join(f"{name} {kind}" for name, kind in columns.items())
-            conn.execute(f"CREATE TABLE {table} ({declared}, PRIMARY KEY ({', '.join(KEYS[table])}))")
-        for name, kind in columns.items():
-            if name not in found and found:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    from sqlite_utils import Database
+
+    db = Database(conn)
+    for name, columns in TABLES.items():
+        table = db[name]
+        if not table.exists():
+            table.create({column: kind for column, (kind, _) in columns.items()}, pk=KEYS[name],
+                         not_null={column for column, (_, required) in columns.items() if required},
+                         defaults={column: value for column, value in DEFAULTS.items() if column in columns})
+            continue
+        for column, (kind, _) in columns.items():
+            if column not in table.columns_dict:
+                table.add_column(column, kind, not_null_default=DEFAULTS.get(column))
 
 
 def load(conn: sqlite3.Connection, plan: str, fold_version: str) -> Saved | None:
