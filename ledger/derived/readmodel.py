@@ -68,7 +68,7 @@ def ensure_in_transaction(conn: sqlite3.Connection) -> None:
     no fold version or another, are folded again), inside a transaction already open."""
     from sqlite_utils import Database
 
-    db = Database(conn)
+    db = Database(conn, recursive_triggers=False)  # (the connection's settings are kx's)
     for name, columns in TABLES.items():
         table = db[name]
         if not table.exists():

@@ -95,8 +95,8 @@ def is_current(version: str | None) -> bool:
 
 def rows(conn: sqlite3.Connection, view: str, plan: str) -> list[dict]:
     """A view's rows for one plan, as dicts."""
+    from sqlite_utils import Database
+
     if view not in VIEWS:
         raise ValueError(f"no view {view}")
-    cursor = conn.execute(f"SELECT * FROM {view} WHERE plan = ?", (plan,))
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+    return list(Database(conn, recursive_triggers=False).query(f"SELECT * FROM {view} WHERE plan = ?", [plan]))
