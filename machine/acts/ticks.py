@@ -36,9 +36,11 @@ def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: b
             changing = [b for b in boxes if b.id in part.ticked]
             events = [CheckboxUnticked(plan=ctx.state.id, part=part.id, box=b.id, text=b.text, attempt=act.attempt,
                                        by=act.actor) for b in changing]
-        if not events:
+        if events:
+            recorded = ctx.append(*events)
+        else:  # nothing to record: still refused where a recording tick would be
             authorize(ctx, part, act)
-        recorded = ctx.append(*events) if events else []
+            recorded = []
         verb = "ticked" if ticked else "unticked"
         names = [f"{index_of(structure, b)} {b.text!r}" for b in changing]
         message = f"{part.id}: {verb} {', '.join(names)}" if names else f"{part.id}: already {verb}; nothing recorded"
