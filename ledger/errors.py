@@ -12,12 +12,6 @@ class KxError(Exception):
         self.details = details or []
 
 
-class CheckFailed(KxError):
-    """A check found problems (exit 1)."""
-
-    code = 1
-
-
 class BadInput(KxError):
     """Usage, unreadable or malformed plan, bad path, not a ledger (exit 2)."""
 

@@ -15,6 +15,7 @@ guard is gone; reads never depend on it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from ledger.errors import BadInput, Refused
@@ -38,6 +39,10 @@ TRIGGERS: dict[str, str] = {
 SINCE_SCHEMA_1 = ("events_no_update", "events_no_delete")  # what a ledger of schema 1 already had
 
 Tail = tuple[int, str]  # the last event's position and hash, (0, GENESIS) for none
+# what a writer reads of the guard, as columns of the query that finds where the events end: the head and the
+# triggers (``{name: sql}``)
+STATE = (f"(SELECT position FROM {HEAD}), (SELECT hash FROM {HEAD}), (SELECT json_group_object(name, sql)"
+         " FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events')")
 
 
 def _normal(sql: str | None) -> str:
@@ -48,6 +53,10 @@ def damaged_triggers(conn: sqlite3.Connection,
                      names: tuple[str, ...] = tuple(TRIGGERS)) -> list[tuple[str, str]]:
     """(trigger, "is missing" or "was altered") for each guard trigger that is not as kx made it."""
     found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"))
+    return _damaged(found, names)
+
+
+def _damaged(found: dict[str, str], names: tuple[str, ...] = tuple(TRIGGERS)) -> list[tuple[str, str]]:
     return [(name, "is missing" if name not in found else "was altered") for name in names
             if _normal(found.get(name)) != _normal(TRIGGERS[name])]
 
@@ -83,15 +92,17 @@ def tail_problem(recorded: Tail | None, tail: Tail) -> str | None:
     return None
 
 
-def check(conn: sqlite3.Connection, tail: Tail, whole_at: int | None) -> int:
-    """The writers' check, inside the append transaction: raise :class:`BadInput` (saying how to restore the
-    guard) unless the head is at the events' tail and every trigger is as kx made it. Returns the schema cookie
-    the triggers were found whole at: at the same cookie (``whole_at``) they cannot have changed, and are not
-    read again."""
-    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]  # SQLite bumps it on every schema change
-    if head(conn) == tail and (cookie == whole_at or not damaged_triggers(conn)):
-        return cookie
-    raise BadInput(refusal(conn, tail) or f"the ledger's append-only guard is not whole; run '{REPAIR}'")
+def check(conn: sqlite3.Connection, tail: Tail, head_position: int | None, head_hash: str | None,
+          triggers: str) -> None:
+    """The writers' check, inside the append transaction, of the guard as :data:`STATE` read it: raise
+    :class:`BadInput` (saying how to restore the guard) unless the head is at the events' tail and every trigger
+    is as kx made it."""
+    if (head_position, head_hash) != tail or _damaged(json.loads(triggers)):
+        raise refused(conn, tail)
+
+
+def refused(conn: sqlite3.Connection, tail: Tail) -> BadInput:
+    return BadInput(refusal(conn, tail) or f"the ledger's append-only guard is not whole; run '{REPAIR}'")
 
 
 def refusal(conn: sqlite3.Connection, tail: Tail) -> str | None:

@@ -6,7 +6,7 @@ step even when many processes act at once. Each stream has gap-free versions,
 unique with the stream; each event carries a hash chained to the one before.
 The guard (``ledger/guard.py``) keeps ``events`` append-only and its head
 beside it; every append checks it. Rows keep the event schema version they
-were written with and are upcast on read (``ledger/upcasting.py``).
+were written with and are read through the one decoder (``ledger/events/mapper.py``).
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ from ledger import clock, guard, logs
 from ledger.derived import readmodel, sql_views
 from ledger.errors import BadInput, DamagedLedger, KxError
 from ledger.events import vocabulary
-from ledger.events.mapper import upcast, upcast_text
+from ledger.events.mapper import Undecodable, decode, encode, upcast_text
 from ledger.locate import home_of
 
 if TYPE_CHECKING:
     from ledger.events.models import Event
 
-LEDGER_SCHEMA_VERSION = 2  # the ledger file's tables; 2 added the replace guard, the head and fold versions
+LEDGER_SCHEMA_VERSION = 3  # the ledger file's tables; 2 added the replace guard, the head and fold versions;
+# 3, the read model's rows written per PART (each with its position)
 _TICKS = "('CheckboxTicked', 'CheckboxUnticked')"
 BUSY_TIMEOUT_S = 60.0
+_INT64_MAX = 2**63 - 1
 GENESIS = "0" * 64
 KEY_ENV = "KX_LEDGER_KEY"  # the secret that keys the chain; from the environment only, never recorded or logged
 KEYED = "hmac:"  # a keyed chain hash: HMAC-SHA256 over what chain_hash covers, marked by this prefix
@@ -94,10 +96,6 @@ def _filters(plan: str | None, since: int, until: int | None, until_time: str | 
     return " AND ".join(where), params
 
 
-def _encode(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 class Ledger:
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
@@ -105,20 +103,20 @@ class Ledger:
         self.read_only = False
         self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
-        self._guard_whole_at: int | None = None  # the schema cookie at which the guard's triggers were whole
         self._key_checked_at: int | None = None  # the keyed event this process found its key fits
         self.made_in: str | None = None  # the project folder the ledger was made for (kx_meta), None: unknown
 
     # --- opening --------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = False) -> Ledger:
+    def open(cls, path: Path | str, *, create: bool = False, read_only: bool = False) -> Ledger:
+        """``read_only``: open it only to read, as a ledger file without write permission is."""
         path = Path(path)
         if not path.exists() and not create:
             raise BadInput(f"no ledger at {path}; run 'kx plan import PLAN.md' first or pass --ledger")
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        read_only = path.exists() and not path.stat().st_mode & 0o222
+        read_only = read_only or path.exists() and not path.stat().st_mode & 0o222
         target = f"file:{path.resolve()}?mode=ro" if read_only else str(path)
         conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
                                uri=read_only)
@@ -126,8 +124,7 @@ class Ledger:
         ledger = cls(path, conn)
         ledger.read_only = read_only
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if not read_only:
+            if not read_only:  # (the busy timeout is connect()'s)
                 conn.execute("PRAGMA synchronous = FULL")
             ledger._prepare(create)
         except sqlite3.OperationalError as exc:
@@ -145,14 +142,16 @@ class Ledger:
         return ledger
 
     def _prepare(self, create: bool) -> None:
-        tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "kx_meta" not in tables:
-            if tables or not create:
+        try:
+            meta = dict(self.conn.execute(
+                "SELECT key, value FROM kx_meta WHERE key IN ('schema_version', 'made_in', ?)", (sql_views.META_KEY,)))
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone() or not create:
                 raise BadInput(f"{self.path} is not a kx ledger (no kx_meta table); point --ledger at a kx ledger")
             self._create_schema()
             return
-        meta = dict(self.conn.execute("SELECT key, value FROM kx_meta WHERE key IN ('schema_version', 'made_in', ?)",
-                                      (sql_views.META_KEY,)))
         self.schema = int(meta.get("schema_version") or 0)
         self.made_in = meta.get("made_in")
         if self.schema > LEDGER_SCHEMA_VERSION:
@@ -329,7 +328,6 @@ class Ledger:
         with self.transaction():
             streams = list(dict.fromkeys(event.stream for event in events))
             position, previous, last_at, versions = self._positions(streams)
-            self._check_guard((position, previous))
             key = self._chain_key(position, previous)
             recorded_at = clock.now_iso(not_before=last_at)
             rows: list[Recorded] = []
@@ -338,7 +336,7 @@ class Ledger:
                 stream, data = event.stream, event.data()
                 versions[stream] += 1
                 position += 1
-                encoded = _encode(data)
+                encoded = encode(data)
                 previous = chain_hash(previous, position, stream, versions[stream], event.type, encoded, recorded_at,
                                       key)
                 values.append((position, event.plan, stream, versions[stream], event.type, encoded, recorded_at,
@@ -360,17 +358,23 @@ class Ledger:
         )
 
     def _positions(self, streams: list[str]) -> tuple[int, str, str | None, dict[str, int]]:
-        """The last position, hash and time, and each stream's version: one query for the usual single stream."""
-        if len(streams) == 1:
+        """The last position, hash and time, and each stream's version, with the guard checked: one query."""
+        named = ", ".join("?" * len(streams))
+        try:
             row = self.conn.execute(
-                "SELECT position, hash, recorded_at, (SELECT MAX(version) FROM events WHERE stream = ?)"
-                " FROM events ORDER BY position DESC LIMIT 1", streams).fetchone()
-            return (*row[:3], {streams[0]: row[3] or 0}) if row else (0, GENESIS, None, {streams[0]: 0})
-        position, previous, last_at = self._tail()
-        found = dict(self.conn.execute(
-            f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(streams))})"
-            " GROUP BY stream", streams))
-        return position, previous, last_at, {stream: found.get(stream) or 0 for stream in streams}
+                "SELECT t.position, t.hash, t.recorded_at, (SELECT json_group_object(stream, version) FROM"
+                f" (SELECT stream, MAX(version) AS version FROM events WHERE stream IN ({named}) GROUP BY stream)),"
+                f" {guard.STATE} FROM (SELECT 1) LEFT JOIN (SELECT position, hash, recorded_at FROM events"
+                " ORDER BY position DESC LIMIT 1) AS t", streams).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise guard.refused(self.conn, self._tail()[:2]) from None
+        position, previous, last_at, found, *guarded = row
+        tail = (position or 0, previous or GENESIS)
+        guard.check(self.conn, tail, *guarded)
+        found = json.loads(found)
+        return (*tail, last_at, {stream: found.get(stream) or 0 for stream in streams})
 
     def _tail(self) -> tuple[int, str, str | None]:
         """The last event's position, hash and time, as the events hold them (the tail)."""
@@ -408,9 +412,6 @@ class Ledger:
         row = self.conn.execute("SELECT hash FROM events WHERE position = ?", (position,)).fetchone()
         return row[0] if row else None
 
-    def _check_guard(self, tail: guard.Tail) -> None:
-        self._guard_whole_at = guard.check(self.conn, tail, self._guard_whole_at)
-
     # --- the guard --------------------------------------------------------------
 
     def guard_findings(self) -> list[str]:
@@ -424,10 +425,6 @@ class Ledger:
         """Restore missing or altered guard triggers and the head; what was repaired."""
         with self.transaction():
             return guard.install(self.conn, self._tail()[:2], reanchor=reanchor)
-
-    def stream_version(self, stream: str) -> int:
-        row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
-        return row[0] or 0
 
     # --- reading --------------------------------------------------------------
 
@@ -445,39 +442,41 @@ class Ledger:
         """Events in global order, filtered; ``since`` is exclusive, ``until`` inclusive. An event whose data is
         not JSON is :class:`DamagedLedger`, or with ``keep_damaged`` shown as ``{"damaged", "raw"}``."""
         where, params = _filters(plan, since, until, until_time, stream, types)
-        loads, current = json.loads, vocabulary.EVENT_SCHEMA_VERSION
         sql = ("SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
                f" WHERE {where} ORDER BY position")
         rows = self.conn.execute(sql, params).fetchall()
         try:
-            return [
-                Recorded(pos, stream_, version, type_,
-                         loads(data) if written >= current else upcast(type_, written, loads(data)), at, plan_, digest)
-                for pos, stream_, version, type_, data, at, plan_, digest, written in rows
-            ]
-        except (ValueError, TypeError):  # a damaged row: found again, row by row, off the fast path
+            return [Recorded(pos, stream_, version, type_, decode(type_, written, data), at, plan_, digest)
+                    for pos, stream_, version, type_, data, at, plan_, digest, written in rows]
+        except Undecodable:  # a damaged row: found again, row by row, off the fast path
             return [self._decoded(row, keep_damaged) for row in rows]
 
     @staticmethod
     def _decoded(row: tuple, keep_damaged: bool) -> Recorded:
         pos, stream_, version, type_, data, at, plan_, digest, written = row
         try:
-            decoded = json.loads(data)
-            if not isinstance(decoded, dict):
-                raise ValueError("not an object")
-            decoded = decoded if written >= vocabulary.EVENT_SCHEMA_VERSION else upcast(type_, written, decoded)
-        except (ValueError, TypeError):
+            decoded = decode(type_, written, data)
+        except Undecodable:
             if not keep_damaged:
                 raise DamagedLedger(pos, type_) from None
             decoded = {"damaged": "the data is not a JSON object; see 'kx audit verify'", "raw": str(data)[:1000]}
         return Recorded(pos, stream_, version, type_, decoded, at, plan_, digest)
 
-    def stored(self) -> Iterator[tuple]:
-        """Every event as stored, data as text, not upcast: ``(position, stream, version, type, data,
-        recorded_at, plan, hash, schema_version)`` (what ``kx audit verify`` checks the chain on)."""
+    def stored(self, until: int | None = None) -> Iterator[tuple]:
+        """Every event as stored (up to ``until``), data as text, not upcast: ``(position, stream, version, type,
+        data, recorded_at, hash)`` (what ``kx audit verify`` checks the chain on)."""
         return self.conn.execute(
-            "SELECT position, stream, version, type, data, recorded_at, plan, hash, schema_version FROM events"
-            " ORDER BY position")
+            "SELECT position, stream, version, type, data, recorded_at, hash FROM events WHERE position <= ?"
+            " ORDER BY position", (_INT64_MAX if until is None else until,))
+
+    def stored_of(self, plan: str, until: int | None = None) -> Iterator[tuple]:
+        """A plan's events as stored (up to ``until``): ``(position, stream, version, type, data, recorded_at,
+        schema_version)`` (what ``kx audit verify`` puts to the rules and folds)."""
+        # the table in position order, the plan's rows picked as it goes ('+plan': not through the plan's index,
+        # which would add a lookup per row)
+        return self.conn.execute("SELECT position, stream, version, type, data, recorded_at, schema_version"
+                                 " FROM events WHERE +plan = ? AND position <= ? ORDER BY position",
+                                 (plan, _INT64_MAX if until is None else until))
 
     def scan(self, plan: str, *, since: int = 0, until: int | None = None,
              until_time: str | None = None) -> Iterator[tuple]:

@@ -1,7 +1,7 @@
 """A run simulated straight into a ledger, fast: for reports and SQL views at 42 and 1,000 PARTs.
 
 The events are the ones ``kx run`` records, under the same rules (the limit, the
-gates, the evidence), appended through the ledger in one transaction with time
+gates, the evidence), recorded as acts record them (the read model kept) in one transaction with time
 taken from ``$KX_NOW``: a first attempt fails now and then, an attempt is lost
 now and then (and retried), one lost attempt is finished by a person, one batch
 is rejected once. It returns what it did, to compare the projections with.
@@ -93,7 +93,7 @@ class Simulation:
     def append(self, seconds: float, *events) -> str:
         moment = clock.iso(START + timedelta(seconds=seconds))
         os.environ[clock.FROZEN_ENV] = moment
-        self.ws.ledger.append(list(events))
+        self.ws.record(self.state, list(events))  # the read model kept as kx keeps it
         return moment
 
     # --- a batch, slot by slot ------------------------------------------------------------

@@ -110,11 +110,30 @@ def test_attempts_are_what_happened(midway):
 
 def test_running_timeline_counts_against_the_limit(midway):
     folder, made = midway
-    rows = query(folder, "SELECT change, running, parallel_limit FROM running_timeline")
+    rows = query(folder, "SELECT position, change, running, parallel_limit FROM running_timeline")
     assert len(rows) == 2 * len(made) - sum(a.ended_at is None for a in made)
+    assert [(r["position"], r["change"], r["running"]) for r in rows] == running_counts(folder)
     assert max(r["running"] for r in rows) == 6 == rows[0]["parallel_limit"]
-    assert min(r["running"] for r in rows) >= 0
     assert rows[-1]["running"] == sum(a.ended_at is None for a in made) == 1
+
+
+def running_counts(folder: Path) -> list[tuple[int, int, int]]:
+    """(position, +1 or -1, running after it) for each start and each attempt's first end, from the raw events."""
+    counts, running, current, ended = [], 0, {}, set()
+    for event in query(folder, "SELECT position, type, data FROM events WHERE type IN ('RunnerStarted',"
+                               " 'RunnerSucceeded', 'RunnerFailed', 'RunnerLost') ORDER BY position"):
+        data = json.loads(event["data"])
+        if event["type"] == "RunnerStarted":
+            current[data["part"]] = data["attempt"]
+            change = 1
+        elif data.get("by") == "import" or (data.get("attempt") or current[data["part"]]) in ended:
+            continue
+        else:
+            ended.add(data.get("attempt") or current[data["part"]])
+            change = -1
+        running += change
+        counts.append((event["position"], change, running))
+    return counts
 
 
 def test_batch_reviews(midway):

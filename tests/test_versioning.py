@@ -8,9 +8,10 @@ import sqlite3
 import pytest
 
 from ledger import store
-from ledger.events import mapper as upcasting
+from ledger.events import mapper
 from ledger.events import vocabulary
 from ledger.events.checkboxes import CheckboxTicked
+from ledger.events.models import EVENT_TYPES, Event, RunnerFailed
 from ledger.store import Ledger
 from machine.state import fold
 from machine.state.fold import PlanState
@@ -77,9 +78,10 @@ def pretend_events_moved_to_v2(monkeypatch):
     """As a kx whose events are at schema 2 would be: v1 ticks counted boxes from 0, v1 failures had no prefix."""
     monkeypatch.setattr(vocabulary, "EVENT_SCHEMA_VERSION", 2)
     monkeypatch.setattr(CheckboxTicked, "schema_version", 2)
-    monkeypatch.setattr(upcasting, "STEPS", {})
-    upcasting.register("CheckboxTicked", 1, lambda data: {**data, "box": data["box"] + 1})
-    upcasting.register("RunnerFailed", 1, lambda data: {**data, "reason": f"v1: {data['reason']}"})
+    monkeypatch.setattr(CheckboxTicked, "upcast_v1_v2", staticmethod(lambda data: {**data, "box": data["box"] + 1}),
+                        raising=False)
+    monkeypatch.setattr(RunnerFailed, "upcast_v1_v2",
+                        staticmethod(lambda data: {**data, "reason": f"v1: {data['reason']}"}), raising=False)
 
 
 def test_old_events_are_upcast_on_read_and_in_the_lean_fold(kx, plan, project, monkeypatch):
@@ -109,12 +111,51 @@ def test_old_events_are_upcast_on_read_and_in_the_lean_fold(kx, plan, project, m
     assert kx("audit", "verify").code == 0  # hashes are of the stored rows, rules see the upcast ones
 
 
-def test_upcasting_applies_the_steps_in_order(monkeypatch):
+class Noted(Event):
+    """An event only this test knows: v1 had "text", v2 "note", v3 a list of "notes"."""
+
+    notes: list[str]
+
+    @staticmethod
+    def upcast_v1_v2(data):
+        return {"plan": data["plan"], "note": data["text"]}
+
+    @staticmethod
+    def upcast_v2_v3(data):
+        return {"plan": data["plan"], "notes": [data["note"]]}
+
+
+@pytest.fixture
+def noted(monkeypatch):
     monkeypatch.setattr(vocabulary, "EVENT_SCHEMA_VERSION", 3)
-    monkeypatch.setattr(upcasting, "STEPS", {})
-    upcasting.register("RunnerFailed", 1, lambda data: {**data, "reason": data["reason"] + " >2"})
-    upcasting.register("RunnerFailed", 2, lambda data: {**data, "reason": data["reason"] + " >3"})
-    assert upcasting.upcast("RunnerFailed", 1, {"reason": "x"}) == {"reason": "x >2 >3"}
-    assert upcasting.upcast("RunnerFailed", 2, {"reason": "x"}) == {"reason": "x >3"}
-    assert upcasting.upcast("RunnerFailed", 3, {"reason": "x"}) == {"reason": "x"}
-    assert upcasting.upcast("CheckboxTicked", 1, {"box": 1}) == {"box": 1}
+    monkeypatch.setitem(EVENT_TYPES, "Noted", Noted)
+
+
+def test_the_mapper_upcasts_a_row_step_by_step_with_the_steps_beside_its_event(noted):
+    v1 = mapper.encode({"plan": "p", "text": "x"})
+    assert mapper.decode("Noted", 1, v1) == {"plan": "p", "notes": ["x"]}
+    assert mapper.decode("Noted", 2, mapper.encode({"plan": "p", "note": "y"})) == {"plan": "p", "notes": ["y"]}
+    assert mapper.decode("Noted", 3, mapper.encode({"plan": "p", "notes": ["z"]})) == {"plan": "p", "notes": ["z"]}
+    assert mapper.decode("RunnerFailed", 1, '{"reason":"r"}') == {"reason": "r"}  # no step: unchanged
+    assert json.loads(mapper.upcast_text("Noted", 1, v1)) == {"plan": "p", "notes": ["x"]}  # the lean scan's
+
+
+def test_the_mapper_says_why_a_row_cannot_be_read(noted):
+    for text, why in (("{", "not JSON"), ("[1]", "not a JSON object"),
+                      ('{"plan":"p"}', "cannot be upcast from schema 1")):
+        with pytest.raises(mapper.Undecodable, match=why):
+            mapper.decode("Noted", 1, text)
+
+
+def test_every_read_of_an_old_row_goes_through_the_mapper(noted, kx, plan, project):
+    ledger = Ledger.open(project / ".kx" / "ledger.db")
+    with ledger.transaction():  # a v1 row, as the kx before would have written it
+        ledger.conn.execute("INSERT INTO events (position, plan, stream, version, type, data, recorded_at,"
+                            " schema_version, hash) SELECT position + 1, plan, 'plan:plan:noted', 1, 'Noted',"
+                            " '{\"plan\":\"plan\",\"text\":\"x\"}', recorded_at, 1, hash FROM events"
+                            " ORDER BY position DESC LIMIT 1")
+    read = [r for r in ledger.read() if r.type == "Noted"]
+    scanned = [row for row in ledger.scan("plan") if row[3] == "Noted"]
+    assert read[0].data == {"plan": "plan", "notes": ["x"]} and read[0].event == Noted(plan="plan", notes=["x"])
+    assert json.loads(scanned[0][5]) == {"plan": "plan", "notes": ["x"]}
+    ledger.close()

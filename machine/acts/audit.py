@@ -1,13 +1,15 @@
 """``kx audit verify``: the ledger's integrity and the rules, checked again over all of history.
 
-One pass over every event, in ledger order. Integrity: positions increase,
-every stream's versions run 1, 2, 3... without gaps, every event's hash chains
-to the one before, the append-only guard is whole and its head is at the last
-event, and every event's data fits its type (one that does not is a finding,
-left out of the rules). Rules: each event is put to :meth:`Rules.check` — the very
-check an act makes before appending — against the state folded from the events
-before it, then folded; a fact the machines do not allow is a finding too. The
-read model is compared with the fold where it was saved. At the end, the files
+Two passes over the events as of one moment, in ledger order. Integrity
+(:mod:`ledger.chain`): positions increase, every stream's versions run 1, 2,
+3... without gaps, every event's hash chains to the one before; the
+append-only guard is whole and its head is at the last event. Rules, plan by
+plan: every event is decoded (the ledger's one decoder) and fitted to its type
+(one that does not fit is a finding, left out of the rules), put to
+:meth:`Rules.check` — the very check an act makes before appending — against
+the state folded from the events before it, then folded; a fact the machines
+do not allow is a finding too. The read model is compared with the fold where
+it was saved. At the end, the files
 the evidence rests on (each PART's drop and recorded target) are hashed again,
 once each: a file changed or gone since it was recorded is a finding. Events recorded
 ``by: import`` are history taken as it was; ``kx plan lint`` reports their
@@ -17,18 +19,19 @@ inconsistencies.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from ledger.chain import Chain
 from ledger.derived import readmodel
 from ledger.errors import Refused
-from ledger.events import vocabulary
-from ledger.events.mapper import upcast
+from ledger.events.mapper import Undecodable, decode
 from ledger.events.models import EVENT_TYPES, load
 from ledger.events.vocabulary import IMPORT
-from ledger.store import GENESIS, KEY_ENV, KEYED, Recorded, chain_hash, chain_key
+from ledger.store import GENESIS, Recorded
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
 from machine.state.fold import PlanState, fold_version
@@ -36,26 +39,34 @@ from machine.state.rehash import changes, recorded_files
 from machine.state.rules import Rules
 
 TICKS = frozenset({"CheckboxTicked", "CheckboxUnticked"})
+PARALLEL_FROM = 100_000  # events from which the chain is checked in a second process while this one folds
 
 
-def verify(workspace: Workspace, digests: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
+def verify(workspace: Workspace, digests: Sequence[tuple[int, str]] = (), *,
+           parallel_from: int = PARALLEL_FROM) -> dict[str, Any]:
     """``digests``: (position, hash) pairs kept outside the ledger (``kx audit digest``), each a finding unless
-    the ledger still holds that event with that chain hash."""
+    the ledger still holds that event with that chain hash.
+
+    Two passes over the events as of one moment: the chain (positions, versions, hashes), and each plan's rules
+    and fold. On a long ledger the first runs in a second process, on the machine's other core, reading the same
+    events (up to the same last position) through a connection of its own."""
     ledger = workspace.ledger
-    plans = workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()]
-    audit = Audit(workspace, plans)
+    plans = [PlanAudit(workspace, plan_id)
+             for plan_id in (workspace.plan_ids() if workspace.plan_choice is None else [workspace.plan_id()])]
     with ledger.snapshot():  # the events, the head and the read model as of one moment
-        for row in ledger.stored():
-            audit.take(row)
+        last = ledger.digest()[0]
+        with Chain.checking(ledger, last, in_parallel=last >= parallel_from) as chain:
+            for plan in plans:
+                plan.take_all(ledger.stored_of(plan.state.id, until=last))
         anchored = [(position, digest, ledger.hash_at(position) if position else GENESIS)
                     for position, digest in digests]
-        findings = audit.finish(ledger.guard_findings())
+        findings = chain.result.findings + ledger.guard_findings() + [f for plan in plans for f in plan.finish()]
         head = ledger.head()
-    findings[:0] = [*digest_findings(anchored, audit.last_position), *place_findings(ledger)]
-    return {"schema": SCHEMA, "events": audit.events, "plans": plans, "findings": findings, "ok": not findings,
-            "head": {"position": head[0], "hash": head[1]} if head else None,
+    findings[:0] = [*digest_findings(anchored, chain.result.last_position), *place_findings(ledger)]
+    return {"schema": SCHEMA, "events": chain.result.events, "plans": [plan.state.id for plan in plans],
+            "findings": findings, "ok": not findings, "head": {"position": head[0], "hash": head[1]} if head else None,
             "digests": [{"position": p, "hash": d, "ok": d == found} for p, d, found in anchored],
-            "keyed": audit.keyed_summary()}
+            "keyed": chain.result.keyed_summary()}
 
 
 def digest_findings(anchored: list[tuple[int, str, str | None]], last: int) -> list[str]:
@@ -88,11 +99,10 @@ def repair_guard(workspace: Workspace, *, reanchor: bool = False) -> dict[str, A
 
 def integrity(ledger) -> list[str]:
     """The integrity findings alone (positions, versions, hash chain, the guard), for a ledger of any plans."""
-    audit = Audit(None, [])
+    chain = Chain()
     with ledger.snapshot():
-        for row in ledger.stored():
-            audit.take(row)
-        return audit.finish(ledger.guard_findings())
+        chain.take_all(ledger.stored())
+        return chain.findings + ledger.guard_findings()
 
 
 class PlanAudit:
@@ -105,28 +115,46 @@ class PlanAudit:
         self.rules = Rules(self.state, resolve=None, policy=config.evidence_policy)
         self.saved = readmodel.load(workspace.ledger.conn, plan_id, fold_version())
         self.findings: list[str] = []
-        self._act_problems: dict[tuple[str, str | None], str | None] = {}
+        # what Rules.check said of ticks without evidence, by (type, PART, attempt, by import): ticks change no state
+        # the rules read, so the answer holds until the next other event
+        self._tick_verdicts: dict[tuple[str, str, str | None, bool], str | None] = {}
 
-    def compare_if_saved_before(self, position: int) -> None:
-        if self.saved is not None and position > self.saved[0]:
-            self.findings += read_model_findings(self.state, self.saved)
-            self.saved = None
-
-    def tick(self, position: int, kind: str, part_id: str, box: int, attempt: str | None, by: str | None,
-             data: dict[str, Any] | None = None) -> None:
-        """A tick or untick, checked as :meth:`Rules.check` would (``data``: the tick's, when it has evidence)."""
-        if by != IMPORT:
-            problem = self._act_problems.get((part_id, attempt), False)
-            if problem is False:  # ticks change no state the rule reads: ask once until the next other event
-                part = self.state.parts.get(part_id)
-                problem = None if part is None else refusal_of(self.rules.may_act, part, attempt)
-                self._act_problems[(part_id, attempt)] = problem
-            if not problem and data is not None and kind == "CheckboxTicked" and part_id in self.state.parts:
-                problem = self.rules.tick_problem(self.state.parts[part_id], data)
+    def take_all(self, rows: Iterable[tuple]) -> None:
+        """The plan's events as stored (:meth:`ledger.store.Ledger.stored_of`), in order: each decoded, fitted to
+        its type, put to the rules against the state before it, and folded; ticks, most of a long ledger, are
+        fitted without pydantic and folded on their short path, in this loop."""
+        state, findings, check, verdicts = self.state, self.findings, self.rules.check, self._tick_verdicts
+        mark, saved_at = state.mark, self.saved.position if self.saved else math.inf
+        for position, stream, version, kind, text, recorded_at, written in rows:
+            if position > saved_at:  # the fold is where the read model was saved: compare them
+                findings += read_model_findings(state, self.saved)
+                self.saved, saved_at = None, math.inf
+            try:
+                data = decode(kind, written, text)
+            except Undecodable as exc:
+                findings.append(f"position {position} ({kind}): {exc}")
+                continue
+            if kind not in TICKS:
+                if problem := misfit(kind, data):
+                    findings.append(f"position {position} ({kind}): {problem}")
+                else:
+                    self.event(Recorded(position, stream, version, kind, data, recorded_at, state.id))
+                continue
+            part, box, evidence = data.get("part"), data.get("box"), data.get("evidence")
+            if type(part) is not str or type(box) is not int:
+                findings.append(f"position {position} ({kind}): data lacks part or box, which its type needs")
+                continue
+            if evidence is None:
+                key = (kind, part, data.get("attempt"), data.get("by") == IMPORT)
+                problem = verdicts.get(key, False)
+                if problem is False:
+                    problem = verdicts[key] = refusal_of(check, kind, data)
+            else:
+                problem = refusal_of(check, kind, data)
             if problem:
-                self.findings.append(f"position {position} ({kind} {part_id}): {problem}")
-        self.state.mark(part_id, box, kind == "CheckboxTicked", position, data.get("evidence") if data else None)
-        self.state.position = position
+                findings.append(f"position {position} ({kind} {part}): {problem}")
+            mark(part, box, kind == "CheckboxTicked", position, evidence)
+            state.position = position
 
     def event(self, row: Recorded) -> None:
         problem = refusal_of(self.rules.check, row.type, row.data)
@@ -138,7 +166,7 @@ class PlanAudit:
         except Exception as exc:  # noqa: BLE001 - data that fits its type yet not the plan (a bad structure)
             self.findings.append(f"position {row.position} ({row.type}): the fold cannot apply it"
                                  f" ({type(exc).__name__}: {exc})")
-        self._act_problems.clear()
+        self._tick_verdicts.clear()
 
     def finish(self) -> list[str]:
         if self.saved is not None:
@@ -146,104 +174,6 @@ class PlanAudit:
         files = changes(recorded_files(self.state), self.resolve)  # once, at the end: each file read once
         return (self.findings + [f"plan {self.state.id}: {anomaly}" for anomaly in self.state.anomalies]
                 + [f"plan {self.state.id}: {change}" for change in files])
-
-
-class Audit:
-    def __init__(self, workspace: Workspace | None, plans: list[str]):
-        self.plans = {plan_id: PlanAudit(workspace, plan_id) for plan_id in plans}
-        self.findings: list[str] = []
-        self.previous, self.last_position, self.events = GENESIS, 0, 0
-        self.versions: dict[str, int] = {}
-        self.chain_broken = False
-        self.key = chain_key()
-        self.keyed_from: int | None = None  # the first keyed event: every later one must be keyed too
-        self.keyed = 0
-
-    def take(self, row: tuple) -> None:
-        position, stream, version, kind, text, recorded_at, plan_id, digest, written = row
-        self.events += 1
-        # integrity: positions increase, versions run without gaps, the hash chains over the stored text
-        if position <= self.last_position:
-            self.findings.append(f"position {position}: not after {self.last_position}")
-        expected = self.versions.get(stream, 0) + 1
-        if version != expected:
-            self.findings.append(f"position {position}: stream {stream} jumps to version {version},"
-                                 f" expected {expected}")
-        if not self.chain_broken:
-            if chain_hash(self.previous, position, stream, version, kind, text, recorded_at) != digest:
-                self.keyed_link(position, stream, version, kind, text, recorded_at, digest)
-            elif self.keyed_from is not None:
-                self.findings.append(f"position {position}: hash not keyed after keyed events from position"
-                                     f" {self.keyed_from}: the event was written or rewritten without {KEY_ENV}")
-                self.chain_broken = True
-        self.versions[stream], self.last_position, self.previous = version, position, digest
-        # the rules, against the plan's state before the event
-        plan = self.plans.get(plan_id)
-        if plan is None:
-            return
-        if plan.saved is not None:
-            plan.compare_if_saved_before(position)
-        data, problem = decode(kind, written, text, validate=kind not in TICKS)
-        if problem is None and kind in TICKS:
-            problem = tick_misfit(data)  # ticks, most of a long ledger, are checked without pydantic
-            if problem is None:
-                plan.tick(position, kind, data["part"], data["box"], data.get("attempt"), data.get("by"),
-                          data if "evidence" in data else None)
-                return
-        if problem is not None:
-            self.findings.append(f"position {position} ({kind}): {problem}")
-            return
-        plan.event(Recorded(position, stream, version, kind, data, recorded_at, plan_id, digest))
-
-    def keyed_link(self, position: int, stream: str, version: int, kind: str, text: str, recorded_at: str,
-                   digest: str) -> None:
-        """An event whose hash is not the plain one: a keyed link (checked with the key, counted without it), or
-        a break in the chain."""
-        if digest.startswith(KEYED):
-            if self.keyed_from is None:
-                self.keyed_from = position
-            self.keyed += 1
-            if self.key is None or chain_hash(self.previous, position, stream, version, kind, text, recorded_at,
-                                              self.key) == digest:
-                return
-        other_key = ", or the chain was keyed with another key" if digest.startswith(KEYED) else ""
-        self.findings.append(f"position {position}: hash chain broken (the event or one before it was altered"
-                             f"{other_key})")
-        self.chain_broken = True
-
-    def keyed_summary(self) -> dict[str, Any] | None:
-        """Where the keyed chain starts, how many keyed events there are, whether their keys were checked."""
-        if self.keyed_from is None:
-            return None
-        return {"from": self.keyed_from, "events": self.keyed, "checked": self.key is not None}
-
-    def finish(self, guard_findings: list[str]) -> list[str]:
-        """The integrity findings, the guard's, then each plan's rules and read model."""
-        return self.findings + guard_findings + [f for plan in self.plans.values() for f in plan.finish()]
-
-
-def decode(kind: str, written: int, text: str, *, validate: bool = True) -> tuple[dict[str, Any], str | None]:
-    """An event's data as the rules read it (upcast), or what makes it unreadable (``validate``: or unfit for
-    its type)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}, "data is not JSON; the event cannot be read"
-    if not isinstance(data, dict):
-        return {}, "data is not a JSON object; the event cannot be read"
-    if written != vocabulary.EVENT_SCHEMA_VERSION:
-        try:
-            data = upcast(kind, written, data)
-        except Exception as exc:  # noqa: BLE001 - a step meeting data it was not written for
-            return {}, f"data cannot be upcast from schema {written} ({type(exc).__name__}: {exc})"
-    return data, misfit(kind, data) if validate else None
-
-
-def tick_misfit(data: dict[str, Any]) -> str | None:
-    """What a tick's data lacks for the fold (its model is checked in full when loaded elsewhere)."""
-    if type(data.get("part")) is not str or type(data.get("box")) is not int:
-        return "data lacks part or box, which its type needs"
-    return None
 
 
 def misfit(kind: str, data: dict[str, Any]) -> str | None:
@@ -278,7 +208,7 @@ def refusal_of(check, *args) -> str | None:
 
 def read_model_findings(state: PlanState, saved: tuple) -> list[str]:
     """The read model must equal the fold (``state``) up to the position it was saved at."""
-    _, _, plan_state, parts = saved
+    plan_state, parts = saved.plan_state, saved.parts
     fresh_plan, fresh_parts = state.snapshot()
     findings = [f"read model of {state.id}: {key} differs from the events; run 'kx audit rebuild'"
                 for key in sorted(fresh_plan) if json.dumps(fresh_plan[key], sort_keys=True)
@@ -299,6 +229,6 @@ def rebuild(workspace: Workspace) -> dict[str, Any]:
             state.fold_rows(workspace.ledger.scan(plan_id))
             plan_state, parts = state.snapshot()
             readmodel.save(workspace.ledger.conn, plan_id, fold_version(), state.position, state.structure_position,
-                           plan_state, parts, complete=True)
+                           plan_state, parts, state.runs(), complete=True)
             rebuilt[plan_id] = state.position
     return {"schema": SCHEMA, "rebuilt": rebuilt}

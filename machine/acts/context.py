@@ -67,16 +67,24 @@ class Context:
         return self.state.parts[structure.id], structure
 
     def append(self, *events: Any) -> list[str]:
-        """Check each event against the rules (:meth:`Rules.check`), then record them all."""
-        for event in events:
-            self.rules.check(event.type, event.data())
+        """Ask the rules about the act's events (:meth:`Rules.check`, once each), then record them all."""
+        self.check(*events)
+        return self.record(*events)
+
+    def check(self, *events: Any) -> None:
+        self.rules.check_all((event.type, event.data()) for event in events)
+
+    def record(self, *events: Any) -> list[str]:
+        """Record events the rules allowed (:meth:`check`)."""
         self.workspace.record(self.state, list(events))
         return [e.type for e in events]
 
     @classmethod
     def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
-        state = workspace.state()
-        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed))
+        plan_id = workspace.plan_id()
+        config = workspace.config(plan_id)  # read once for the act
+        state = workspace.state(plan_id=plan_id, config=config)
+        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed, config=config))
 
 
 @contextmanager
@@ -87,8 +95,8 @@ def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Con
 
 
 def authorize(ctx: Context, part: PartState, act: Act) -> None:
-    """A plan open to acts; rule 4 for runners (their attempt must be the current one); the gate for people. Acts
-    that do work before appending (hashing a drop, resolving boxes), or may find nothing to record, ask it first;
-    the append asks again."""
+    """A plan open to acts; rule 4 for runners (their attempt must be the current one); the gate for people: what
+    :meth:`Rules.check` asks of an act's events, for an act that finds nothing to record (a repeated tick or drop),
+    which is refused all the same where a recording one would be."""
     ctx.rules.open_to("act", {})
     ctx.rules.may_act(part, act.attempt)

@@ -28,7 +28,7 @@ from ledger.events.models import (
     RunnerSucceeded,
 )
 from machine.acts import revision
-from machine.acts.context import Act
+from machine.acts.context import Act, Context
 from machine.acts.revision import Change, box_mark, header_mark
 from machine.acts.ticks import tick
 from machine.acts.workspace import Workspace
@@ -92,7 +92,7 @@ def _record(workspace: Workspace, file: Path, raw: bytes, plan: Plan, root: Path
             base = dict(plan=plan_id, path=stored, root=workspace.store_path(root or file.parent),
                         sha256=sha, source=raw.decode("utf-8"))
             events = [PlanImported(**base, structure=plan.to_dict()), *file_history(plan_id, plan, None)]
-            workspace.record(PlanState(plan_id, timezone=workspace.config(plan_id).timezone), events)
+            _append(workspace, PlanState(plan_id, timezone=workspace.config(plan_id).timezone), events)
             logs.get().info("plan imported", plan=plan_id, path=stored, events=len(events))
             return ImportResult(plan_id, "imported", stored, len(events), len(plan.parts), len(plan.batches))
         state = workspace.state(plan_id=plan_id)
@@ -116,14 +116,18 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
         carried=carried, dropped=dropped,
     )
     events = [revised, *file_history(state.id, plan, state)]
-    workspace.rules(state).open_to(revised.type, revised.data())  # a consolidated plan takes no revision
-    workspace.record(state, events)
+    _append(workspace, state, events)  # a consolidated plan takes no revision
     unticked = _record_unticks(workspace, state.id, [c for c in changes if c.kind == "unticked"])
     changes += _added_to_successes(workspace, state.id, changes)
     logs.get().info("plan revised", plan=state.id, path=stored, carried=carried, dropped=len(dropped),
                     changes=len(changes))
     return ImportResult(state.id, "revised", stored, len(events) + unticked, len(plan.parts), len(plan.batches),
                         carried, dropped, [c.as_dict() for c in changes])
+
+
+def _append(workspace: Workspace, state: PlanState, events: list[Event]) -> None:
+    """Record the import's events as every act does: each asked of the rules (:meth:`Rules.check`), then appended."""
+    Context(workspace, state, workspace.rules(state)).append(*events)
 
 
 def _record_unticks(workspace: Workspace, plan_id: str, unticks: list[Change]) -> int:

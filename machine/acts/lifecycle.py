@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import clock
-from ledger.errors import BadInput, Refused, Unknown
+from ledger.errors import BadInput, Unknown
 from ledger.events.models import (
     BatchReviewed,
     DropRecorded,
@@ -35,8 +35,7 @@ from machine.defaults import NAME_LIMIT, TEXT_LIMIT
 from machine.plan.model import AttemptId
 from machine.plan.text import bounded, one_line
 from machine.state.evidence import sha256_of
-from machine.state.fold import BatchState, PartState, PlanState, stamp_of
-from machine.state.machines import allows, batch_machine
+from machine.state.fold import PartState, PlanState, stamp_of
 
 # --- runners ---------------------------------------------------------------------
 
@@ -55,7 +54,6 @@ def start(workspace: Workspace, ref: str, act: Act, **runner: Any) -> Outcome:
 def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
     with acting(workspace) as ctx:
         part, _ = ctx.part(ref)
-        authorize(ctx, part, act)
         path = drop_file(workspace, ctx.state, file)
         try:
             sha, size = sha256_of(path), path.stat().st_size
@@ -64,6 +62,7 @@ def drop(workspace: Workspace, ref: str, file: Path, act: Act) -> Outcome:
         stored = workspace.store_path(path)
         latest = part.drop
         if latest and (latest["path"], latest["sha256"], latest.get("attempt")) == (stored, sha, act.attempt):
+            authorize(ctx, part, act)
             return Outcome(part.id, [], f"{part.id}: drop {stored} already recorded; nothing recorded",
                            {"path": stored, "sha256": sha, "size": size})
         recorded = ctx.append(DropRecorded(plan=ctx.state.id, part=part.id, path=stored, sha256=sha, size=size,
@@ -234,14 +233,11 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
     if note is not None:
         bounded("the note", note, TEXT_LIMIT)
     with acting(workspace, accept_failed=accept_failed) as ctx:
-        ctx.rules.open_to("BatchReviewed", {})
         batch = ctx.state.batches.get(number)
         structure = ctx.state.plan.batch(number)
         if batch is None or structure is None:
             known = ", ".join(str(b.number) for b in ctx.state.plan.batches)
             raise Unknown(f"no batch {number} in plan {ctx.state.id} (batches: {known})")
-        if not allows(batch_machine(), batch, "approve"):
-            raise Refused(_not_reviewable(ctx.state, batch), rule="review")
         members = [p.id for p in ctx.state.members(batch)]
         drops = {d["path"]: d["sha256"] for p in members if (d := ctx.state.parts[p].drop)}
         failed = ctx.rules.failed_parts(batch)
@@ -249,33 +245,26 @@ def review(workspace: Workspace, number: int, *, approve: bool, parts: list[str]
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="approve", by=act.actor, note=note,
                                   drops=drops, accepted_failed=failed if accept_failed else [])
         else:
-            sent_back = _sent_back(ctx, parts, members, failed)
+            sent_back = _named(ctx, parts, members) or failed
             event = BatchReviewed(plan=ctx.state.id, batch=number, decision="reject", by=act.actor, note=note,
                                   parts=sent_back, drops=drops,
                                   cleared={p: evidence_of(ctx.state.parts[p]) for p in sent_back})
-        recorded = ctx.append(event)
+        ctx.check(event)
+        if not approve and not event.parts:
+            raise BadInput("nothing to send back: no PART failed; name the PARTs to redo after --reject")
+        recorded = ctx.record(event)
         verb = "approved" if approve else f"rejected; {', '.join(event.parts)} pending again"
         return Outcome(f"batch {number}", recorded, f"batch {number} {verb}", {"batch": number,
                                                                                 "decision": event.decision})
 
 
-def _sent_back(ctx: Context, parts: list[str], members: list[str], failed: list[str]) -> list[str]:
+def _named(ctx: Context, parts: list[str], members: list[str]) -> list[str]:
+    """The PARTs a rejection names, each once ('3' and 'PART-3' name one PART), each of the batch."""
     named = []
     for ref in parts:
         part, _ = ctx.part(ref)
         if part.id not in members:
             raise Unknown(f"{part.id} is not in this batch (its PARTs: {', '.join(members)})")
-        if part.id not in named:  # '3' and 'PART-3' name one PART
+        if part.id not in named:
             named.append(part.id)
-    if not named and not failed:
-        raise BadInput("nothing to send back: no PART failed; name the PARTs to redo after --reject")
-    return named or failed
-
-
-def _not_reviewable(state: PlanState, batch: BatchState) -> str:
-    if batch.state == "approved":
-        return f"batch {batch.number} is already approved"
-    waiting = [p for p in state.members(batch) if p.state in ("pending", "running", "lost")]
-    shown = ", ".join(f"{p.id} {p.state}" for p in waiting[:6])
-    return (f"batch {batch.number} is {batch.state.replace('_', ' ')}, not awaiting review"
-            + (f" ({shown})" if shown else "") + "; review it once every PART has succeeded or failed")
+    return named

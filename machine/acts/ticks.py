@@ -2,15 +2,15 @@
 
 Its two events are defined in :mod:`ledger.events.checkboxes`, which imports no pydantic. A tick
 carries its evidence (CONTRACT section 7): what kx found for the box's kind — a Read
-box's file hashed, a Search box's sources — checked by :meth:`Rules.may_tick` before
-anything is appended.
+box's file hashed, a Search box's sources — checked by :meth:`Rules.check` with the
+rest of the act's rules before anything is appended.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ledger.errors import BadInput, Refused
+from ledger.errors import BadInput
 from ledger.events.checkboxes import CheckboxTicked, CheckboxUnticked
 from ledger.secrets import redact_text
 from machine.acts.context import Act, Outcome, acting, authorize
@@ -25,7 +25,6 @@ def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: b
     found = clean_sources(sources)
     with acting(workspace) as ctx:
         part, structure = ctx.part(ref)
-        authorize(ctx, part, act)
         boxes = resolve_all(structure, refs)
         rules = ctx.rules
         if ticked:
@@ -33,14 +32,15 @@ def tick(workspace: Workspace, ref: str, refs: list[str], act: Act, *, ticked: b
             events = [CheckboxTicked(plan=ctx.state.id, part=part.id, box=b.id, text=b.text, attempt=act.attempt,
                                      by=act.actor, evidence=rules.tick_evidence(part, b, act.attempt, found))
                       for b in changing]
-            missing = [problem for e in events if (problem := rules.tick_problem(part, e.data()))]
-            if missing:
-                raise Refused("evidence: " + "; ".join(missing), rule="evidence", details=missing)
         else:
             changing = [b for b in boxes if b.id in part.ticked]
             events = [CheckboxUnticked(plan=ctx.state.id, part=part.id, box=b.id, text=b.text, attempt=act.attempt,
                                        by=act.actor) for b in changing]
-        recorded = ctx.append(*events) if events else []
+        if events:
+            recorded = ctx.append(*events)
+        else:  # nothing to record: still refused where a recording tick would be
+            authorize(ctx, part, act)
+            recorded = []
         verb = "ticked" if ticked else "unticked"
         names = [f"{index_of(structure, b)} {b.text!r}" for b in changing]
         message = f"{part.id}: {verb} {', '.join(names)}" if names else f"{part.id}: already {verb}; nothing recorded"

@@ -102,15 +102,16 @@ class Workspace:
             self._configs[plan_id] = cached
         return cached[1]
 
-    def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None) -> PlanState:
+    def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None,
+              config: PlanConfig | None = None) -> PlanState:
         """The plan's state now (read model + the events after it), or as it was (a fold up to then)."""
         plan_id = plan_id or self.plan_id()
-        timezone = self.config(plan_id).timezone
+        timezone = (config or self.config(plan_id)).timezone
         if until is None and until_time is None:
             saved = readmodel.load(self.ledger.conn, plan_id, fold_version())
             if saved is not None:
-                state = PlanState.restore(plan_id, *saved, loader=self._structure, timezone=timezone)
-                return state.fold_rows(self.ledger.scan(plan_id, since=state.position))
+                state = PlanState.restore(plan_id, saved, loader=self._structure, timezone=timezone)
+                return state if saved.current else state.fold_rows(self.ledger.scan(plan_id, since=state.position))
         rows = self.ledger.scan(plan_id, until=until, until_time=until_time)
         return PlanState(plan_id, timezone=timezone).fold_rows(rows)
 
@@ -139,13 +140,16 @@ class Workspace:
             # replace the plan's, whichever fold wrote them
             complete = state.dirty.issuperset(state.parts)
             plan_state, parts = state.snapshot(state.dirty)
+            runs = state.runs(None if complete else state.runs_changed)
             readmodel.save(self.ledger.conn, state.id, fold_version(), state.position, state.structure_position,
-                           plan_state, parts, complete=complete)
+                           plan_state if state.plan_changed or complete else None, parts, runs, complete=complete)
             state.dirty.clear()
+            state.runs_changed.clear()
+            state.plan_changed = False
         return rows
 
-    def rules(self, state: PlanState, *, accept_failed: bool = False) -> Rules:
-        config = self.config(state.id)
+    def rules(self, state: PlanState, *, accept_failed: bool = False, config: PlanConfig | None = None) -> Rules:
+        config = config or self.config(state.id)
         return Rules(state, resolve=self.resolve, policy=config.evidence_policy, sources=config.sources_policy,
                      accept_failed=accept_failed, paths=lambda: self.guard(state))
 

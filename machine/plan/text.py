@@ -110,11 +110,6 @@ def body(line: str) -> str:
     return _ENDING.sub("", line)
 
 
-def ending(line: str) -> str:
-    match = _ENDING.search(line)
-    return match.group() if match else ""
-
-
 def read_file(file: Path) -> bytes:
     """A plan file's bytes, or a one-line :class:`BadInput`."""
     if not file.exists():

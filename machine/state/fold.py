@@ -8,16 +8,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger.clock import parse_time
+from ledger.derived.readmodel import Saved
 from ledger.errors import DamagedLedger
 from ledger.events import vocabulary
+from ledger.events.mapper import Undecodable, decode
 from ledger.events.vocabulary import IMPORT
 from ledger.store import Recorded
-from machine.plan.model import Plan, part_id
+from machine.plan.model import AttemptId, Plan, part_id
 from machine.state.machines import BATCH_STATES, allows, batch_machine, part_machine
 from machine.state.runner_output import last_output
 
 SETTLED = frozenset({"succeeded", "failed"})
-FOLD_REVISION = 8  # bump when the fold below, or the state it saves (snapshot), changes
+FOLD_REVISION = 10  # bump when the fold below, or the state it saves (snapshot), changes
 
 
 def fold_version() -> str:
@@ -51,6 +53,13 @@ class PartState:
     last_output: str | None = None  # the last meaningful line the current attempt's runner wrote, if known
     imported: bool = False  # its success is the imported file's history, not an attempt's
     last_position: int = 0
+    since: str | None = None  # when it came to its state
+    runs: list[dict[str, Any]] = field(default_factory=list)  # every attempt: when it ran, how it ended, why
+
+    def run_of(self, attempt: str | None) -> dict[str, Any] | None:
+        """The record of ``attempt`` (default: the current one)."""
+        attempt = attempt or self.attempt
+        return next((run for run in reversed(self.runs) if run["attempt"] == attempt), None)
 
     @property
     def label(self) -> str:
@@ -136,7 +145,9 @@ class PlanState:
     lease: dict[str, Any] | None = None  # the supervisor holding the plan: pid, pid_started, host, since, position
     anomalies: list[str] = field(default_factory=list)
     timezone: str | None = None
-    dirty: set[str] = field(default_factory=set, repr=False, compare=False)
+    dirty: set[str] = field(default_factory=set, repr=False, compare=False)  # PARTs changed since last saved
+    plan_changed: bool = field(default=False, repr=False, compare=False)  # the plan's own state, likewise
+    runs_changed: set[str] = field(default_factory=set, repr=False, compare=False)  # PARTs whose attempts changed
     _structure: tuple[str, Plan] | None = field(default=None, repr=False, compare=False)
     _loader: Loader | None = field(default=None, repr=False, compare=False)
 
@@ -161,18 +172,18 @@ class PlanState:
     # --- reading -------------------------------------------------------------
 
     def fold_rows(self, rows: Iterable[tuple]) -> PlanState:
-        """Fold :meth:`ledger.store.Ledger.scan` rows; ticks, most of a long ledger, take a short path."""
-        import json
-
-        loads = json.loads
+        """Fold :meth:`ledger.store.Ledger.scan` rows (upcast already); ticks, most of a long ledger, take a short
+        path."""
+        current = vocabulary.EVENT_SCHEMA_VERSION
         try:
             for position, stream, version, kind, recorded_at, data, part, box in rows:
                 if data is None:
                     self.mark(part, box, kind == "CheckboxTicked", position)
                 else:
-                    self.apply(Recorded(position, stream, version, kind, loads(data), recorded_at, self.id))
+                    self.apply(Recorded(position, stream, version, kind, decode(kind, current, data), recorded_at,
+                                        self.id))
                 self.position = position
-        except json.JSONDecodeError:
+        except Undecodable:
             raise DamagedLedger(position, kind) from None
         except sqlite3.OperationalError as exc:  # SQLite's json_extract of the next row
             if "malformed JSON" not in str(exc):
@@ -187,8 +198,8 @@ class PlanState:
         A tick keeps its evidence (a lean row has none); an untick drops it."""
         part = self.parts.get(part_id)
         if part is None:
-            self.anomalies.append(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
-                                  f" names unknown {part_id}")
+            self._anomaly(f"position {position}: {'CheckboxTicked' if ticked else 'CheckboxUnticked'}"
+                          f" names unknown {part_id}")
             return
         if ticked:
             part.ticked.add(box)
@@ -213,16 +224,29 @@ class PlanState:
         }
         details = []
         for name in sorted(self.parts if parts is None else parts):
-            detail = self.parts[name].to_dict()
+            part = self.parts[name]
+            detail = part.to_dict()
             structure = self.plan.part(name)
             box_ids = {b.id for b in structure.boxes} if structure else set()
-            detail["ticked_count"], detail["total"] = len(self.parts[name].ticked & box_ids), len(box_ids)
+            detail["ticked_count"], detail["total"] = len(part.ticked & box_ids), len(box_ids)
+            # what the SQL view part_states shows beside: the PART's title and target, its drop as it counts now
+            detail["title"] = structure.title if structure else None
+            detail["target_file"] = structure.header.target if structure and structure.header else None
+            detail["drop_now"] = part.drop
             details.append(detail)
         return plan_state, details
 
+    def runs(self, parts: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every attempt of ``parts`` (default: all), each with its ``part``, in the order they started."""
+        chosen = self.parts if parts is None else parts
+        runs = [{**run, "part": name} for name in chosen for run in self.parts[name].runs]
+        return sorted(runs, key=lambda run: run["start_position"])
+
     @classmethod
-    def restore(cls, plan_id: str, position: int, structure_position: int, plan_state: dict[str, Any],
-                parts: list[dict[str, Any]], loader: Loader, timezone: str | None = None) -> PlanState:
+    def restore(cls, plan_id: str, saved: Saved, loader: Loader, timezone: str | None = None) -> PlanState:
+        """The state the read model saved."""
+        position, structure_position, plan_state, parts = (saved.position, saved.structure_position,
+                                                           saved.plan_state, saved.parts)
         state = cls(plan_id, path=plan_state["path"], root=plan_state["root"], sha256=plan_state["sha256"],
                     box_ids=plan_state["box_ids"], position=position, structure_position=structure_position,
                     revisions=plan_state["revisions"], consolidated=plan_state["consolidated"], lease=plan_state["lease"],
@@ -250,7 +274,13 @@ class PlanState:
         handler = _HANDLERS.get(event.type)
         if handler is not None:
             handler(self, event)
+            if event.type in PLAN_EVENTS:
+                self.plan_changed = True
         self.position = event.position
+
+    def _anomaly(self, text: str) -> None:
+        self.anomalies.append(text)
+        self.plan_changed = True
 
     def _on_PlanImported(self, event: Recorded) -> None:
         self.path, self.root, self.sha256 = event.get("path"), event.get("root"), event.get("sha256")
@@ -300,7 +330,7 @@ class PlanState:
             for sent in event.get("parts", []):
                 if sent in self.parts:
                     self.dirty.add(sent)
-                    self._fire(part_machine(), self.parts[sent], "send_back")
+                    self._fire(part_machine(), self.parts[sent], "send_back", event.recorded_at)
             for sent, cleared in (event.get("cleared") or {}).items():
                 if sent in self.parts:
                     self.parts[sent].clear(cleared, event.position)
@@ -309,10 +339,16 @@ class PlanState:
 
     def _on_RunnerStarted(self, event: Recorded) -> None:
         part = self._part_event(event)
-        if part and self._fire(part_machine(), part, "start"):
+        if part and self._fire(part_machine(), part, "start", event.recorded_at):
             part.attempts += 1
             part.tries += 1
             part.attempt = event.get("attempt")
+            parsed = AttemptId.parse(part.attempt or "")
+            part.runs.append({"attempt": part.attempt, "number": parsed.number if parsed else None,
+                              "started_at": event.recorded_at, "by": event.get("by"), "start_position": event.position,
+                              "ended_at": None, "end_position": None, "outcome": "running", "lost": False,
+                              "reason": None, "lost_reason": None})
+            self.runs_changed.add(part.id)
             part.started = {**event.data, "recorded_at": event.recorded_at, "position": event.position}
             part.reason, part.last_output, part.finished_at = None, None, None
             part.evidence_from = event.position
@@ -334,10 +370,11 @@ class PlanState:
         if part:
             part.imported = event.get("by") == IMPORT
             if part.imported:  # the file's own stamp, or none
-                self._fire(part_machine(), part, "import_succeeded")
+                self._fire(part_machine(), part, "import_succeeded", event.recorded_at)
                 part.completed_at = event.get("completed_at")
             else:
-                self._fire(part_machine(), part, "succeed")
+                self._ended(part, event, "succeeded")
+                self._fire(part_machine(), part, "succeed", event.recorded_at)
                 part.finished_at, part.target = event.recorded_at, event.get("target")
                 part.completed_at = event.get("completed_at") or stamp_of(event.recorded_at, self.timezone)
 
@@ -347,19 +384,21 @@ class PlanState:
             part.failures += 1
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
             part.last_output = event.get("last_output") or last_output(event.get("log_tail"))
-            self._fire(part_machine(), part, "fail")
+            self._ended(part, event, "failed")
+            self._fire(part_machine(), part, "fail", event.recorded_at)
 
     def _on_RunnerLost(self, event: Recorded) -> None:
         part = self._part_event(event)
         if part:
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
             part.last_output = event.get("last_output")
-            if self._fire(part_machine(), part, "lose"):
+            self._ended(part, event, "lost")
+            if self._fire(part_machine(), part, "lose", event.recorded_at):
                 part.losses += 1
 
     def _on_PartRetried(self, event: Recorded) -> None:
         part = self._part_event(event)
-        if part and self._fire(part_machine(), part, "retry"):
+        if part and self._fire(part_machine(), part, "retry", event.recorded_at):
             part.retries += 1
             part.evidence_from = event.position
 
@@ -368,7 +407,7 @@ class PlanState:
             self.consolidated = None  # open again; the plan stays where consolidation moved it
         part = self._part_event(event)
         if part:
-            self._fire(part_machine(), part, "reopen")
+            self._fire(part_machine(), part, "reopen", event.recorded_at)
             part.clear(event.get("cleared") or {}, event.position)
             self._fire(batch_machine(), self.batches[part.batch], "part_reopened")
             self._sync_batches()  # the batches after it lock until it is approved again
@@ -376,20 +415,36 @@ class PlanState:
     def _part_event(self, event: Recorded) -> PartState | None:
         part = self.parts.get(event.get("part"))
         if part is None:
-            self.anomalies.append(f"position {event.position}: {event.type} names unknown {event.get('part')}")
+            self._anomaly(f"position {event.position}: {event.type} names unknown {event.get('part')}")
         else:
             part.last_position = event.position
             self.dirty.add(part.id)
         return part
 
-    def _fire(self, machine: Any, obj: Any, trigger: str) -> bool:
-        """Move ``obj`` as the machine says; a recorded fact the machine does not allow is kept as an anomaly
-        (``kx audit verify`` reports it) and changes nothing."""
+    def _ended(self, part: PartState, event: Recorded, outcome: str) -> None:
+        """An attempt's end on its record: the first end is when it ended, the last how; a loss is kept with why."""
+        run = part.run_of(event.get("attempt"))
+        if run is None:
+            return
+        if run["ended_at"] is None:
+            run["ended_at"], run["end_position"] = event.recorded_at, event.position
+        run["outcome"], run["reason"] = outcome, event.get("reason")
+        if outcome == "lost":
+            run["lost"] = True
+            run["lost_reason"] = run["lost_reason"] or event.get("reason")
+        self.runs_changed.add(part.id)
+
+    def _fire(self, machine: Any, obj: Any, trigger: str, at: str | None = None) -> bool:
+        """Move ``obj`` (at ``at``, for a PART) as the machine says; a recorded fact the machine does not allow is
+        kept as an anomaly (``kx audit verify`` reports it) and changes nothing."""
         if not allows(machine, obj, trigger):
-            self.anomalies.append(f"{obj.label}: {trigger.replace('_', ' ')} recorded while {obj.state}")
+            self._anomaly(f"{obj.label}: {trigger.replace('_', ' ')} recorded while {obj.state}")
             return False
         machine.events[trigger].trigger(obj, plan=self)
-        if isinstance(obj, PartState):
+        if isinstance(obj, BatchState):
+            self.plan_changed = True
+        else:
+            obj.since = at
             if obj.state != "succeeded":  # boxes added to a success concern that success only
                 obj.added_since_success.clear()
             self._advance(self.batches.get(obj.batch))
@@ -408,6 +463,7 @@ class PlanState:
         for _ in BATCH_STATES:  # each advance moves one step; none moves more than a few
             if not allows(machine, batch, "advance") or not machine.events["advance"].trigger(batch, plan=self):
                 break
+            self.plan_changed = True
         if batch.state == "approved":
             following = self.following(batch.number)
             if following is not None and following.state == "locked":
@@ -442,6 +498,9 @@ class PlanState:
 
 
 _HANDLERS = {name[4:]: method for name, method in vars(PlanState).items() if name.startswith("_on_")}
+# the events that change the plan's own state when folded (those of PARTs change it through the batch machine)
+PLAN_EVENTS = frozenset({"PlanImported", "PlanRevised", "PlanConsolidated", "SupervisorLeased", "SupervisorReleased",
+                         "BatchReviewed", "PartReopened"})
 
 
 def stamp_of(recorded_at: str, tz: str | None = None) -> str:

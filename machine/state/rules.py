@@ -12,7 +12,7 @@ that acts ask before appending and the audit asks again of every event.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,7 +38,7 @@ from machine.state.evidence import (
 )
 from machine.state.fold import BatchState, PartState, PlanState
 from machine.state.headings import Heading, headings, match_sections
-from machine.state.machines import batch_machine, fire, part_machine
+from machine.state.machines import allows, batch_machine, fire, part_machine
 
 # events a runner's attempt may record while it is the PART's current one (rule 4); a person, any time
 # the PART's batch is not locked
@@ -62,8 +62,23 @@ class Rules:
         self._kinds: dict[str, BoxKind] = {}
         self._targets: dict[str, dict[str, Any]] = {}  # a target file is read once per act
         self._drop_hashes: dict[Path, str] = {}  # and a drop hashed once ('kx finish' asks, then its append)
+        self._reports: dict[tuple[str, int], EvidenceReport] = {}  # a PART's report, once per state it is asked of
 
     # the one check of every event ----------------------------------------------------
+
+    def check_all(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """:meth:`check` each of an act's events (type, data); the ticks that lack their evidence are refused
+        together, each named."""
+        lacking: list[str] = []
+        for kind, data in events:
+            try:
+                self.check(kind, data)
+            except Refused as refusal:
+                if refusal.rule != "evidence" or kind != "CheckboxTicked":
+                    raise
+                lacking += refusal.details
+        if lacking:
+            raise Refused("evidence: " + "; ".join(lacking), rule="evidence", details=lacking)
 
     def check(self, kind: str, data: dict[str, Any]) -> None:
         """Refuse an event that may not be recorded now; history ``by: import`` is taken as it was (once the plan
@@ -89,8 +104,10 @@ class Rules:
         elif kind == "BatchReviewed":
             batch = self.state.batches.get(data.get("batch"))
             if batch is not None:
-                approve = data.get("decision") == "approve"
-                fire(batch_machine(), batch, "approve" if approve else "reject", self.accepting(data))
+                trigger = "approve" if data.get("decision") == "approve" else "reject"
+                if not allows(batch_machine(), batch, trigger):
+                    raise Refused(self.not_reviewable(batch), rule="review")
+                fire(batch_machine(), batch, trigger, self.accepting(data))
                 for sent in data.get("parts", ()):
                     if sent in self.state.parts:
                         fire(part_machine(), self.state.parts[sent], "send_back", self)
@@ -210,7 +227,14 @@ class Rules:
         return self.evidence_report(part).missing
 
     def evidence_report(self, part: PartState) -> EvidenceReport:
-        """Whether each piece of the PART's evidence holds now, under the policy: its drop, its boxes, its target."""
+        """Whether each piece of the PART's evidence holds now, under the policy: its drop, its boxes, its target
+        (built once for the state it is asked of: 'kx finish' records what it reports, then its check asks)."""
+        key = (part.id, self.state.position)
+        if key not in self._reports:
+            self._reports[key] = self._evidence_report(part)
+        return self._reports[key]
+
+    def _evidence_report(self, part: PartState) -> EvidenceReport:
         structure = self.state.plan.part(part.id)
         target = self.target_verdict(part, structure)
         boxes = [self.box_verdict(part, structure, box, target) for box in structure.boxes]
@@ -477,6 +501,14 @@ class Rules:
 
     def failed_parts(self, batch: BatchState) -> list[str]:
         return [p.id for p in self.state.members(batch) if p.state == "failed"]
+
+    def not_reviewable(self, batch: BatchState) -> str:
+        if batch.state == "approved":
+            return f"batch {batch.number} is already approved"
+        waiting = [p for p in self.state.members(batch) if p.state in ("pending", "running", "lost")]
+        shown = ", ".join(f"{p.id} {p.state}" for p in waiting[:6])
+        return (f"batch {batch.number} is {batch.state.replace('_', ' ')}, not awaiting review"
+                + (f" ({shown})" if shown else "") + "; review it once every PART has succeeded or failed")
 
 
 def holds(check: Callable[..., None], *args: Any) -> bool:
