@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import signal
-from contextlib import ExitStack
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
