@@ -1,0 +1,123 @@
+"""The bundled plan's batch 1 through a real model server, with ``--stream`` and without (not part of the suite).
+
+Skipped unless ``KX_REAL_MODEL_URL`` names an OpenAI-compatible server (``tests/realmodel/run.sh`` starts
+llama-cpp-python's with SmolLM2-135M-Instruct and runs this); ``KX_REAL_MODEL_NAME`` is the model (default
+``smollm2``). A model this small writes poor knowledge, so PARTs may fail on their evidence: what is checked is
+that the runner is honest about it. No context-length failure, no empty knowledge file, every PART ends with a
+reason, every drop shows the budget, and no request passes the window. The figures (time and tokens per PART)
+are printed and written to ``$KX_REAL_MODEL_REPORT`` when it is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FRESH, real_env
+
+URL = os.environ.get("KX_REAL_MODEL_URL")
+MODEL = os.environ.get("KX_REAL_MODEL_NAME", "smollm2")
+pytestmark = [pytest.mark.realmodel, pytest.mark.real_time,
+              pytest.mark.skipif(not URL, reason="KX_REAL_MODEL_URL names no model server")]
+RUN_TIMEOUT_S = 3 * 3600
+
+
+@pytest.mark.timeout(2 * RUN_TIMEOUT_S)
+def test_batch_1_of_the_bundled_plan_through_a_real_model(kx, project):
+    figures = {}
+    for mode in ("plain", "stream"):
+        folder = project / mode
+        folder.mkdir()
+        (folder / "vlm-mastery.md").write_bytes(FRESH.read_bytes())
+        figures[mode] = run_batch_1(kx, folder, ["--stream"] if mode == "stream" else [])
+    report = "\n\n".join(table(mode, rows) for mode, rows in figures.items())
+    print("\n" + report)
+    if os.environ.get("KX_REAL_MODEL_REPORT"):
+        Path(os.environ["KX_REAL_MODEL_REPORT"]).write_text(report + "\n\n" + json.dumps(figures, indent=2) + "\n")
+    for rows in figures.values():
+        for row in rows:
+            assert row["state"] in ("succeeded", "failed"), row
+            assert row["state"] == "succeeded" or row["reason"], row
+            assert "context" not in (row["reason"] or "").split(";")[0], row  # the budget kept every prompt inside
+            assert row["target_bytes"] != 0 and row["budget"], row
+            assert all(sent <= row["window"] - row["reserve"] for sent in row["sent"]), row
+
+
+def run_batch_1(kx, folder: Path, stream: list[str]) -> list[dict]:
+    """``kx run`` of batch 1, and a row of figures per attempt."""
+    env = real_env() | {"OPENAI_API_KEY": "sk-no-key-needed"}
+    subprocess.run([sys.executable, "-m", "cli.main", "plan", "import", "vlm-mastery.md"], cwd=folder, env=env,
+                   check=True, capture_output=True)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "cli.main", "--json", "run", "--runner",
+                          " ".join(["openai", "--retries", "2", *stream]), "--model", MODEL, "--base-url", URL,
+                          "--until-batch", "1", "--review", "auto"],
+                         cwd=folder, env=env, capture_output=True, timeout=RUN_TIMEOUT_S)
+    print(f"{folder.name}: kx run exited {run.returncode} after {time.monotonic() - started:.0f} s")
+    os.chdir(folder)
+    rows = []
+    for part in (f"PART-{n}" for n in range(1, 7)):
+        rows += attempts_of(kx, folder, part)
+    return rows
+
+
+def attempts_of(kx, folder: Path, part: str) -> list[dict]:
+    events = kx("--json", "audit", "history", part).json["events"]
+    rows, row = [], None
+    for event in events:
+        data = event["data"]
+        if event["type"] == "RunnerStarted":
+            row = {"part": part, "attempt": event["attempt"], "started": event["recorded_at"], "state": "running",
+                   "reason": None, "target_bytes": None}
+            rows.append(row)
+        elif row and event["type"] == "DropRecorded":
+            row.update(drop_figures((folder / data["path"]).read_text()))
+        elif row and event["type"] in ("RunnerSucceeded", "RunnerFailed", "RunnerLost"):
+            row["state"] = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed"}.get(event["type"], "lost")
+            row["reason"] = data.get("reason")
+            row["seconds"] = seconds_between(row["started"], event["recorded_at"])
+    target = folder / kx("--json", "brief", part).json["target"]
+    if rows:
+        rows[-1]["target_bytes"] = target.stat().st_size if target.exists() else None
+    return rows
+
+
+def drop_figures(drop: str) -> dict:
+    def number(pattern: str) -> int | None:
+        found = re.search(pattern, drop)
+        return int(found[1]) if found else None
+
+    sent = re.search(r"^- tokens sent per request: (.*)$", drop, re.MULTILINE)
+    return {"budget": "## Context budget" in drop, "window": number(r"^- window: (\d+) tokens"),
+            "reserve": number(r"^- reserved for the answer: (\d+)"),
+            "sent": [int(n) for n in sent[1].split(", ")] if sent else [],
+            "prompt_tokens": number(r"prompt_tokens (\d+)"), "completion_tokens": number(r"completion_tokens (\d+)"),
+            "finish": (re.search(r"^- finish reasons: (.*)$", drop, re.MULTILINE) or [None, ""])[1],
+            "brief": (re.search(r"^- brief: (\w+)", drop, re.MULTILINE) or [None, ""])[1],
+            "cut": len(re.findall(r"^- cut: (?!nothing)", drop, re.MULTILINE)),
+            "left_out": len(re.findall(r"^- left out: (?!nothing)", drop, re.MULTILINE))}
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
+def table(mode: str, rows: list[dict]) -> str:
+    lines = [f"### {mode}", "", "| attempt | state | s | window | reserve | sent (per request) | prompt / completion"
+             " tokens (server) | finish | brief | cut | left out | reason |", "|---" * 12 + "|"]
+    for r in rows:
+        reason = (r["reason"] or "").split(";")[0][:70]
+        lines.append(f"| {r['attempt']} | {r['state']} | {r.get('seconds', 0):.0f} | {r.get('window')} |"
+                     f" {r.get('reserve')} | {', '.join(map(str, r.get('sent', [])))} |"
+                     f" {r.get('prompt_tokens')} / {r.get('completion_tokens')} | {r.get('finish')} |"
+                     f" {r.get('brief')} | {r.get('cut')} | {r.get('left_out')} | {reason} |")
+    return "\n".join(lines)
