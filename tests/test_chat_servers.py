@@ -354,8 +354,30 @@ def test_a_fitted_prompt_never_passes_its_room(window):
     assert prompt_tokens(fitted.messages) <= window - window // 4
 
 
-def test_tokens_are_counted_high():
-    assert tokens("abc") == 1 and tokens("ü") == 1 and tokens("日本語") == 3 and tokens("") == 0
+MEASURED = [  # texts and their tokens in SmolLM2-135M-Instruct's tokenizer (llama-cpp-python's /extras/tokenize)
+    ("The vision encoder maps image patches into a sequence of embeddings that the language model attends to.", 18),
+    ("## Section 2: VisualBERT (region features + BERT tokens)\n\n- [ ] 2.1: Section 1: Early fusion principles"
+     " (merge before processing)\n- **CITE**: Files 1,5,8 explicitly + arr-coc concepts\n", 59),
+    ('def fit(system: str, items: list[Item]) -> Fit:\n    room = budget.room([{"role": "system", "content": system}])'
+     '\n    return Fit([], "full", 0)\n', 47),
+    ('{"ref": "2.3", "text": "Section 3: ViLBERT (co-attentional transformer streams)", "ticked": false, "kind":'
+     ' "section"}', 40),
+    ("4096 2048 131072 3.14159 2025-11-14 16:05 0.0001 65536", 54),
+    ("視覚言語モデルは画像とテキストを統合する。", 41),
+    ("- ‚úÖ **Create KNOWLEDGE DROPS**: Every runner creates KNOWLEDGE-DROP-*.md ‚úì üöÄ", 36),
+    ("vlm-mastery/00-early-fusion-architectures.md distributed-training/01-deepspeed-pipeline-parallelism.md", 34),
+]
+
+
+@pytest.mark.parametrize(("text", "real"), MEASURED)
+def test_tokens_are_counted_high_against_a_small_vocabulary(text, real):
+    assert real <= tokens(text) <= 2 * real
+
+
+def test_the_bundled_plan_is_counted_high():
+    from tests.conftest import FRESH
+
+    assert 5629 <= tokens(FRESH.read_text(encoding="utf-8")) <= 1.5 * 5629  # SmolLM2 counts 5,629
 
 
 # --- the dialects, as pure functions -----------------------------------------------------------

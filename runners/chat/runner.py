@@ -233,7 +233,7 @@ def budget_lines(attempt: Attempt) -> list[str]:
              f"- reserved for the answer: {budget.reserve} tokens (max_tokens, sent with every request)"]
     if fitted:
         form = "full" if fitted.brief_form == "full" else f"compact (the full brief takes {fitted.full_brief} tokens)"
-        lines += [f"- brief: {form}", f"- first request: {fitted.sent} tokens (counted as UTF-8 bytes / 3)"]
+        lines += [f"- brief: {form}", f"- first request: {fitted.sent} tokens (as kx counts them, on the high side)"]
         lines += [f"- cut: {c}" for c in fitted.cut] or ["- cut: nothing"]
         lines += [f"- left out: {t} (read_file can fetch it)" for t in fitted.left_out] or ["- left out: nothing"]
     if talk.sent:
