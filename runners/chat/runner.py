@@ -121,7 +121,7 @@ def find_budget(args: argparse.Namespace, brief: dict[str, Any], client: ChatCli
     elif told := client.context_window():
         window, source = told[0], f"the server's {told[1]}"
     else:
-        window, source = DEFAULT_CONTEXT, "the default; the server names none (set --context or context_tokens)"
+        window, source = DEFAULT_CONTEXT, "the default"
     return Budget(window, source, args.max_tokens or default_reserve(window))
 
 
@@ -229,7 +229,8 @@ def tick(part: str, args: list[str]) -> int:
 
 def budget_lines(attempt: Attempt) -> list[str]:
     budget, fitted, talk = attempt.budget, attempt.fitted, attempt.talk
-    lines = [f"- window: {budget.window} tokens ({budget.source})",
+    named = ": the server names none; set --context or context_tokens" if budget.source == "the default" else ""
+    lines = [f"- window: {budget.window} tokens ({budget.source}{named})",
              f"- reserved for the answer: {budget.reserve} tokens (max_tokens, sent with every request)"]
     if fitted:
         form = "full" if fitted.brief_form == "full" else f"compact (the full brief takes {fitted.full_brief} tokens)"
@@ -246,7 +247,7 @@ def budget_lines(attempt: Attempt) -> list[str]:
 
 def budget_summary(attempt: Attempt) -> str:
     budget, fitted = attempt.budget, attempt.fitted
-    line = f"context {budget.window} tokens ({budget.source.split(';')[0]}), {budget.reserve} reserved"
+    line = f"context {budget.window} tokens ({budget.source}), {budget.reserve} reserved"
     if fitted:
         line += f", {fitted.sent} sent; {len(fitted.cut)} cut, {len(fitted.left_out)} left out"
     return line

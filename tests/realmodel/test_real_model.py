@@ -37,6 +37,7 @@ def test_batch_1_of_the_bundled_plan_through_a_real_model(kx, project):
         folder = project / mode
         folder.mkdir()
         (folder / "vlm-mastery.md").write_bytes(FRESH.read_bytes())
+        the_files_the_plan_names(kx, folder)
         figures[mode] = run_batch_1(kx, folder, ["--stream"] if mode == "stream" else [])
     report = "\n\n".join(table(mode, rows) for mode, rows in figures.items())
     print("\n" + report)
@@ -51,11 +52,29 @@ def test_batch_1_of_the_bundled_plan_through_a_real_model(kx, project):
             assert all(sent <= row["window"] - row["reserve"] for sent in row["sent"]), row
 
 
+def the_files_the_plan_names(kx, folder: Path) -> None:
+    """Batch 1's influential files and Read paths, as a repository holds them: markdown of a few KB each (the plan's
+    own text), a folder of two, and one Read file of 74 KB, as the run that found the missing budget met."""
+    text = FRESH.read_text(encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "cli.main", "plan", "import", "vlm-mastery.md"], cwd=folder, env=real_env(),
+                   check=True, capture_output=True)
+    os.chdir(folder)
+    named = []
+    for part in (f"PART-{n}" for n in range(1, 7)):
+        brief = kx("--json", "brief", part).json
+        named += [f["path"] for f in brief["influential_files"] if f["path"]]
+        named += [b["path"] for b in brief["boxes"] if b["kind"] == "read"]
+    for n, path in enumerate(dict.fromkeys(named)):
+        size = 74_000 if path == "vision-language/00-token-concatenation-sequence-augmentation.md" else 1_500 + 300 * n
+        files = [f"{path}00-notes.md", f"{path}01-more.md"] if path.endswith("/") else [path]
+        for file in files:
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_text(f"# {file}\n\n" + (text * (1 + size // len(text)))[n * 97 : n * 97 + size])
+
+
 def run_batch_1(kx, folder: Path, stream: list[str]) -> list[dict]:
     """``kx run`` of batch 1, and a row of figures per attempt."""
     env = real_env() | {"OPENAI_API_KEY": "sk-no-key-needed"}
-    subprocess.run([sys.executable, "-m", "cli.main", "plan", "import", "vlm-mastery.md"], cwd=folder, env=env,
-                   check=True, capture_output=True)
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "cli.main", "--json", "run", "--runner",
                           " ".join(["openai", "--retries", "2", *stream]), "--model", MODEL, "--base-url", URL,
