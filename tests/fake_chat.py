@@ -68,7 +68,7 @@ class FakeChat:
     ``("answer-without", "Section 2")``, ``("tools", [(name, arguments), ...])`` (a turn that calls tools, as
     models do), ``("text-tools", [(name, arguments), ...], "block"|"json")`` (the calls left in the answer's
     text), ``("length",)`` and ``("rest",)`` (the answer's first half, cut at the length limit, and the rest),
-    ``("early-done",)`` (a stream ended by ``[DONE]`` before any finish_reason), ``("empty",)``, ``("echo-auth",)``
+    ``("early-done",)`` (a stream ended by ``[DONE]`` before any finish_reason; a whole answer when not streamed), ``("empty",)``, ``("echo-auth",)``
     (the answer with the request's Authorization header in it), or ``(status, headers, body)`` (``body`` may be a
     function of the request's headers)."""
 
@@ -137,7 +137,7 @@ class FakeChat:
             half = len(text) // 2
             self.send_answer(handler, body, text[:half] if kind == "length" else text[half:],
                              finish="length" if kind == "length" else "stop")
-        elif kind == "early-done":
+        elif kind == "early-done" and body.get("stream"):
             self.send_answer(handler, body, text[:40], finish=None)
         elif kind == "empty":
             self.send_answer(handler, body, "")

@@ -14,7 +14,9 @@ instrumentation kx does not use, and its backoff cannot take a server's
 
 Every answer is checked before it is returned: a stream must end with a
 ``finish_reason`` (a ``[DONE]`` without one, or a connection that closes
-early, means the server stopped it: retried like a 5xx), and an answer with
+early, means the server stopped it: retried like a 5xx, asking for the answer
+whole, not streamed, since servers that stop streams under load, like
+llama.cpp's, answer whole requests in turn), and an answer with
 neither text nor tool calls is an error, never an empty knowledge file. The
 API key is sent in a header and appears in no message this module produces.
 """
@@ -143,15 +145,20 @@ class ChatClient:
             body[self.token_field] = max_tokens
         if tools:
             body.update(tools=tools, tool_choice="auto")  # some servers use tools only when asked to
-        if stream:
-            body.update(stream=True, stream_options={"include_usage": True})
         names = {t["function"]["name"] for t in tools or []}
-        started, tries = time.monotonic(), 0
+        started, tries, streaming = time.monotonic(), 0, stream
 
         def once() -> ChatResult:
-            nonlocal tries
+            nonlocal tries, streaming
             tries += 1
-            result = self._stream(body, on_text) if stream else self._once(body)
+            try:
+                if streaming:
+                    result = self._stream({**body, "stream": True, "stream_options": {"include_usage": True}}, on_text)
+                else:
+                    result = self._once(body)
+            except _StreamCut:
+                streaming = False  # a server that stops streams (llama.cpp's when another request waits): ask whole
+                raise
             return _checked(_with_textual_calls(result, names))
 
         retrying = Retrying(
@@ -214,7 +221,7 @@ class ChatClient:
                     if not collected.add(event.data):
                         break  # a tool call's arguments passed the cap: stop reading a runaway answer
             except (httpx.TransportError, SSEError) as exc:
-                raise _Retryable(f"the stream broke off ({type(exc).__name__}) before the answer was finished") from None
+                raise _StreamCut(f"the stream broke off ({type(exc).__name__}) before the answer was finished") from None
         return collected.result()
 
     def _request(self, body: dict[str, Any]):
@@ -279,6 +286,10 @@ class _Retryable(Exception):
     def __init__(self, reason: str, status: int | None = None, wait: float | None = None):
         super().__init__(reason)
         self.reason, self.status, self.wait = reason, status, wait
+
+
+class _StreamCut(_Retryable):
+    """A stream that ended before its answer did; the next try asks for the answer whole."""
 
 
 class _Checked:
@@ -357,7 +368,7 @@ class _Stream:
     def result(self) -> ChatResult:
         if self.finish_reason is None and not self.capped:
             how = "[DONE] came" if self.done else "the stream closed"
-            raise _Retryable(f"the stream ended before the answer was finished ({how} without a finish_reason:"
+            raise _StreamCut(f"the stream ended before the answer was finished ({how} without a finish_reason:"
                              " the server stopped it)")
         calls = [ToolCall(c["id"] or f"call_{n}", c["name"], c["arguments"] or "{}", len(c["arguments"]) > ARGUMENTS_CAP)
                  for n, c in sorted(self.calls.items()) if c["name"]]

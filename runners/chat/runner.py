@@ -245,6 +245,15 @@ def budget_lines(attempt: Attempt) -> list[str]:
     return lines
 
 
+def requests_line(attempt: Attempt) -> str:
+    """What the requests cost, for the log: tokens as kx counted them sent and as the server counted them."""
+    talk = attempt.talk
+    usage = ", ".join(f"{k} {v}" for k, v in talk.usage.items()) or "not reported"
+    return (f"requests: {talk.requests}, {talk.seconds:.1f}s; tokens sent per request (counted by kx):"
+            f" {', '.join(map(str, talk.sent)) or 'none'}; server's usage: {usage}; finish reasons:"
+            f" {', '.join(talk.finish_reasons) or 'none'}")
+
+
 def budget_summary(attempt: Attempt) -> str:
     budget, fitted = attempt.budget, attempt.fitted
     line = f"context {budget.window} tokens ({budget.source}), {budget.reserve} reserved"
@@ -291,6 +300,7 @@ def summary(brief: dict[str, Any], bench: Workbench, attempt: Attempt, held: int
 def give_up(brief: dict[str, Any], bench: Workbench, attempt: Attempt, reason: str, retry: bool) -> int:
     """The attempt cannot succeed: its drop says why and what was sent, and ``kx fail`` records the cause."""
     part = brief["part"]
+    say(requests_line(attempt))
     ticked = sum(1 for box in brief["boxes"] if box["ticked"])
     held = f"{ticked} of {len(brief['boxes'])} (this attempt ticked none)"
     record_drop(brief, drop_text(brief, attempt, bench, held, [], failure=reason))
@@ -314,6 +324,7 @@ def finish_answer(brief: dict[str, Any], bench: Workbench, attempt: Attempt) -> 
     record_drop(brief, drop_text(brief, attempt, bench, shown, verdict.missing))
     if drops:
         held += tick(part, drops)
+    say(requests_line(attempt))
     say(summary(brief, bench, attempt, held, len(verdict.missing)))
     return 0
 

@@ -37,6 +37,7 @@ for _ in $(seq 1 120); do
 done
 
 cd "$repo"
-KX_REAL_MODEL_URL="http://127.0.0.1:$port/v1" KX_REAL_MODEL_NAME=smollm2 KX_REAL_MODEL_REPORT="$home/figures.md" \
+rm -rf "$home/work"
+KX_REAL_MODEL_WORK="$home/work" KX_REAL_MODEL_URL="http://127.0.0.1:$port/v1" KX_REAL_MODEL_NAME=smollm2 KX_REAL_MODEL_REPORT="$home/figures.md" \
     "$python" -m pytest tests/realmodel -m realmodel -s "$@"
-echo "figures: $home/figures.md; server log: $home/server.log"
+echo "figures: $home/figures.md; the runs: $home/work; server log: $home/server.log"

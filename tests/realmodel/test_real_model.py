@@ -4,8 +4,9 @@ Skipped unless ``KX_REAL_MODEL_URL`` names an OpenAI-compatible server (``tests/
 llama-cpp-python's with SmolLM2-135M-Instruct and runs this); ``KX_REAL_MODEL_NAME`` is the model (default
 ``smollm2``). A model this small writes poor knowledge, so PARTs may fail on their evidence: what is checked is
 that the runner is honest about it. No context-length failure, no empty knowledge file, every PART ends with a
-reason, every drop shows the budget, and no request passes the window. The figures (time and tokens per PART)
-are printed and written to ``$KX_REAL_MODEL_REPORT`` when it is set.
+reason, every drop shows the budget, and no request passes the window. The figures (time and tokens per
+attempt, from each attempt's log) are printed and written to ``$KX_REAL_MODEL_REPORT`` when it is set; the runs
+stay in ``$KX_REAL_MODEL_WORK`` when it is set.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ RUN_TIMEOUT_S = 3 * 3600
 @pytest.mark.timeout(2 * RUN_TIMEOUT_S)
 def test_batch_1_of_the_bundled_plan_through_a_real_model(kx, project):
     figures = {}
+    work = Path(os.environ.get("KX_REAL_MODEL_WORK") or project)
     for mode in ("plain", "stream"):
-        folder = project / mode
-        folder.mkdir()
+        folder = work / mode
+        folder.mkdir(parents=True)
         (folder / "vlm-mastery.md").write_bytes(FRESH.read_bytes())
         the_files_the_plan_names(kx, folder)
         figures[mode] = run_batch_1(kx, folder, ["--stream"] if mode == "stream" else [])
@@ -48,7 +50,7 @@ def test_batch_1_of_the_bundled_plan_through_a_real_model(kx, project):
             assert row["state"] in ("succeeded", "failed"), row
             assert row["state"] == "succeeded" or row["reason"], row
             assert "context" not in (row["reason"] or "").split(";")[0], row  # the budget kept every prompt inside
-            assert row["target_bytes"] != 0 and row["budget"], row
+            assert row["target_bytes"] != 0 and row["budget"] and row["sent"], row
             assert all(sent <= row["window"] - row["reserve"] for sent in row["sent"]), row
 
 
@@ -95,10 +97,12 @@ def attempts_of(kx, folder: Path, part: str) -> list[dict]:
         data = event["data"]
         if event["type"] == "RunnerStarted":
             row = {"part": part, "attempt": event["attempt"], "started": event["recorded_at"], "state": "running",
-                   "reason": None, "target_bytes": None}
+                   "reason": None, "target_bytes": None, "budget": False}
+            number = event["attempt"].split("#")[1]
+            row.update(log_figures(next(folder.glob(f".kx/attempts/*/{part}-{number}/runner.log")).read_text()))
             rows.append(row)
         elif row and event["type"] == "DropRecorded":
-            row.update(drop_figures((folder / data["path"]).read_text()))
+            row["budget"] = "## Context budget" in (folder / data["path"]).read_text()
         elif row and event["type"] in ("RunnerSucceeded", "RunnerFailed", "RunnerLost"):
             row["state"] = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed"}.get(event["type"], "lost")
             row["reason"] = data.get("reason")
@@ -109,20 +113,19 @@ def attempts_of(kx, folder: Path, part: str) -> list[dict]:
     return rows
 
 
-def drop_figures(drop: str) -> dict:
-    def number(pattern: str) -> int | None:
-        found = re.search(pattern, drop)
-        return int(found[1]) if found else None
+def log_figures(log: str) -> dict:
+    """An attempt's figures, from the lines the openai runner logs: the budget and what each request cost."""
+    def found(pattern: str, default=None):  # the last time the log says it
+        matches = re.findall(pattern, log, re.MULTILINE)
+        return matches[-1] if matches else default
 
-    sent = re.search(r"^- tokens sent per request: (.*)$", drop, re.MULTILINE)
-    return {"budget": "## Context budget" in drop, "window": number(r"^- window: (\d+) tokens"),
-            "reserve": number(r"^- reserved for the answer: (\d+)"),
-            "sent": [int(n) for n in sent[1].split(", ")] if sent else [],
-            "prompt_tokens": number(r"prompt_tokens (\d+)"), "completion_tokens": number(r"completion_tokens (\d+)"),
-            "finish": (re.search(r"^- finish reasons: (.*)$", drop, re.MULTILINE) or [None, ""])[1],
-            "brief": (re.search(r"^- brief: (\w+)", drop, re.MULTILINE) or [None, ""])[1],
-            "cut": len(re.findall(r"^- cut: (?!nothing)", drop, re.MULTILINE)),
-            "left_out": len(re.findall(r"^- left out: (?!nothing)", drop, re.MULTILINE))}
+    sent = found(r"tokens sent per request \(counted by kx\): ([\d, ]+);", "")
+    return {"window": int(found(r"context (\d+) tokens", 0)), "reserve": int(found(r"(\d+) reserved", 0)),
+            "sent": [int(n) for n in sent.split(", ") if n], "requests": int(found(r"^requests: (\d+)", 0)),
+            "prompt_tokens": found(r"prompt_tokens (\d+)"), "completion_tokens": found(r"completion_tokens (\d+)"),
+            "finish": found(r"finish reasons: (.*)$", ""), "cut": int(found(r"(\d+) cut,", 0)),
+            "left_out": int(found(r"(\d+) left out", 0)), "tools": len(re.findall(r"^tool ", log, re.MULTILINE)),
+            "retried": len(re.findall(r"^retrying in", log, re.MULTILINE))}
 
 
 def seconds_between(start: str, end: str) -> float:
@@ -131,12 +134,11 @@ def seconds_between(start: str, end: str) -> float:
 
 
 def table(mode: str, rows: list[dict]) -> str:
-    lines = [f"### {mode}", "", "| attempt | state | s | window | reserve | sent (per request) | prompt / completion"
-             " tokens (server) | finish | brief | cut | left out | reason |", "|---" * 12 + "|"]
+    lines = [f"### {mode}", "", "| attempt | state | s | window | reserve | sent (kx's count) | prompt / completion"
+             " (server's count) | finish | requests | tool calls | cut | left out | reason |", "|---" * 13 + "|"]
     for r in rows:
-        reason = (r["reason"] or "").split(";")[0][:70]
-        lines.append(f"| {r['attempt']} | {r['state']} | {r.get('seconds', 0):.0f} | {r.get('window')} |"
-                     f" {r.get('reserve')} | {', '.join(map(str, r.get('sent', [])))} |"
-                     f" {r.get('prompt_tokens')} / {r.get('completion_tokens')} | {r.get('finish')} |"
-                     f" {r.get('brief')} | {r.get('cut')} | {r.get('left_out')} | {reason} |")
+        reason = (r["reason"] or "").split(";")[0][:90]
+        lines.append(f"| {r['attempt']} | {r['state']} | {r.get('seconds', 0):.0f} | {r['window']} | {r['reserve']} |"
+                     f" {', '.join(map(str, r['sent']))} | {r['prompt_tokens']} / {r['completion_tokens']} |"
+                     f" {r['finish']} | {r['requests']} | {r['tools']} | {r['cut']} | {r['left_out']} | {reason} |")
     return "\n".join(lines)
