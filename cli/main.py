@@ -539,18 +539,20 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
 @cli.command()
 @click.argument("part")
 @click.option("--reason", required=True, help="Why it failed.")
+@click.option("--no-retry", is_flag=True, help="It cannot succeed unchanged: kx run does not retry it.")
 @acting_options
-def fail(options: Options, part: str, reason: str, attempt: str | None, by: str | None) -> None:
+def fail(options: Options, part: str, reason: str, no_retry: bool, attempt: str | None, by: str | None) -> None:
     """Record that PART failed.
 
     Example:
 
     \b
         kx fail PART-7 --reason "the model server timed out"
+        kx fail PART-7 --reason "the prompt cannot fit the model's window" --no-retry
     """
     from machine.acts.lifecycle import fail as fail_part
 
-    _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by)))
+    _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by), retry=not no_retry))
 
 
 @cli.command()

@@ -11,6 +11,7 @@ BACKOFF_S = 1.0  # kx run's wait before a PART's first retry (doubling after)
 LEASE_S = 60.0  # a running attempt without a heartbeat this long is lost
 MAX_LEASE_S = 86_400.0  # a wrapper beats every lease/3 seconds; a day without a beat is dead, not slow
 SUPERVISOR = "kx run"  # who the supervisor and its wrappers act as in the ledger
+MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS = 256, 10_000_000  # the range of context_tokens (a model's window)
 CONFIG_FILE = "config.toml"  # the plans' settings, beside the ledger in .kx/
 
 # free text is bounded wherever it enters, CLI, MCP or a Ray node's relay alike (bytes of UTF-8)

@@ -48,9 +48,9 @@ def kx(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    """Echo a kx call's output into the runner's log; stop the runner if kx refused."""
-    if result.stdout.strip():
+def check(result: subprocess.CompletedProcess, *, echo: bool = True) -> subprocess.CompletedProcess:
+    """Echo a kx call's output into the runner's log (unless ``echo`` is false); stop the runner if kx refused."""
+    if echo and result.stdout.strip():
         print(result.stdout.strip(), flush=True)
     if result.returncode != 0:
         print(result.stderr.strip(), file=sys.stderr, flush=True)
@@ -59,7 +59,13 @@ def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 def read_brief() -> dict[str, Any]:
-    return json.loads(check(kx("--json", "brief", os.environ["KX_PART"])).stdout)
+    """The attempt's brief (``kx --json brief``). The log gets one line about it, not the JSON: the log's tail is
+    what a failure keeps, and the brief is in the attempt's folder already."""
+    brief = json.loads(check(kx("--json", "brief", os.environ["KX_PART"]), echo=False).stdout)
+    boxes = brief["boxes"]
+    print(f"brief: {brief['part']} ({brief['attempt']}), {len(boxes)} boxes, {sum(b['ticked'] for b in boxes)}"
+          f" ticked already; target {brief['target'] or '(none)'}", flush=True)
+    return brief
 
 
 def runner_guard(brief: dict[str, Any]) -> PathGuard:

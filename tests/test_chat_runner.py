@@ -52,7 +52,7 @@ def test_5xx_and_connection_errors_back_off_exponentially_with_jitter():
 
     chat, waits = client(handler, backoff=1.0)
     assert chat.complete([]).attempts == 4
-    assert [0.5 <= w <= 1.5 for w in waits[:1]] == [True] and 1.0 <= waits[1] <= 3.0 and 2.0 <= waits[2] <= 6.0
+    assert 1.0 <= waits[0] <= 2.0 and 2.0 <= waits[1] <= 3.0 and 4.0 <= waits[2] <= 5.0  # 2^n, up to 1 s of jitter
     assert calls[0].headers["authorization"] == f"Bearer {SECRET}"
 
 
@@ -72,12 +72,12 @@ def test_4xx_fails_at_once_without_the_key():
 
 def test_streaming_collects_deltas_and_usage():
     events = "".join(f"data: {json.dumps(c)}\n\n" for c in [
-        {"choices": [{"delta": {"content": "Hel"}}]}, {"choices": [{"delta": {"content": "lo"}}]},
+        {"choices": [{"delta": {"content": "Hel"}}]}, {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"total_tokens": 9}}]) + "data: [DONE]\n\n"
     seen = []
     chat, _ = client(lambda r: httpx.Response(200, text=events, headers={"Content-Type": "text/event-stream"}))
     result = chat.complete([], stream=True, on_text=seen.append)
-    assert (result.text, result.usage, seen) == ("Hello", {"total_tokens": 9}, ["Hel", "lo"])
+    assert (result.text, result.usage, seen, result.finish_reason) == ("Hello", {"total_tokens": 9}, ["Hel", "lo"], "stop")
 
 
 @pytest.mark.parametrize(("box", "answer", "verdict"), [
@@ -157,8 +157,8 @@ def test_a_plan_runs_against_a_local_chat_server(kx, project):
         return next(e for e in kx("--json", "audit", "history", part).json["events"]
                     if e["type"] == "RunnerFailed")["data"]["reason"]
 
-    assert reason("PART-3") == "chat server: HTTP 500: model crashed; gave up after 3 attempts"
-    assert reason("PART-5") == "chat server: HTTP 404: model 'fake' not found"
+    assert reason("PART-3").startswith("chat server: HTTP 500: model crashed; gave up after 3 attempts; context 4096")
+    assert reason("PART-5").startswith("chat server: HTTP 404: model 'fake' not found; context 4096 tokens")
     assert "1 of 4 boxes unticked" in reason("PART-4")
     for path in [project / ".kx" / "ledger.db", *(project / ".kx").rglob("*")]:
         if path.is_file():
@@ -397,14 +397,19 @@ def test_reads_are_capped_binary_is_not_shown_and_folders_are_read_file_by_file(
     (tmp_path / ".kx" / "ledger.db").write_text("secret rows")
     (tmp_path / "link.md").symlink_to("/etc/hostname")
     bench = bench_in(tmp_path)
-    assert bench.read("big.md").endswith(f"[... shown {chat_tools.FILE_CAP} of {chat_tools.FILE_CAP + 10} bytes]")
+    assert bench.read("big.md").endswith(f"[... shown {chat_tools.FILE_CAP} of {chat_tools.FILE_CAP + 10} bytes;"
+                                         f' read_file with "offset": {chat_tools.FILE_CAP} returns the rest]')
+    assert bench.call("read_file", json.dumps({"path": "big.md", "offset": chat_tools.FILE_CAP})) == "x" * 10
+    assert "past the end" in bench.call("read_file", '{"path": "big.md", "offset": 999999}')
+    assert "whole number" in bench.call("read_file", '{"path": "big.md", "offset": -1}')
     assert bench.read("blob.bin") == "[a binary file of 3 bytes]"
     folder = bench.read("folder/")
     assert folder.startswith("folder/: a folder of 2 files") and "=== folder/deep/b.md ===\nbeta" in folder
     assert "kx's folder" in bench.read(".kx/ledger.db") and "outside the plan's root" in bench.read("link.md")
     assert "does not exist" in bench.read("nope.md")
     assert {r.path: (r.size, r.shown, r.files) for r in bench.reads.values()} == {
-        "big.md": (chat_tools.FILE_CAP + 10, chat_tools.FILE_CAP, 1), "blob.bin": (3, 0, 1), "folder/": (11, 11, 2)}
+        "big.md": (chat_tools.FILE_CAP + 10, chat_tools.FILE_CAP + 10, 1),  # the rest read at an offset
+        "blob.bin": (3, 0, 1), "folder/": (11, 11, 2)}
     assert len(bench.problems) == 3
 
 
@@ -426,8 +431,15 @@ def tool_turn(*calls):
                        for n, (name, args) in enumerate(calls)]}}]})
 
 
+def asking(chat, tmp_path, window=4096):
+    from runners.chat.budget import Budget
+    from runners.chat.conversation import Asking
+
+    return Asking(chat, bench_in(tmp_path), Budget(window, "test", 512), say=lambda line: None)
+
+
 def test_a_model_that_keeps_calling_tools_is_asked_once_more_without_them(tmp_path):
-    from runners.chat.runner import converse
+    from runners.chat.conversation import Conversation, converse
 
     (tmp_path / "a.md").write_text("alpha")
     bodies = []
@@ -437,16 +449,19 @@ def test_a_model_that_keeps_calling_tools_is_asked_once_more_without_them(tmp_pa
         return tool_turn(("read_file", {"path": "a.md"})) if "tools" in bodies[-1] else ok("the answer")
 
     chat, _ = client(handler)
-    talk = converse(chat, [{"role": "user", "content": "brief"}], bench_in(tmp_path), stream=False, use_tools=True,
+    talk = converse(asking(chat, tmp_path), [{"role": "user", "content": "brief"}], Conversation(), use_tools=True,
                     max_rounds=3)
     assert (talk.text, talk.tool_calls, len(bodies)) == ("the answer", 3, 4)
     assert [m["role"] for m in bodies[-1]["messages"]] == ["user", "assistant", "tool"] * 1 + ["assistant", "tool"] * 2
     assert bodies[-1]["messages"][2] == {"role": "tool", "tool_call_id": "c0", "content": "alpha"}
+    assert bodies[-1]["messages"][1]["content"] == ""  # a turn that only calls tools: never a null content
+    assert all(b["tool_choice"] == "auto" for b in bodies[:3]) and all(b["max_tokens"] == 512 for b in bodies)
 
 
 def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
     from argparse import Namespace
 
+    from runners.chat.conversation import Conversation
     from runners.chat.runner import ask
 
     def handler(request):
@@ -455,11 +470,11 @@ def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
         return ok("plain answer")
 
     chat, _ = client(handler)
-    talk = ask(chat, [{"role": "user", "content": "b"}], bench_in(tmp_path), Namespace(stream=False, no_tools=False))
+    talk = ask(asking(chat, tmp_path), [{"role": "user", "content": "b"}], Conversation(), Namespace(no_tools=False))
     assert talk.text == "plain answer"
     with pytest.raises(ChatError, match="does not support tools"):
         chat2, _ = client(lambda r: httpx.Response(400, json={"error": {"message": "does not support tools"}}))
-        ask(chat2, [], bench_in(tmp_path), Namespace(stream=False, no_tools=False))
+        ask(asking(chat2, tmp_path), [], Conversation(), Namespace(no_tools=False))
 
 
 def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
@@ -497,7 +512,7 @@ def test_tool_calls_are_read_whether_arguments_come_as_text_or_as_an_object():
              {"function": {"name": "search", "arguments": {"query": "q"}}},
              {"id": "c", "function": {"name": "read_file"}}]
     chat, _ = client(lambda r: httpx.Response(200, json={"choices": [{"message": {"content": None, "tool_calls": calls}}]}))
-    result = chat.complete([], tools=[{"type": "function"}])
+    result = chat.complete([], tools=[{"type": "function", "function": {"name": "read_file"}}])
     assert [(c.id, c.name, json.loads(c.arguments)) for c in result.tool_calls] == [
         ("a", "read_file", {"path": "x.md"}), ("call_1", "search", {"query": "q"}), ("c", "read_file", {})]
     assert result.text == "" and result.message()["tool_calls"][1]["function"]["arguments"] == '{"query": "q"}'

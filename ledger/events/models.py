@@ -171,6 +171,8 @@ class RunnerFailed(PartEvent):
     log_tail: str | None = None
     last_output: str | None = Field(default=None, description="the last meaningful line the runner wrote"
                                     " (its stderr's, when it wrote one there), folded to one line")
+    retry: bool | None = Field(default=None, description="false: the failure cannot succeed unchanged (the prompt"
+                               " cannot fit the model's window), so kx run does not retry it; a person may")
 
 
 class RunnerLost(PartEvent):

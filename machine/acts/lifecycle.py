@@ -112,8 +112,9 @@ def _overridden(overrides: dict[str, str]) -> str:
 
 
 def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: int | None = None,
-         log_tail: str | None = None, last_output: str | None = None) -> Outcome:
-    """``last_output``: the runner's last meaningful line (``machine.state.runner_output``), recorded redacted as the tail is."""
+         log_tail: str | None = None, last_output: str | None = None, retry: bool = True) -> Outcome:
+    """``last_output``: the runner's last meaningful line (``machine.state.runner_output``), recorded redacted as the
+    tail is. ``retry=False``: the failure cannot succeed unchanged, and kx run does not retry it."""
     if not bounded("the reason", reason, TEXT_LIMIT).strip():
         raise BadInput("give the failure's reason with --reason TEXT")
     with acting(workspace) as ctx:
@@ -121,8 +122,10 @@ def fail(workspace: Workspace, ref: str, reason: str, act: Act, *, exit_code: in
         recorded = ctx.append(RunnerFailed(plan=ctx.state.id, part=part.id, attempt=act.attempt or part.attempt,
                                            by=act.actor, reason=redact_text(reason), exit_code=exit_code,
                                            log_tail=redact_text(log_tail) if log_tail else None,
-                                           last_output=redact_text(last_output) if last_output else None))
-        return Outcome(part.id, recorded, f"{part.id} failed: {one_line(reason)}")
+                                           last_output=redact_text(last_output) if last_output else None,
+                                           retry=None if retry else False))
+        unretried = "" if retry else " (kx run will not retry it)"
+        return Outcome(part.id, recorded, f"{part.id} failed: {one_line(reason)}{unretried}")
 
 
 def lose(workspace: Workspace, ref: str, attempt: str, reason: str, last_output: str | None = None) -> Outcome:

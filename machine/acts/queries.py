@@ -38,7 +38,7 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
     part, structure = ctx.part(ref)
     text = render(state.source, state.plan, state.parts)
     section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
-    root = workspace.resolve(state.root)
+    root, config = workspace.resolve(state.root), workspace.config()
     drop_name = attempt_drop_name(workspace, root, part, structure, attempt or part.attempt)
     target = structure.header.target if structure.header else None
     files = state.plan.influential_files
@@ -60,7 +60,8 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
         "influential_files": [{"number": n, "path": files.get(n)} for n in structure.influenced_by],
         "worker_instructions": list(state.plan.worker_instructions),
         "evidence_policy": ctx.rules.policy,
-        "search_command": workspace.config().search_command,
+        "search_command": config.search_command,
+        "context_tokens": config.context_tokens,
         "boxes": [_box_view(ctx, part, structure, b, target) for b in structure.boxes],
         "section": section,
     }

@@ -15,6 +15,7 @@
     executor = "local"         # kx run's default --executor: "local" or "ray"
     search_command = ["my-search", "--json-lines", "{query}"]  # the openai runner's search backend: one source
                                # per non-empty line it prints; "{query}" is replaced by the query (no shell)
+    context_tokens = 8192      # the openai runner's context window (its --context wins; default: the server's)
 
     [defaults.ray]             # kx run --executor ray (README, "Running on a Ray cluster")
     address = "ray://head:10001"   # default --ray-address (after $RAY_ADDRESS)
@@ -39,7 +40,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.errors import BadInput
-from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_LEASE_S, SOURCES_POLICY
+from machine.defaults import (
+    CONFIG_FILE, EVIDENCE_POLICY, MAX_CONTEXT_TOKENS, MAX_LEASE_S, MIN_CONTEXT_TOKENS, SOURCES_POLICY,
+)
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.
 STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
@@ -83,6 +86,7 @@ class PlanConfig(BaseModel):
     lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
     executor: Literal["local", "ray"] | None = None
     search_command: list[Text] | None = Field(default=None, min_length=1)
+    context_tokens: int | None = Field(default=None, ge=MIN_CONTEXT_TOKENS, le=MAX_CONTEXT_TOKENS)
     ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
 
     @property

@@ -50,6 +50,7 @@ class PartState:
     losses: int = 0
     retries: int = 0
     reason: str | None = None
+    retryable: bool = True  # False: its failure says it cannot succeed unchanged (RunnerFailed.retry)
     last_output: str | None = None  # the last meaningful line the current attempt's runner wrote, if known
     imported: bool = False  # its success is the imported file's history, not an attempt's
     last_position: int = 0
@@ -383,6 +384,7 @@ class PlanState:
         if part:
             part.failures += 1
             part.reason, part.finished_at = event.get("reason"), event.recorded_at
+            part.retryable = event.get("retry") is not False
             part.last_output = event.get("last_output") or last_output(event.get("log_tail"))
             self._ended(part, event, "failed")
             self._fire(part_machine(), part, "fail", event.recorded_at)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ledger.errors import BadInput
@@ -32,8 +32,10 @@ SEARCH_TIMEOUT_S = 60.0
 TOOLS = {
     "read_file": {
         "description": "Read a file (or list and read a folder) inside the plan's root. Paths are relative to the root.",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "e.g. docs/intro.md"}},
-                       "required": ["path"]},
+        "parameters": {"type": "object", "properties": {
+            "path": {"type": "string", "description": "e.g. docs/intro.md"},
+            "offset": {"type": "integer", "description": "bytes of the file to skip: where a cut one left off"}},
+            "required": ["path"]},
     },
     "search": {
         "description": "Search the web (the plan's configured search backend). Returns one source per line.",
@@ -79,14 +81,18 @@ class Workbench:
         if not isinstance(args, dict):
             return "error: the arguments must be a JSON object"
         if name == "read_file" and isinstance(args.get("path"), str):
-            return self.read(args["path"])
+            offset = args.get("offset") or 0
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                return "error: offset must be a whole number of bytes, 0 or more"
+            return self.read(args["path"], offset)
         if name == "search" and self.search_command and isinstance(args.get("query"), str):
             return self.search(args["query"])
         return f"error: no tool {name!r} with those arguments; tools: {', '.join(t['function']['name'] for t in self.tools())}"
 
     # --- reading ---------------------------------------------------------------------
 
-    def read(self, path: str) -> str:
+    def read(self, path: str, offset: int = 0) -> str:
+        """A file's text from ``offset`` (a folder: its files'), within the caps; recorded as read."""
         try:
             real = self.guard.check(path.strip(), may_be_plan=True)
         except BadInput as refusal:
@@ -95,12 +101,25 @@ class Workbench:
             return self._read_folder(path, real)
         if not real.is_file():
             return self._problem(f"error: {path} does not exist in the plan's root")
-        text, size, shown = self._contents(real)
-        self.reads[real] = Read(path, size, shown)
+        size = real.stat().st_size
+        if offset and offset >= size:
+            return f"error: offset {offset} is past the end of {path} ({size} bytes)"
+        text, size, shown = self._contents(real, offset)
+        earlier = self.reads.get(real)
+        self.reads[real] = Read(path, size, min(size, shown + (earlier.shown if earlier else 0)))
         return text
 
     def read_path(self, real: Path) -> Read | None:
         return self.reads.get(real)
+
+    def shown_only(self, path: str | None, shown: int) -> None:
+        """The model saw only about ``shown`` bytes of what reading ``path`` returned (cut for its context window)."""
+        try:
+            real = self.guard.check(path.strip(), may_be_plan=True) if path else None
+        except BadInput:
+            return
+        if real in self.reads:
+            self.reads[real] = replace(self.reads[real], shown=min(self.reads[real].shown, shown))
 
     def _read_folder(self, path: str, real: Path) -> str:
         """The folder's files as kx hashes them (:func:`folder_files`), the first ``FOLDER_FILES`` shown; symlink
@@ -123,18 +142,21 @@ class Workbench:
         self.reads[real] = Read(path, size, shown, files=read)
         return "\n".join(parts)
 
-    def _contents(self, file: Path) -> tuple[str, int, int]:
-        """(text for the model, size on disk, bytes shown), within the caps."""
+    def _contents(self, file: Path, offset: int = 0) -> tuple[str, int, int]:
+        """(text for the model from ``offset``, size on disk, bytes shown), within the caps."""
         size = file.stat().st_size
         room = max(0, min(FILE_CAP, TOTAL_CAP - self.shown))
         with file.open("rb") as handle:
+            handle.seek(offset)
             data = handle.read(room)
         if b"\0" in data:
             return f"[a binary file of {size} bytes]", size, 0
         self.shown += len(data)
         text = data.decode("utf-8", errors="replace")
-        if len(data) < size:
-            text += f"\n[... shown {len(data)} of {size} bytes]"
+        if offset + len(data) < size:
+            start = f" from byte {offset}" if offset else ""
+            text += (f"\n[... shown {len(data)} of {size} bytes{start}; read_file with"
+                     f" \"offset\": {offset + len(data)} returns the rest]")
         return text, size, len(data)
 
     # --- searching -------------------------------------------------------------------

@@ -245,7 +245,8 @@ class Supervisor:
     # --- failures and lost attempts ---------------------------------------------------
 
     def _settle(self, state: PlanState) -> str | None:
-        """Finish lost attempts that left complete evidence; retry failures within budget.
+        """Finish lost attempts that left complete evidence; retry failures within budget, unless a failure says it
+        cannot succeed unchanged (``RunnerFailed.retry`` false: a person decides).
 
         "acted" when something was recorded, "waiting" while a retry waits out its backoff.
         """
@@ -263,7 +264,7 @@ class Supervisor:
                     finish(self.ws, part.id, Act(attempt=part.attempt, by=SUPERVISOR))
                     self.progress.say(f"{part.id}: {part.attempt} was lost after leaving complete evidence; finished")
                     return "acted"
-                if part.tries > self.options.retries:
+                if part.tries > self.options.retries or (part.state == "failed" and not part.retryable):
                     if part.state == "lost":
                         fail(self.ws, part.id, f"lost and out of retries ({part.reason})", Act(attempt=part.attempt),
                              last_output=part.last_output)
