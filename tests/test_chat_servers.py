@@ -87,6 +87,7 @@ def attempt(kx, plan, monkeypatch, capsys):
     from machine.acts.workspace import Workspace
     from runners import protocol
     from runners.chat import runner
+    from runners.attempt_folder import attempt_dir
     from runners.local.wrapper import make_folders, record_outcome, write_brief
 
     def in_process(*args: str) -> subprocess.CompletedProcess:
@@ -102,7 +103,9 @@ def attempt(kx, plan, monkeypatch, capsys):
         started = kx("--json", "start", part)
         assert started.code == 0, started.err
         workspace = Workspace.open()
-        folder, view = write_brief(workspace, part, started.json["attempt"])
+        folder = attempt_dir(workspace.ledger.path, workspace.plan_id(), started.json["attempt"])
+        folder.mkdir(parents=True, exist_ok=True)
+        view = write_brief(workspace, folder, part, started.json["attempt"])
         make_folders(workspace, view)
         for name, value in (("KX_LEDGER", str(workspace.ledger.path)), ("KX_PLAN", view["plan"]), ("KX_PART", part),
                             ("KX_ATTEMPT", view["attempt"]), ("KX_BRIEF", str(folder / "brief.md")),
