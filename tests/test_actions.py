@@ -384,6 +384,36 @@ def test_each_attempt_records_its_own_drop_even_within_the_minute(kx, plan, proj
     assert recorded == drops
 
 
+def test_a_drop_file_already_there_is_not_written_over_by_an_attempt(kx, plan, project):
+    import os
+
+    from ledger import clock
+
+    kept = project / "KNOWLEDGE-DROP-alpha-2025-11-14-1000.md"
+    kept.write_text("the plan's own history: Problems: none\n")
+    earlier = clock.parse_time("2025-11-19T09:00:00Z").timestamp()  # before the attempt starts (time is frozen)
+    os.utime(kept, (earlier, earlier))
+    attempt = kx("start", "PART-1").text.strip()
+    assert kx("--json", "brief", "PART-1", "--attempt", attempt).json["drop_name"] == \
+        "KNOWLEDGE-DROP-alpha-2025-11-14-1000-attempt1.md"
+
+
+def test_kx_check_shows_the_drop_that_counts_now(kx, plan, project):
+    write(project, "drops/first.md", "first\n")
+    kx("start", "PART-1")
+    assert kx("drop", "PART-1", "drops/first.md", "--attempt", "PART-1#1").code == 0
+    drop_box = kx("--json", "brief", "PART-1").json["boxes"][-1]["ref"]
+    assert kx("tick", "PART-1", drop_box, "--attempt", "PART-1#1").code == 0
+    kx("fail", "PART-1", "--reason", "x", "--attempt", "PART-1#1")
+    kx("retry", "PART-1")
+    kx("start", "PART-1")
+    write(project, "drops/second.md", "second\n")
+    assert kx("drop", "PART-1", "drops/second.md", "--attempt", "PART-1#2").code == 0
+    second = kx("--json", "audit", "history", "PART-1").json["events"][-1]["data"]["sha256"]
+    box = kx("--json", "check", "PART-1").json["boxes"][-1]
+    assert box["why"].startswith(f"drop recorded (sha256 {second[:12]}; ticked for ")
+
+
 def test_audit_history_of_a_scripted_run(kx, plan, project, frozen_time):
     def step(*args):
         frozen_time.tick(60)

@@ -193,6 +193,7 @@ def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
             cwd=project, env=env, capture_output=True, timeout=180)
     assert server.requests and all(r["auth"] == f"Bearer {key}" for r in server.requests)
     assert "Incorrect API key provided: [redacted]" in kx("--json", "audit", "history", "PART-1").text
+    assert "the API key is read from $LLM_KEY" in kx("--json", "audit", "history", "PART-1").text  # where to look
     printed = [run.stdout, run.stderr]
     for args in (["status"], ["audit", "history", "PART-1"], ["events"], ["report"]):
         for as_json in ([], ["--json"]):
@@ -505,6 +506,17 @@ def test_a_backend_that_prints_no_source_or_fails_leaves_the_search_without_sour
         bench = bench_in(tmp_path, search_command=[sys.executable, script, "{query}"])
         assert bench.search("q") == "no sources found for 'q'" and bench.sources("q") == []
         assert problem in bench.problems[0]
+
+
+def test_a_refusal_that_may_be_about_the_key_says_where_the_key_is_read(monkeypatch):
+    from runners.chat.runner import key_hint
+
+    monkeypatch.delenv("LLM_KEY", raising=False)
+    assert key_hint(ChatError("HTTP 403: forbidden", 403), "LLM_KEY") == "; the API key is read from $LLM_KEY, which is not set"
+    assert key_hint(ChatError("HTTP 502: bad gateway", 502), "LLM_KEY").startswith("; no API key was sent ($LLM_KEY")
+    monkeypatch.setenv("LLM_KEY", "set")
+    assert key_hint(ChatError("HTTP 401: no", 401), "LLM_KEY") == "; the API key is read from $LLM_KEY"
+    assert key_hint(ChatError("HTTP 502: bad gateway", 502), "LLM_KEY") == ""
 
 
 def test_tool_calls_are_read_whether_arguments_come_as_text_or_as_an_object():

@@ -125,18 +125,27 @@ def _default_drop_name(structure) -> str:
 
 def attempt_drop_name(workspace: Workspace, root: Path, part: PartState, structure: Part, attempt: str | None) -> str:
     """The drop file's name for ``attempt``: the plan's name with ``[TIME]`` filled from the attempt's start (now,
-    without one), made distinct (``-attempt2``) when an earlier attempt of the PART recorded a drop of that name:
-    every attempt's drop stays on disk and in history."""
+    without one), made distinct (``-attempt2``) when an earlier attempt of the PART recorded a drop of that name,
+    or a file of that name was there before the attempt started (an earlier attempt's that was never recorded, or
+    the drop of the plan's own history): every attempt's drop stays on disk and in history."""
     started = part.started if part.started and part.started.get("attempt") == attempt else None
     moment = started["recorded_at"] if started else clock.now_iso()
     name = (structure.drop_name or _default_drop_name(structure)).replace(
         "[TIME]", stamp_of(moment, workspace.config().timezone)[-5:].replace(":", ""))
     earlier = {drop["path"] for drop in part.drops if drop.get("attempt") != attempt}
-    if attempt and workspace.store_path(root / name) in earlier:
+    if started and (workspace.store_path(root / name) in earlier or _made_before(root / name, moment)):
         stem, dot, suffix = name.rpartition(".")
         number = AttemptId.parse(attempt).number
         name = f"{stem}-attempt{number}{dot}{suffix}" if dot else f"{name}-attempt{number}"
     return name
+
+
+def _made_before(path: Path, moment: str) -> bool:
+    """Whether a file is at ``path``, last written before ``moment`` (a ledger time)."""
+    try:
+        return path.stat().st_mtime < clock.parse_time(moment).timestamp()
+    except OSError:
+        return False
 
 
 def known_attempt(workspace: Workspace, attempt: str) -> str:

@@ -299,7 +299,7 @@ class Rules:
             return verdict(True, f"rehearsal: {what}", override="rehearsal")
         if kind.kind in ("section", "cite") and "text" in target:
             return self.target_holds(verdict, box, kind, target, command)
-        return verdict(True, _summary(kind, evidence))
+        return verdict(True, _summary(kind, evidence, part.drop))
 
     def target_holds(self, verdict: Callable[..., BoxVerdict], box: Box, kind: BoxKind, target: dict[str, Any],
                      command: str) -> BoxVerdict:
@@ -581,7 +581,8 @@ class EvidenceReport:
                 "target": target, "drop": self.drop, "missing": self.missing}
 
 
-def _summary(kind: BoxKind, evidence: dict[str, Any]) -> str:
+def _summary(kind: BoxKind, evidence: dict[str, Any], drop: dict[str, Any] | None) -> str:
+    """What a box's evidence holds, in a few words; a drop box's: the drop that counts now (a retry's own)."""
     if kind.kind == "read":
         files = f", {evidence['files']} files" + (" (capped)" if evidence.get("capped") else "") \
             if "files" in evidence else ""
@@ -590,5 +591,7 @@ def _summary(kind: BoxKind, evidence: dict[str, Any]) -> str:
         sources = evidence["sources"]
         return f"{len(sources)} source{'s' if len(sources) != 1 else ''}: {_short(sources[0], 40)}"
     if kind.kind == "drop":
-        return f"drop recorded (sha256 {evidence['sha256'][:12]})"
+        current = (drop or {}).get("sha256", evidence["sha256"])
+        then = f"; ticked for {evidence['sha256'][:12]}" if current != evidence["sha256"] else ""
+        return f"drop recorded (sha256 {current[:12]}{then})"
     return "ticked"

@@ -374,6 +374,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def key_hint(error: ChatError, variable: str) -> str:
+    """Where the key comes from, when the server's refusal may be about it (401, 403; a 5xx when none was sent)."""
+    unset = not os.environ.get(variable)
+    if error.status in (401, 403):
+        return f"; the API key is read from ${variable}" + (", which is not set" if unset else "")
+    if error.status is not None and error.status >= 500 and unset:
+        return f"; no API key was sent (${variable} is not set; --api-key-env names another variable)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     protect_env(args.api_key_env)  # redact_text, here and in the kx calls, hides the key's value
@@ -391,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             answer(attempt, client, bench, brief, brief_text, material, args)
         except ChatError as error:
-            return give_up(brief, bench, attempt, f"chat server: {error}", retry=True)
+            return give_up(brief, bench, attempt, f"chat server: {error}{key_hint(error, args.api_key_env)}",
+                           retry=True)
         except Failure as failure:
             return give_up(brief, bench, attempt, failure.reason, retry=failure.retry)
     finally:
