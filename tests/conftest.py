@@ -318,6 +318,19 @@ def on_a_terminal(project, *args: str, env: dict | None = None) -> str:
     return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
 
 
+def drawn(view: dict, width: int) -> str:
+    """``kx status``'s table of ``view`` as a terminal ``width`` columns wide shows it, without colour."""
+    import io
+
+    from rich.console import Console
+
+    from cli.terminal import StatusTable
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(StatusTable(view))
+    return console.file.getvalue()
+
+
 def write(project, name, text="knowledge\n"):
     path = project / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.views import Terminal, status_table
-from tests.conftest import events_of, kx_run, on_a_terminal
+from tests.conftest import drawn, events_of, kx_run, on_a_terminal
 
 # --- the last meaningful line of a runner's output ------------------------------------------------
 
@@ -105,7 +104,7 @@ def test_a_multi_line_reason_keeps_one_line_per_part(kx, small_plan, project):
     assert len(plain) == 2 + 2 * (2 + 2)  # header, then per batch: a blank line, its line, and one line per PART
     assert [line for line in plain if "PART-1 " in line][0].endswith("first line second line and a tab")
     view = kx("--json", "status").json
-    table = status_table(view, Terminal(color=False, width=100)).splitlines()
+    table = drawn(view, 100).splitlines()
     assert any("first line second line and a tab" in line for line in table)
     assert all("second line" not in line or "first line" in line for line in table)
     assert all(len(line) <= 100 for line in table)
