@@ -72,6 +72,7 @@ def test_status_and_history_show_the_runners_last_line(kx, small_plan, project, 
     assert recorded["last_output"] == "PermissionError: token [redacted] refused"
 
 
+@pytest.mark.slow
 def test_a_lost_attempt_shows_the_last_line_its_runner_wrote(kx, small_plan, project):
     import socket
     import subprocess
@@ -148,6 +149,7 @@ def runner_spec(project: Path, name: str, text: str) -> str:
     return f"{shlex.quote(sys.executable)} {name}"
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_a_run_that_stops_with_failures_shows_why_and_exits_1(kx, small_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
@@ -223,6 +225,7 @@ def test_resume_help_says_what_it_reuses(kx):
 # --- status flags PARTs that succeeded with unticked boxes ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_status_flags_parts_that_succeeded_with_unticked_boxes(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     parts = {p["id"]: p for b in kx("--json", "status").json["batches"] for p in b["parts"]}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cli.terminal import bar_cells
 from tests.conftest import drawn, golden, on_a_terminal
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_bar_per_batch_and_no_colour_with_no_color(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     plain = on_a_terminal(project, "status", env={"NO_COLOR": "1"})
@@ -16,6 +19,7 @@ def test_on_a_terminal_a_bar_per_batch_and_no_colour_with_no_color(kx, seed_plan
     assert "\x1b[" not in on_a_terminal(project, "status", env={"TERM": "dumb"})
 
 
+@pytest.mark.slow
 def test_piped_status_and_json_stay_as_they_were(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     assert on_a_terminal(project, "--json", "status").startswith('{"schema": 1, "plan": "plan"')

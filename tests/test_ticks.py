@@ -32,6 +32,7 @@ def test_loading_refuses_tick_data_that_does_not_fit(data):
         load("CheckboxTicked", data)
 
 
+@pytest.mark.slow
 def test_the_tick_command_does_not_import_pydantic(kx, small_plan):
     import subprocess
     import sys
