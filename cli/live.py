@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.progress import Progress, ask_on_terminal
-from cli.views import plain_terminal
+from cli.terminal import BATCH_STYLES, console, plain_terminal
 from ledger import logs
 from machine.outputs.packet import duration
 from machine.plan.text import printable
@@ -28,8 +28,6 @@ from machine.state.fold import SETTLED, PlanState
 
 REFRESH_S = 0.1  # the supervisor reports every few milliseconds; a person needs no more than this
 BAR_WIDTH = 30
-BATCH_STYLES = {"approved": "green", "running": "blue", "awaiting_review": "bold magenta", "rejected": "red",
-                "locked": "dim"}
 
 Ask = Callable[[str, list[str]], str]
 
@@ -194,5 +192,5 @@ def progress_for(*, plain: bool, as_json: bool, verbose: bool = False) -> Iterat
     if not wants_live(plain=plain, as_json=as_json, verbose=verbose):
         yield Progress(), ask_on_terminal
         return
-    with LiveView(Console(file=sys.stderr)) as view:
+    with LiveView(console(sys.stderr)) as view:
         yield view, view.pausing(ask_on_terminal)

@@ -53,20 +53,19 @@ class Options:
         return workspace
 
     def terminal(self):
-        """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
-        import shutil
-
+        """A rich console when a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
         if self.as_json or not sys.stdout.isatty():
             return None
-        return views.Terminal(color=not views.plain_terminal(), width=shutil.get_terminal_size((100, 24)).columns)
+        from cli.terminal import console
 
-    def emit(self, payload: dict[str, Any], text: str | None, *, painted: bool = False) -> None:
-        """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold
-        (``painted``: kx's own colours, the text already cleaned)."""
+        return console()
+
+    def emit(self, payload: dict[str, Any], text: str | None) -> None:
+        """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold."""
         if self.as_json:
             click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
         elif text:
-            click.echo(text if painted else printable(text))
+            click.echo(printable(text))
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -248,7 +247,12 @@ def status(options: Options) -> None:
 
     result = reconciled_status(options.workspace())
     terminal = options.terminal()
-    options.emit(result, views.status(result, terminal), painted=terminal is not None)
+    if terminal is None:
+        options.emit(result, views.status(result))
+    else:
+        from cli.terminal import StatusTable
+
+        terminal.print(StatusTable(result))
 
 
 @cli.command()

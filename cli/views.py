@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from typing import Any
 
-from machine.outputs.status import IMPORTED_NOTE, PAST
-from machine.plan.text import counted, one_line, printable
+from machine.outputs.status import PAST
+from machine.plan.text import counted, one_line
 from machine.state.runner_output import last_output, reason_line
 
 HISTORY_WIDTH = 1000  # an event's details in 'kx audit history', one line per event
-
-
-def printable_view(value: Any) -> Any:
-    """A result with every string made :func:`printable`, for views that add escape sequences of their own."""
-    if isinstance(value, str):
-        return printable(value)
-    if isinstance(value, dict):
-        return {key: printable_view(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [printable_view(item) for item in value]
-    return value
 
 
 def import_result(result: Any) -> str:
@@ -53,22 +40,20 @@ def findings(items: list[Any]) -> str:
     )
 
 
-def status(view: dict[str, Any], terminal: Terminal | None = None) -> str:
-    """The plain status (pinned by a golden file); on a terminal, a compact table with a bar per batch."""
-    if terminal is not None:
-        return status_table(view, terminal)
-    lines = _status_header(view)
+def status(view: dict[str, Any]) -> str:
+    """The plain status (pinned by a golden file); a terminal gets :class:`cli.terminal.StatusTable`."""
+    lines = status_header(view)
     for batch in view["batches"]:
         done = sum(p["state"] == "succeeded" for p in batch["parts"])
         lines.append(f"\nBATCH {batch['number']}  {batch['state']:<15} {done}/{len(batch['parts'])} succeeded"
-                     f"  {batch['title']}{_review_note(batch)}")
+                     f"  {batch['title']}{review_note(batch)}")
         rows = [(f"  {p['id']}", p["state"], f"{p['ticked']}/{p['total']}", f"attempts {p['attempts']}", _note(p))
                 for p in batch["parts"]]
         lines.append(table(rows))
-    return "\n".join(lines + _findings_lines(view))
+    return "\n".join(lines + findings_lines(view))
 
 
-def _findings_lines(view: dict[str, Any]) -> list[str]:
+def findings_lines(view: dict[str, Any]) -> list[str]:
     """The status's findings (a succeeded PART with boxes added since), one line each after the batches."""
     return ["", *(f"! {finding['message']}" for finding in view["findings"])] if view.get("findings") else []
 
@@ -113,7 +98,7 @@ def run_result(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _status_header(view: dict[str, Any]) -> list[str]:
+def status_header(view: dict[str, Any]) -> list[str]:
     return [f"{view['plan']}: {view['title'] or view['path']}",
             f"running {len(view['running'])}/{view['limit']}"
             + (f" ({', '.join(view['running'])})" if view["running"] else "")
@@ -123,114 +108,12 @@ def _status_header(view: dict[str, Any]) -> list[str]:
             + (" · consolidated" if view["consolidated"] else ""), *_unchecked_lines(view)]
 
 
-def _review_note(batch: dict[str, Any]) -> str:
+def review_note(batch: dict[str, Any]) -> str:
     review = batch.get("review")
     if not review:
         return ""
     since = ", reopened since" if review["decision"] == "approve" and batch["state"] != "approved" else ""
     return f" — {PAST[review['decision']]} by {review['by']}{since}"
-
-
-@dataclass(frozen=True)
-class Terminal:
-    """Where text goes to a person: with or without colour (``NO_COLOR``), this many columns wide."""
-
-    color: bool = True
-    width: int = 100
-
-
-def plain_terminal() -> bool:
-    """``NO_COLOR`` set, or a terminal that cannot redraw (``TERM=dumb``): neither kx's colours nor its live view."""
-    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
-
-
-# glyph and colour per PART state, in the order the bar draws them
-BAR = {"succeeded": ("█", "32"), "running": ("▓", "34"), "lost": ("▚", "33"), "failed": ("▒", "31"),
-       "pending": ("░", "2")}
-BATCH_COLORS = {"approved": "32", "running": "34", "awaiting_review": "35;1", "rejected": "31", "locked": "2",
-                "open": "0"}
-
-
-def _paint(text: str, code: str, terminal: Terminal) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if terminal.color and code != "0" else text
-
-
-def bar_cells(counts: dict[str, int], width: int) -> dict[str, int]:
-    """Cells per state: proportional, at least one for any state present, ``width`` in all."""
-    total = sum(counts.values())
-    if not total:
-        return {"pending": width}
-    cells = {k: max(1, round(n * width / total)) if n else 0 for k, n in counts.items()}
-    largest = max(cells, key=lambda k: cells[k])
-    cells[largest] += width - sum(cells.values())
-    return cells
-
-
-def status_table(view: dict[str, Any], terminal: Terminal) -> str:
-    view = printable_view(view)
-    lines = [_fit(line, terminal.width) for line in _status_header(view)]
-    batches = view["batches"]
-    if not batches:
-        return "\n".join(lines)
-    bar_width = max(10, min(32, terminal.width - 60))
-    number_width = max(len(str(b["number"])) for b in batches)
-    lines.append("")
-    for batch in batches:
-        parts = batch["parts"]
-        counts = {state: sum(p["state"] == state for p in parts) for state in BAR}
-        bar = "".join(_paint(BAR[state][0] * n, BAR[state][1], terminal)
-                      for state, n in bar_cells(counts, bar_width).items() if n)
-        done = f"{counts['succeeded']}/{len(parts)}"
-        state = _paint(f"{batch['state'].replace('_', ' '):<15}", BATCH_COLORS.get(batch["state"], "0"), terminal)
-        head = f"{batch['number']:>{number_width}}  {state} {bar} {done:>7}  "
-        title = f"{batch['title']}{_review_note(batch)}"
-        room = max(10, terminal.width - (number_width + 2 + 16 + bar_width + 10))
-        lines.append(head + _fit(title, room))
-        lines += _needing_a_look(parts, terminal, " " * (number_width + 2))
-    legend = "  ".join(_paint(glyph, code, terminal) + f" {state}" for state, (glyph, code) in BAR.items())
-    lines += ["", legend]
-    return "\n".join(lines + [_paint(line, "33", terminal) if line else line for line in _findings_lines(view)])
-
-
-FLAG = ("!", "33;1")  # a succeeded PART with unticked boxes
-SHOWN_REASONS = 3  # failed or lost PARTs of a batch whose reason gets a line of its own
-
-
-def _needing_a_look(parts: list[dict[str, Any]], terminal: Terminal, indent: str) -> list[str]:
-    """Below a batch's line: its running, failed and lost PARTs and those succeeded with unticked boxes, then
-    why the first failed or lost ones failed, and what to do about the unticked boxes; each within the width."""
-    notable = [p for p in parts if p["state"] in ("running", "failed", "lost")]
-    flagged = [p for p in parts if p.get("warning")]
-    if not notable and not flagged:
-        return []
-    labels = [(f"{p['state']} {p.get('attempt') or p['id']}", BAR[p["state"]][1], f" {p['ticked']}/{p['total']}")
-              for p in notable]
-    labels += [(f"{FLAG[0]} {p['id']}", FLAG[1], f" {p['ticked']}/{p['total']}") for p in flagged]
-    lines = [indent + _fitted_labels(labels, terminal, terminal.width - len(indent))]
-    for part in [p for p in notable if p["state"] != "running"][:SHOWN_REASONS]:
-        lines.append(_fit(f"{indent}{part.get('attempt') or part['id']} {part['state']}: {why(part)}", terminal.width))
-    imported = [p["id"] for p in flagged if IMPORTED_NOTE in p["warning"]]
-    if imported:
-        note = f"{FLAG[0]} succeeded with unticked boxes, {IMPORTED_NOTE}; see 'kx reopen {' '.join(imported)}'"
-        lines.append(_fit(indent + note, terminal.width))
-    return lines
-
-
-def _fitted_labels(labels: list[tuple[str, str, str]], terminal: Terminal, room: int) -> str:
-    """``label ticks · label ticks · +N more``, as many as fit in ``room`` columns (at least one), painted."""
-    shown, used = [], 0
-    for index, (label, code, rest) in enumerate(labels):
-        piece = len(label) + len(rest) + (3 if shown else 0)
-        after = len(labels) - index - 1
-        if shown and used + piece + (len(f" · +{after} more") if after else 0) > room:
-            return " · ".join(shown) + f" · +{len(labels) - index} more"
-        shown.append(_paint(label, code, terminal) + rest)
-        used += piece
-    return " · ".join(shown)
-
-
-def _fit(line: str, width: int) -> str:
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def event_header(stream_width: int = 0) -> str:

@@ -1,23 +1,28 @@
 """Logging with structlog: JSON lines (info and up) to ``.kx/kx.log``; every level on stderr with ``-v``.
 
-structlog is imported on the first line that is really written, so a command
-that logs nothing (``kx tick`` without ``-v``) does not pay for it.
+Each destination is a structlog logger of its own, made by :func:`structlog.wrap_logger`: the same processors
+(the level, the time from :mod:`ledger.clock`, secrets redacted), then the destination's renderer, level filter
+(:func:`structlog.make_filtering_bound_logger`) and ``WriteLogger``. Not one ``structlog.configure``: it holds
+one chain, one level and one logger factory for the whole process, and the two destinations differ in all three
+(the stdlib bridge that could split them, ``ProcessorFormatter``, brings logging's handlers, whose failed writes
+print a traceback).
+
+structlog is imported on the first line a destination takes, so a command that logs nothing (``kx tick``
+without ``-v``) does not pay for it.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-_settings: dict[str, Any] = {"file": None, "verbose": False, "configured": False}
-_FILE_LEVELS = {"info", "warning", "error", "critical"}
+FILE_LEVEL = "info"  # the least level .kx/kx.log takes; stderr takes every level with -v
+_settings: dict[str, Any] = {"file": None, "verbose": False}
 
 
 def configure(verbose: bool = False) -> None:
     _settings["verbose"] = verbose
-    _settings["configured"] = False
 
 
 def log_to(path: Path | None) -> None:
@@ -25,67 +30,69 @@ def log_to(path: Path | None) -> None:
     _settings["file"] = path
 
 
+class _Logger:
+    """What kx logs with: each line handed to the structlog logger of every destination that may take it."""
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._write("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._write("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write("error", event, fields)
+
+    def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        verbose, path = _settings["verbose"], _settings["file"]
+        if not verbose and (path is None or level == "debug"):
+            return  # no destination takes the line: decided before structlog is imported
+        if verbose:  # stderr as the command has it now (a relayed call or a test swaps it)
+            getattr(_console_logger(sys.stderr), level)(event, **fields)
+        if path is not None:
+            try:
+                # opened for this line: a long-lived process (kx run, serve, mcp) holds no handle on a log
+                # moved away, and a write that fails (a full disk) is dropped with its handle
+                with open(path, "a", encoding="utf-8") as handle:
+                    getattr(_file_logger(handle), level)(event, **fields)
+            except OSError:
+                pass  # a log that cannot be written never fails a command
+
+
+def _file_logger(handle: TextIO) -> Any:
+    import structlog
+
+    return _logger(handle, FILE_LEVEL, structlog.processors.JSONRenderer(ensure_ascii=False, default=str))
+
+
+def _console_logger(stream: TextIO) -> Any:
+    import structlog
+
+    return _logger(stream, "debug", structlog.dev.ConsoleRenderer(colors=False))
+
+
+def _logger(stream: TextIO, least: str, renderer: Any) -> Any:
+    import structlog
+
+    from ledger import secrets
+
+    return structlog.wrap_logger(
+        structlog.WriteLogger(stream),
+        processors=[structlog.processors.add_log_level, _timestamp, secrets.log_processor, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(least),
+    )
+
+
 def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The line's time from kx's clock (frozen in tests, ``$KX_NOW`` in subprocesses); structlog's ``TimeStamper``
+    reads the system's."""
     from ledger import clock
 
     event.setdefault("ts", clock.log_stamp())
     return event
 
 
-def _emit(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
-    import structlog
-
-    if _settings["file"] is not None and name in _FILE_LEVELS:
-        try:
-            with open(_settings["file"], "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
-        except OSError:
-            pass  # a log that cannot be written never fails a command
-    if _settings["verbose"]:
-        print(structlog.dev.ConsoleRenderer(colors=False)(logger, name, dict(event)), file=sys.stderr)
-    raise structlog.DropEvent
-
-
-def _structlog_logger(name: str) -> Any:
-    import structlog
-
-    from ledger import secrets
-
-    if not _settings["configured"]:
-        structlog.configure(
-            processors=[structlog.processors.add_log_level, _timestamp, secrets.log_processor, _emit],
-            logger_factory=structlog.ReturnLoggerFactory(),
-            cache_logger_on_first_use=False,
-        )
-        _settings["configured"] = True
-    return structlog.get_logger(name)
-
-
-class _Logger:
-    """A structlog logger, made on the first line worth writing."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def _write(self, level: str, event: str, **fields: Any) -> None:
-        if level == "debug" and not _settings["verbose"]:
-            return
-        if level != "debug" and _settings["file"] is None and not _settings["verbose"]:
-            return
-        getattr(_structlog_logger(self.name), level)(event, **fields)
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._write("debug", event, **fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._write("info", event, **fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._write("warning", event, **fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._write("error", event, **fields)
-
-
-def get(name: str = "kx") -> _Logger:
-    return _Logger(name)
+def get() -> _Logger:
+    return _Logger()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _posixsubprocess
 import json
 import os
 import pty
@@ -125,6 +126,28 @@ def frozen_time(request):
         return
     with freeze_time(FROZEN_AT) as frozen:
         yield frozen
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_slow_tests(request, monkeypatch):
+    """A test that starts a process (kx, a runner, git, a browser), itself or through kx, is marked slow: run apart
+    and on the real clock. One that is not fails at its end, naming how it started one."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    started = []
+
+    def noted(how: str, start):
+        def starting(*args, **kwargs):
+            started.append(how)
+            return start(*args, **kwargs)
+
+        return starting
+
+    for owner, name in ((subprocess.Popen, "_execute_child"), (_posixsubprocess, "fork_exec"), (os, "fork")):
+        monkeypatch.setattr(owner, name, noted(name, getattr(owner, name)))  # subprocess; multiprocessing; forks
+    yield
+    assert not started, f"it started a process ({started[0]}): a test that does is marked @pytest.mark.slow"
 
 
 @pytest.fixture
@@ -316,6 +339,19 @@ def on_a_terminal(project, *args: str, env: dict | None = None) -> str:
     os.close(master)
     assert process.wait(timeout=60) == 0, process.stderr.read().decode()
     return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+
+
+def drawn(view: dict, width: int) -> str:
+    """``kx status``'s table of ``view`` as a terminal ``width`` columns wide shows it, without colour."""
+    import io
+
+    from rich.console import Console
+
+    from cli.terminal import StatusTable
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(StatusTable(view))
+    return console.file.getvalue()
 
 
 def write(project, name, text="knowledge\n"):

@@ -200,6 +200,7 @@ def test_verbose_shows_the_traceback(kx, small_plan, project):
     assert result.code == 4 and "Traceback" in result.err
 
 
+@pytest.mark.slow
 @pytest.mark.real_time  # the subprocess's timeout runs on the real clock
 def test_run_on_a_read_only_ledger_stops_at_once(kx, small_plan, project):
     from tests.conftest import kx_subprocess

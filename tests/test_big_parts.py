@@ -49,6 +49,7 @@ def attempt_folders(kx, small_plan, project, monkeypatch):
     return seen
 
 
+@pytest.mark.slow
 def test_the_wrapper_beats_from_its_first_moment(attempt_folders, project):
     assert wrapper.run_attempt(Workspace.open(), "PART-1", ["true"], 60.0) == 1  # no evidence: failed
     assert attempt_folders["heartbeat"]  # already there while the brief was written

@@ -73,6 +73,7 @@ def test_the_stale_attempt_message_never_says_over_and_current_at_once(kx, start
     assert over.code == 3 and "PART-1#1 is over (PART-1 is running; PART-1#2 is its current attempt)" in over.err
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_mcp_bounds_are_the_clis_and_refusals_name_tool_arguments(kx, started):
     before = event_count(started)
@@ -94,6 +95,7 @@ def test_mcp_bounds_are_the_clis_and_refusals_name_tool_arguments(kx, started):
     assert event_count(started) == before
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_kx_mcp_refuses_an_attempt_the_plan_never_started(kx, started):
     command = [sys.executable, "-m", "cli.main", "mcp", "--attempt", "PART-1#9"]

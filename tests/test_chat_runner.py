@@ -122,6 +122,7 @@ PLAN = """# BATCH 1: Chat
 """ for n in range(1, 6))
 
 
+@pytest.mark.slow
 def test_a_plan_runs_against_a_local_chat_server(kx, project):
     (project / "plan.md").write_text(PLAN)
     kx("plan", "import", "plan.md")
@@ -179,6 +180,7 @@ def echoing_the_key(headers) -> dict:
     return {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')} (header: {auth})"}}
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
     key = "llm-" + "7f3a9c2e" * 4  # no well-known shape, in a variable with no secret-looking name
@@ -207,6 +209,7 @@ def test_a_key_echoed_by_the_server_is_stored_and_printed_nowhere(kx, project):
         assert key.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_a_password_in_the_base_url_is_stored_and_printed_nowhere(kx, project):
     password = "pw-" + "5e1d0c7a" * 3
@@ -302,6 +305,7 @@ TOOL_TURN = ("tools", [("read_file", {"path": "notes/extra.md"}), ("search", {"q
                        ("read_file", {"path": "../outside.md"}), ("read_file", {"path": ".kx/ledger.db"})])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True])
 def test_kx_reads_and_searches_for_the_runner_and_runs_the_models_tool_calls(kx, project, stream):
     work_project(project)
@@ -336,6 +340,7 @@ def test_kx_reads_and_searches_for_the_runner_and_runs_the_models_tool_calls(kx,
     assert "- influences/a.md: 36 of 36 bytes shown" in drop and "- topic 2 survey: 2 sources" in drop
 
 
+@pytest.mark.slow
 def test_without_a_search_backend_search_boxes_stay_unticked_and_the_outcome_says_so(kx, project):
     work_project(project, search=False)
     kx("plan", "import", "plan.md")
@@ -353,6 +358,7 @@ def test_without_a_search_backend_search_boxes_stay_unticked_and_the_outcome_say
     assert "(no search backend configured)" in next(project.glob("KNOWLEDGE-DROP-topic-1-*.md")).read_text()
 
 
+@pytest.mark.slow
 def test_a_search_command_in_the_runner_spec_wins_and_a_failing_backend_gives_no_sources(kx, project):
     work_project(project, search=False)
     (project / "plan.md").write_text(WORK_PLAN.replace("topic 1 survey", "broken query"))
@@ -414,6 +420,7 @@ def test_reads_are_capped_binary_is_not_shown_and_folders_are_read_file_by_file(
     assert len(bench.problems) == 3
 
 
+@pytest.mark.slow
 def test_searches_are_run_once_per_query_and_a_bad_tool_call_is_an_answer_not_a_crash(tmp_path):
     (tmp_path / "count.py").write_text("import sys, pathlib\np = pathlib.Path('runs'); p.write_text(p.read_text() + 'x'"
                                        " if p.exists() else 'x')\nprint('https://example.org/' + sys.argv[1].replace(' ', '+'))\n")
@@ -478,6 +485,7 @@ def test_a_server_that_refuses_tools_is_asked_again_without_them(tmp_path):
         ask(asking(chat2, tmp_path), [], Conversation(), Namespace(no_tools=False))
 
 
+@pytest.mark.slow
 def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_KEY", SECRET)
     (tmp_path / "env.py").write_text("import os\nprint('https://example.org/key=' + os.environ.get('LLM_KEY', 'none'))\n")
@@ -485,6 +493,7 @@ def test_the_search_backend_does_not_get_the_api_key(tmp_path, monkeypatch):
     assert bench.search("q") == "1. https://example.org/key=none"
 
 
+@pytest.mark.slow
 def test_only_sources_among_the_backends_lines_count_and_the_rest_is_reported(tmp_path):
     (tmp_path / "notes.md").write_text("a note\n")
     (tmp_path / "backend.py").write_text(
@@ -498,6 +507,7 @@ def test_only_sources_among_the_backends_lines_count_and_the_rest_is_reported(tm
                               " 2103.00020) or a file inside the plan's root"]
 
 
+@pytest.mark.slow
 def test_a_backend_that_prints_no_source_or_fails_leaves_the_search_without_sources(tmp_path):
     (tmp_path / "none.py").write_text("print('nothing relevant')\n")
     (tmp_path / "down.py").write_text("import sys\nprint('https://example.org/a')\nsys.exit('index unavailable')\n")

@@ -57,6 +57,7 @@ def test_an_act_takes_them_after_its_arguments_and_appends_as_before(kx, plan, p
     assert event_count(project) == before + 1
 
 
+@pytest.mark.slow
 def test_verbose_after_the_command_logs_as_before_it(kx, plan, project):
     assert "appended" not in kx_subprocess("start", "PART-1", cwd=project).stderr.decode()
     assert "appended" in kx_subprocess("-v", "start", "PART-2", cwd=project).stderr.decode()

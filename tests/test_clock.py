@@ -33,6 +33,7 @@ def test_a_bad_kx_now_is_bad_input(monkeypatch):
         clock.now()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["start", "PART-1"], ["status"], ["-v", "--json", "tick", "PART-1", "1"]])
 def test_a_bad_kx_now_is_one_line_and_exit_2(kx, small_plan, project, args):
     assert kx("plan", "import", "plan.md").code == 0

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import event_count
 from tests.test_consolidate import committed_plan, repo  # noqa: F401 - a fixture
 
+pytestmark = pytest.mark.slow  # each makes a git repository
+
 ACTS = [
     ["start", "PART-1"], ["tick", "PART-1", "1"], ["untick", "PART-1", "1"], ["drop", "PART-1", "INDEX.md"],
     ["finish", "PART-1"], ["fail", "PART-1", "--reason", "late"], ["retry", "PART-1"],
@@ -67,7 +69,6 @@ def test_verify_finds_an_act_recorded_on_a_consolidated_plan_behind_kx(kx, small
     assert any("is consolidated" in finding for finding in findings), findings
 
 
-@pytest.mark.slow
 def test_a_second_consolidate_while_the_first_works_exits_3_naming_it(kx, small_plan, repo):
     committed_plan(kx, repo)
     lock = repo / ".kx" / "consolidating-plan.lock"
@@ -89,7 +90,6 @@ def test_a_second_consolidate_while_the_first_works_exits_3_naming_it(kx, small_
     assert kx("--json", "consolidate", "--commit").json["action"] == "unchanged"
 
 
-@pytest.mark.slow
 def test_two_consolidations_at_once_make_one_commit(kx, small_plan, repo):
     committed_plan(kx, repo)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

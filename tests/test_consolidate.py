@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import FRESH, complete
+from tests.conftest import FRESH, FROZEN_AT, complete
 
 
 def git(project, *args):
@@ -34,13 +34,16 @@ def run_small_plan(kx, project):
         assert kx("review", str(batch), "--approve", "--by", "rita", "--note", f"batch {batch} fine").code == 0
 
 
+@pytest.mark.slow
 def test_consolidate_waits_for_every_batch(kx, small_plan, repo):
     kx("plan", "import", "plan.md")
     result = kx("consolidate")
     assert result.code == 3 and "batch 1 is open; batch 2 is locked" in result.err
 
 
-def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo):
+@pytest.mark.slow
+def test_consolidate_commits_once_and_is_idempotent(kx, small_plan, repo, monkeypatch):
+    monkeypatch.setenv("KX_NOW", FROZEN_AT)  # the Completed stamps: a slow test runs on the real clock
     (repo / "INDEX.md").write_text("# My index\r\n\r\nkept as written\r\n")
     git(repo, "add", "plan.md", "INDEX.md", "influences")  # the knowledge already there
     git(repo, "commit", "-qm", "start")
@@ -102,6 +105,7 @@ def test_marked_blocks_are_replaced_in_place(tmp_path):
     assert index.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_unrelated_staged_changes_are_refused(kx, small_plan, repo):
     kx("plan", "import", "plan.md")
     run_small_plan(kx, repo)
@@ -112,6 +116,7 @@ def test_unrelated_staged_changes_are_refused(kx, small_plan, repo):
     assert not kx("--json", "status").json["consolidated"]
 
 
+@pytest.mark.slow
 def test_commit_needs_a_work_tree(kx, small_plan, project):
     kx("plan", "import", "plan.md")
     run_small_plan(kx, project)
@@ -165,6 +170,7 @@ def nested_repository(repo):
     return lambda: shutil.rmtree(repo / "topics" / ".git")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("make", "why"), [(ignore_beta, "is ignored by git"),
                                            (nested_repository, "is outside the git work tree")],
                          ids=["ignored", "outside the work tree"])
@@ -191,6 +197,7 @@ CRASHES = [("machine.outputs.consolidate", "update_block"), ("machine.outputs.gi
            ("machine.outputs.git", "commit_staged")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "name"), CRASHES, ids=[f"after {name}" for _, name in CRASHES])
 def test_a_run_killed_between_side_effects_is_finished_by_the_next(kx, small_plan, repo, monkeypatch, module,
                                                                    name):
@@ -220,6 +227,7 @@ def test_a_run_killed_between_side_effects_is_finished_by_the_next(kx, small_pla
     assert kx("--json", "consolidate", "--commit").json["action"] == "unchanged"
 
 
+@pytest.mark.slow
 def test_a_run_started_while_another_works_is_refused_naming_it(kx, small_plan, repo, monkeypatch):
     import os
 
@@ -246,6 +254,7 @@ def test_a_run_started_while_another_works_is_refused_naming_it(kx, small_plan, 
     assert consolidations(repo) == 1 and git(repo, "rev-list", "--count", "HEAD").strip() == "2"
 
 
+@pytest.mark.slow
 def test_missing_knowledge_is_refused_unless_allowed(kx, small_plan, repo):
     committed_plan(kx, repo)
     (repo / "topics" / "01-beta.md").unlink()

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.views import Terminal, status_table
-from tests.conftest import events_of, kx_run, on_a_terminal
+from tests.conftest import drawn, events_of, kx_run, on_a_terminal
 
 # --- the last meaningful line of a runner's output ------------------------------------------------
 
@@ -73,6 +72,7 @@ def test_status_and_history_show_the_runners_last_line(kx, small_plan, project, 
     assert recorded["last_output"] == "PermissionError: token [redacted] refused"
 
 
+@pytest.mark.slow
 def test_a_lost_attempt_shows_the_last_line_its_runner_wrote(kx, small_plan, project):
     import socket
     import subprocess
@@ -105,7 +105,7 @@ def test_a_multi_line_reason_keeps_one_line_per_part(kx, small_plan, project):
     assert len(plain) == 2 + 2 * (2 + 2)  # header, then per batch: a blank line, its line, and one line per PART
     assert [line for line in plain if "PART-1 " in line][0].endswith("first line second line and a tab")
     view = kx("--json", "status").json
-    table = status_table(view, Terminal(color=False, width=100)).splitlines()
+    table = drawn(view, 100).splitlines()
     assert any("first line second line and a tab" in line for line in table)
     assert all("second line" not in line or "first line" in line for line in table)
     assert all(len(line) <= 100 for line in table)
@@ -149,6 +149,7 @@ def runner_spec(project: Path, name: str, text: str) -> str:
     return f"{shlex.quote(sys.executable)} {name}"
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_a_run_that_stops_with_failures_shows_why_and_exits_1(kx, small_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
@@ -224,6 +225,7 @@ def test_resume_help_says_what_it_reuses(kx):
 # --- status flags PARTs that succeeded with unticked boxes ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_status_flags_parts_that_succeeded_with_unticked_boxes(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     parts = {p["id"]: p for b in kx("--json", "status").json["batches"] for p in b["parts"]}

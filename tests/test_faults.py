@@ -81,6 +81,7 @@ def fill(folder):
             pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_cleanly_and_loses_nothing(tiny_disk):
     (tiny_disk / "plan.md").write_text(SMALL_PLAN)
     assert kx_proc("plan", "import", "plan.md", cwd=tiny_disk).returncode == 0

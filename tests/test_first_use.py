@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from machine.acts.workspace import Workspace
 from machine.plan.text import one_line
 
@@ -36,6 +38,7 @@ def test_failure_lines_are_cut_at_a_word_with_an_ellipsis():
     assert one_line("short", 60) == "short"
 
 
+@pytest.mark.slow
 def test_kx_resume_says_which_review_mode_it_uses(kx, small_plan):
     from cli.progress import Progress
     from runners.supervisor.run import run_plan

@@ -185,6 +185,7 @@ def test_verify_reports_damaged_event_data_one_line_each(kx, plan, project):
     assert text.code == 1 and f"position {missing} (RunnerStarted)" in text.text
 
 
+@pytest.mark.slow
 def test_a_writer_subprocess_refuses_with_one_line(kx, plan, project):
     with connect(project) as conn:
         conn.execute("DROP TRIGGER events_no_delete")

@@ -33,6 +33,7 @@ def test_import_then_replay_is_byte_identical(kx, project, name):
     assert replayed.code == 0 and replayed.out == raw
 
 
+@pytest.mark.slow
 def test_seed_round_trip_through_a_real_process(project):
     shutil.copy(SEED, project / "plan.md")
     assert kx_subprocess("plan", "import", "plan.md", cwd=project).returncode == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import complete, event_count
 
 GARBAGE = b"garbage\n"  # 8 bytes standing for PART-2's knowledge file
@@ -27,6 +29,7 @@ def test_status_marks_every_success_the_import_recorded(kx, seed_plan, project):
     assert "  PART-2  succeeded  16/16  attempts 0  imported" in text
 
 
+@pytest.mark.slow
 def test_consolidate_checks_imported_knowledge_files_and_refuses_garbage(kx, seed_plan, project):
     user_plan_with_garbage(kx, project)
     assert kx("review", "2", "--approve").code == 0

@@ -45,6 +45,7 @@ def test_a_second_kx_run_is_refused_at_once_naming_the_first(kx, small_plan, pro
     assert kx("audit", "verify").code == 0
 
 
+@pytest.mark.slow
 def test_the_lease_of_a_supervisor_gone_is_taken_over(kx, small_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

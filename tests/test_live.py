@@ -146,6 +146,7 @@ def test_without_the_view_the_progress_is_the_plain_one():
         assert ask is ask_on_terminal
 
 
+@pytest.mark.slow
 def test_other_commands_do_not_import_rich(kx, small_plan):
     kx("plan", "import", "plan.md")
     probe = ("import sys; from cli.errors import run_guarded; from cli.main import cli;"
@@ -221,6 +222,7 @@ def on_terminals(project, *args: str, env: dict | None = None, interrupt_when: b
     return code, *(seen[name].decode("utf-8").replace("\r\n", "\n") for name in ("out", "err"))
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_on_a_terminal_the_view_shows_and_piped_the_lines_are_plain(tmp_path):
     code, out, err = on_terminals(small_project(tmp_path / "tty"), *run_args())
@@ -232,6 +234,7 @@ def test_on_a_terminal_the_view_shows_and_piped_the_lines_are_plain(tmp_path):
     assert piped[2] and all(PLAIN_LINE.match(line) for line in piped[2].splitlines()), piped[2]
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_plain_on_a_terminal_and_a_ctrl_c_leave_the_terminal_as_it_was(tmp_path):
     project = small_project(tmp_path)

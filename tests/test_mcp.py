@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import event_count
 
-pytestmark = pytest.mark.real_time
+pytestmark = [pytest.mark.slow, pytest.mark.real_time]
 
 TOOLS = {"status", "next", "brief", "check", "start", "tick", "untick", "drop", "finish", "fail"}
 

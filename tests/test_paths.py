@@ -227,6 +227,7 @@ def unchecked(kx, project, monkeypatch):
     return load
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [".kx/ledger.db", "plan.md", "../outside.md"])
 def test_the_rehearse_runner_refuses_a_target_outside(kx, project, unchecked, target):
     unchecked(SMALL_PLAN.replace("Create topics/00-alpha.md", f"Create {target}"))
@@ -357,6 +358,7 @@ subprocess.run(["kx", "drop", os.environ["KX_PART"], os.environ["KX_DROP"]], che
 """
 
 
+@pytest.mark.slow
 @pytest.mark.real_time
 def test_a_runner_writes_its_target_into_a_folder_that_did_not_exist(kx, project):
     (project / "plan.md").write_text("# BATCH 1: One\n\n## PART 1: Alpha\n\n- [ ] PART 1: Create deep/new/alpha.md\n\n"

@@ -53,6 +53,7 @@ def history(kx, part):
     return kx("--json", "audit", "history", part).json["events"]
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_plan_runs_on_ray_under_every_rule(kx, project, plan3, ray_address):
     code, out, err = kx_on_ray(project, ray_address, "run", "--runner", "rehearse", "--review", "auto")
@@ -100,6 +101,7 @@ sys.exit(main([]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_dead_task_is_lost_a_failed_runner_failed_and_both_retried(kx, project, plan3, ray_address):
     (project / "runner.py").write_text(RUNNER)
@@ -125,6 +127,7 @@ def test_a_dead_task_is_lost_a_failed_runner_failed_and_both_retried(kx, project
     assert kx("audit", "verify").code == 0
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_shared_root_is_used_in_place(kx, project, ray_address):
     from tests.conftest import three_batch_plan
@@ -185,6 +188,7 @@ def calls_in(log: str) -> dict[str, dict]:
     return {call["args"]: call for call in map(json.loads, (line for line in log.splitlines() if line.startswith('{"args"')))}
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_runner_on_a_node_has_the_cli_s_own_options_and_commands(kx, project, ray_address):
     one_part(kx, project)
@@ -231,6 +235,7 @@ sys.exit(main([]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_the_real_kx_called_by_its_path_on_a_node_reaches_the_supervisor(kx, project, ray_address, tmp_path_factory):
     one_part(kx, project)
@@ -255,6 +260,7 @@ def test_the_real_kx_called_by_its_path_on_a_node_reaches_the_supervisor(kx, pro
 # --- without Ray ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_without_ray_the_executor_says_how_to_install_it(kx, small_plan, monkeypatch):
     assert kx("plan", "import", str(small_plan)).code == 0
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
@@ -264,6 +270,7 @@ def test_without_ray_the_executor_says_how_to_install_it(kx, small_plan, monkeyp
     assert kx("run", "--runner", "rehearse", "--ray-address", "auto").code == 2
 
 
+@pytest.mark.slow
 def test_an_address_that_does_not_answer_is_refused_at_once(kx, small_plan):
     import socket
 
@@ -338,6 +345,7 @@ def test_a_runner_call_runs_the_cli_here_on_the_supervisor_s_ledger(kx, small_pl
     assert "KX_ATTEMPT" not in os.environ
 
 
+@pytest.mark.slow
 def test_a_ray_attempt_whose_supervisor_died_is_lost(kx, small_plan):
     import socket
 

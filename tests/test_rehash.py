@@ -83,6 +83,7 @@ def test_verify_does_not_check_a_drop_that_was_cleared(kx, plan, project):
 # --- the review packet ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_review_packet_shows_files_changed_or_gone(kx, plan, project):
     from cli.progress import Progress
     from machine.acts.workspace import Workspace
@@ -116,6 +117,7 @@ def test_the_packet_lists_changed_files_per_part(kx, plan, project):
 # --- kx consolidate ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_consolidation_refuses_files_changed_or_gone_unless_allowed(kx, plan, project):
     run_all(kx, project)
     (project / "drops" / "PART-1.md").write_text("edited afterwards\n")
@@ -140,6 +142,7 @@ def test_consolidation_refuses_files_changed_or_gone_unless_allowed(kx, plan, pr
     assert consolidated["type"] == "PlanConsolidated" and len(consolidated["data"]["allowed_missing"]) == 2
 
 
+@pytest.mark.slow
 def test_consolidation_counts_files_that_exist_and_every_lost_failed_and_retried_attempt(kx, plan, project):
     from machine.acts.lifecycle import lose
     from machine.acts.workspace import Workspace

@@ -56,6 +56,7 @@ def report_of(kx, folder: Path, monkeypatch, *args: str) -> str:
     return (folder / "r.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_report_of_a_run(rehearsed):
     folder, result = rehearsed
     path = folder / ".kx" / "report-plan.html"
@@ -162,6 +163,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_chromium_renders_the_report_without_console_messages(rehearsed):
     ARTIFACTS.mkdir(exist_ok=True)
@@ -177,6 +179,7 @@ def test_chromium_renders_the_report_without_console_messages(rehearsed):
     assert png_size(screenshot) == (1400, 2000) and screenshot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_console_check_sees_an_error(tmp_path):
     page = tmp_path / "broken.html"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 
+import pytest
+
 from tests.conftest import SMALL_PLAN, events_of, on_a_terminal
 
 DONE_PART_1 = SMALL_PLAN.replace("- [ ] PART 1: Create topics/00-alpha.md",
@@ -109,6 +111,7 @@ def test_a_revision_says_what_it_changed_one_line_each(kx, small_plan, project):
     assert shown[1:] == ["PART-5 removed (it was pending)"]
 
 
+@pytest.mark.slow
 def test_a_box_added_to_a_succeeded_part_is_a_finding_status_shows(kx, small_plan, project):
     _import(kx, project, DONE_PART_1)
     added = DONE_PART_1.replace("- [x] Section 2a: nested detail", "- [x] Section 2a: nested detail\n"

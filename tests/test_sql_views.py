@@ -150,6 +150,7 @@ def readme_queries() -> list[str]:
     return re.findall(r'^sqlite-utils query \.kx/ledger\.db "(.+)"$', section, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_the_readme_queries_run_and_answer(midway):
     folder, made = midway
     queries = readme_queries()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from cli.views import Terminal, bar_cells, status_table
-from tests.conftest import golden, on_a_terminal
+import pytest
+
+from cli.terminal import bar_cells
+from tests.conftest import drawn, golden, on_a_terminal
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_bar_per_batch_and_no_colour_with_no_color(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     plain = on_a_terminal(project, "status", env={"NO_COLOR": "1"})
@@ -16,6 +19,7 @@ def test_on_a_terminal_a_bar_per_batch_and_no_colour_with_no_color(kx, seed_plan
     assert "\x1b[" not in on_a_terminal(project, "status", env={"TERM": "dumb"})
 
 
+@pytest.mark.slow
 def test_piped_status_and_json_stay_as_they_were(kx, seed_plan, project):
     assert kx("plan", "import", "plan.md").code == 0
     assert on_a_terminal(project, "--json", "status").startswith('{"schema": 1, "plan": "plan"')
@@ -33,12 +37,22 @@ def view_of(*states_per_batch: list[str]) -> dict:
 
 def test_the_table_fits_the_width_and_names_the_parts_to_look_at():
     view = view_of(["succeeded"] * 98 + ["failed", "running"], ["pending", "lost"])
-    text = status_table(view, Terminal(color=False, width=90))
+    text = drawn(view, 90)
     lines = text.splitlines()
     assert all(len(line) <= 90 for line in lines), lines
     assert "failed PART-198#2 1/4 · running PART-199#2 1/4" in text
     assert lines[3].endswith("…") and "98/100" in lines[3]
     assert "lost PART-21#2 1/4" in text
+
+
+def test_wide_characters_count_as_the_cells_they_take():
+    from rich.cells import cell_len
+
+    view = view_of(["succeeded", "failed"])
+    view["batches"][0]["title"] = "視覚言語モデル " * 12
+    lines = drawn(view, 80).splitlines()
+    assert all(cell_len(line) <= 80 for line in lines), lines
+    assert lines[3].endswith("…") and cell_len(lines[3]) >= 79
 
 
 def test_bar_cells_keep_every_state_visible_and_fill_the_width():

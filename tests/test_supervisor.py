@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -81,18 +82,29 @@ def test_a_retry_after_one_failure_succeeds(kx, project, plan3):
 
 def test_wait_review_waits_for_a_review_from_another_terminal(kx, project, plan3):
     process = kx_run(project, "run", "--runner", "rehearse", "--review", "wait", "--until-batch", "2", wait=False)
-    deadline = time.monotonic() + 120
-    while kx("--json", "status").json["batches"][0]["state"] != "awaiting_review":
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.3)
-    time.sleep(0.5)
-    assert process.poll() is None  # waiting, not reviewing
+    said = stderr_until(process, "awaits review: run 'kx review 1 --approve'")  # said, then it waits
+    assert process.poll() is None and "BatchReviewed" not in [e["type"] for e in events_of(kx)]
     assert kx("review", "1", "--approve", "--by", "erin").code == 0
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    assert "awaits review: run 'kx review 1 --approve'" in err.decode()
-    review = [e for e in events_of(kx) if e["type"] == "BatchReviewed"][0]
+    assert process.returncode == 0, said + err.decode()
+    events = events_of(kx)
+    review = next(e for e in events if e["type"] == "BatchReviewed")
     assert review["data"]["by"] == "erin"
+    then = [e["data"]["part"] for e in events if e["type"] == "RunnerStarted" and e["position"] > review["position"]]
+    assert then and {batches_map(plan3)[part] for part in then} == {2}  # the same run went on after the review
+
+
+def stderr_until(process: subprocess.Popen, text: str, timeout: float = 120) -> str:
+    """What ``process`` wrote on stderr up to ``text``, read as it comes; it fails if the process ends first."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {text!r} within {timeout}s: {seen.decode()}"
+        chunk = os.read(process.stderr.fileno(), 65536)
+        assert chunk, f"the process ended without saying {text!r}: {seen.decode()}"
+        seen += chunk
+    return seen.decode()
 
 
 def test_no_runner_is_bad_input(kx, plan3):

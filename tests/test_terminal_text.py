@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from tests.conftest import on_a_terminal
 
 TITLE = "\x1b]0;pwned\x07"  # OSC: sets the terminal's window title
@@ -48,6 +50,7 @@ def test_plan_text_is_printed_without_control_sequences(kx, project):
     assert "\\u001b]0;pwned\\u0007" in kx("--json", "plan", "import", f"no{TITLE}pe.md").text
 
 
+@pytest.mark.slow
 def test_on_a_terminal_too_and_only_kx_colours_its_status(kx, project):
     (project / "plan.md").write_text(PLAN, encoding="utf-8")
     assert kx("plan", "import", "plan.md").code == 0

@@ -27,6 +27,7 @@ PERSON_LINES = 160
 ROUNDS = 400  # tick/render rounds at most: many more than the appends take
 
 
+@pytest.mark.slow
 def test_render_keeps_every_line_a_person_appends_while_kx_ticks_and_renders(kx, project):
     """A person's shell appends a line every 20 ms (``echo ... >> plan.md``, another process) while kx ticks and
     renders in this one."""
@@ -265,6 +266,7 @@ def test_folders_made_for_a_runner_never_go_through_a_link_to_kx(runner_brief, p
     assert guard.make_parent("fine/new/p1.md") and (project / "out" / "new").is_dir()
 
 
+@pytest.mark.slow
 def test_consolidation_replaces_links_at_the_index_and_never_writes_through_them(kx, small_plan, project, outside):
     assert kx("plan", "import", "plan.md").code == 0
     run_small_plan(kx, project)
