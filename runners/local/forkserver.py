@@ -44,7 +44,8 @@ UNKNOWN_EXIT = 1  # a wrapper whose exit the server could not report: the ledger
 
 
 class ForkServer:
-    """The supervisor's end: ``start(**args)`` forks a wrapper, ``exit_code(id)`` says how it ended (None: running)."""
+    """The supervisor's end: ``start(**args)`` forks a wrapper, ``exit_code(id)`` says how it ended (None: running);
+    ``fileno()`` becomes readable when a wrapper's exit is reported (None once the server is gone)."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen([sys.executable, "-c", BOOT, *sys.path], stdin=subprocess.PIPE,
@@ -54,6 +55,7 @@ class ForkServer:
         self.running: set[int] = set()
         self.codes: dict[int, int] = {}
         self.unread = b""
+        self.ended = False  # the server's output ended: it is gone
 
     def start(self, **args: Any) -> int:
         if self.process.poll() is not None:
@@ -69,8 +71,17 @@ class ForkServer:
         return self.last_id
 
     def exit_code(self, wrapper: int) -> int | None:
-        self._read()
+        self.read()
         return self.codes.get(wrapper)
+
+    def fileno(self) -> int | None:
+        return None if self.ended or self.process.stdout.closed else self.process.stdout.fileno()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
     def close(self) -> None:
         """Let the server go (it leaves at the end of its input); the wrappers it forked run on."""
@@ -87,13 +98,15 @@ class ForkServer:
             self.process.wait()
         self.process.stdout.close()
 
-    def _read(self) -> None:
-        while self.running:
+    def read(self) -> None:
+        """Take in what the server reported: wrappers' exits, or its own end."""
+        while not self.ended:
             try:
                 chunk = os.read(self.process.stdout.fileno(), 65536)
             except BlockingIOError:
                 return
             if not chunk:
+                self.ended = True
                 self._lost_all()
                 return
             *lines, self.unread = (self.unread + chunk).split(b"\n")

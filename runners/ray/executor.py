@@ -48,6 +48,7 @@ INSTALL = "pip install 'kx[ray]'"
 
 # What a runner on a node may run: its own acts and what it reads. The rest is the supervisor's or a person's.
 NODE_COMMANDS = ("tick", "untick", "drop", "finish", "fail", "brief", "status", "next")
+SERVICE_S = 0.02  # how soon a task's kx call is answered, and an ended task seen: Ray has no descriptor to wait on
 
 
 def import_ray():
@@ -148,6 +149,10 @@ class RayExecutor:
                 attempt.settle()
             else:
                 attempt.keep_alive()
+
+    def waits(self) -> tuple[list[int], float | None]:
+        """Nothing to wait on: Ray is asked again every ``SERVICE_S`` while tasks run."""
+        return [], SERVICE_S if self.attempts else None
 
     def close(self) -> None:
         """Stopped with tasks still running (a second Ctrl-C, an error): cancel them, record them lost."""
