@@ -893,14 +893,19 @@ def _supervise(options: Options, command: str, plain: bool, **run_options: Any) 
     from click.core import ParameterSource
 
     from cli.live import progress_for
+    from runners.local.forkserver import ForkServer
     from runners.supervisor.run import run_plan
 
     context = click.get_current_context()
     explicit = frozenset(name for name in run_options
                          if context.get_parameter_source(name) is not ParameterSource.DEFAULT)
-    with progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
+    # started before the ledger is opened, a local run's fork server is forked from this process: what a wrapper
+    # needs is loaded once, for both (a run on Ray closes it unused)
+    with ForkServer() as server, \
+            progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
         result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner,
-                          command=command, explicit=explicit, progress=progress, ask=ask, **run_options)
+                          command=command, explicit=explicit, progress=progress, ask=ask, fork_server=server,
+                          **run_options)
     options.emit(result.summary, views.run_result(result.summary))
     sys.exit(result.code)
 

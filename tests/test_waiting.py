@@ -1,4 +1,5 @@
-"""``kx run`` waits on what changes: it sleeps while runners work, wakes when one ends or another process appends."""
+"""``kx run`` waits on what changes: it sleeps while runners work, wakes when one ends or another process appends,
+and its fork server is forked from it when it holds no SQLite connection (kx is loaded once per run)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,33 @@ def test_another_process_s_append_changes_the_ledger_s_data_version(kx, small_pl
     assert ledger.data_version() != seen
 
 
+FORKS = """
+import sqlite3, sys, threading
+from runners.local.forkserver import may_fork
+
+fresh = may_fork()
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("CREATE TABLE t (x)")
+holding = may_fork()
+connection.close()
+thread = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
+thread.start()
+threaded = may_fork()
+print(fresh, holding, threaded)
+"""
+
+
+def test_a_fork_server_is_forked_only_from_a_process_without_sqlite_or_threads(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FORKS, str(tmp_path / "x.db")], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.split() == ["True", "False", "False"], done.stderr
+
+
 SERVED = """
-from runners.local.forkserver import ForkServer
+from runners.local.forkserver import ForkedServer, ForkServer
 
 with ForkServer() as server:
+    assert isinstance(server.process, ForkedServer)  # a fresh process: the server is forked from it
     server.process.kill()
     server.process.wait(5)
     server.read()
