@@ -33,6 +33,7 @@ their outcomes themselves.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -166,6 +167,9 @@ class ForkedServer:
         ours_out, replies = os.pipe()
         sys.stdout.flush()  # what this process printed must not be printed again by the child
         sys.stderr.flush()
+        # What was loaded so far lives as long as the process: the collector leaves it alone from now on, in this
+        # process (its last collection at exit gets short) and in the children (their memory stays shared)
+        gc.freeze()
         self.pid = os.fork()
         if self.pid == 0:
             _serve_forked(requests, replies, [ours_in, ours_out])
