@@ -244,7 +244,7 @@ def status(options: Options) -> None:
     \b
         kx status --json --plan vlm-mastery
     """
-    from runners.supervisor.reconcile import reconciled_status
+    from runners.reconcile import reconciled_status
 
     result = reconciled_status(options.workspace())
     terminal = options.terminal()

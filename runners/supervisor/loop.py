@@ -35,7 +35,7 @@ from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
 from runners.supervisor.lease import holding_the_plan
-from runners.supervisor.reconcile import reconcile
+from runners.reconcile import reconcile
 from runners.supervisor.review_page import review_page
 
 REVIEW_MODES = ("prompt", "wait", "auto")
