@@ -73,8 +73,8 @@ pass_options = click.make_pass_decorator(Options)
 
 
 class FilePath(click.Path):
-    """Every path argument of kx: as given, or, in a call relayed from a Ray node or an MCP session
-    (:func:`run_for_runner`), as that call's ``here`` maps it."""
+    """Every path argument of kx: as given, or, in a call relayed from a Ray node (:func:`run_for_runner`), as
+    that call's ``here`` maps it."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from machine.defaults import NAME_LIMIT
@@ -244,9 +244,9 @@ def status(options: Options) -> None:
     \b
         kx status --json --plan vlm-mastery
     """
-    from runners.reconcile import reconciled_status
+    from runners import commands
 
-    result = reconciled_status(options.workspace())
+    result = commands.status(options.workspace())
     terminal = options.terminal()
     options.emit(result, views.status(result, terminal), painted=terminal is not None)
 
@@ -368,7 +368,12 @@ def _act(attempt: str | None, by: str | None):
 
 
 def _report_outcome(options: Options, outcome) -> None:
-    options.emit(outcome.as_dict(), outcome.message)
+    _report_result(options, outcome.as_dict())
+
+
+def _report_result(options: Options, result: dict[str, Any]) -> None:
+    """An act's result: as JSON, or its message for a person."""
+    options.emit(result, result["message"])
 
 
 @cli.command("next")
@@ -381,9 +386,9 @@ def next_(options: Options) -> None:
     \b
         kx next
     """
-    from machine.acts.queries import next_parts
+    from runners import commands
 
-    result = next_parts(options.workspace())
+    result = commands.next_parts(options.workspace())
     options.emit(result, "\n".join(result["parts"]) or f"nothing may start now ({result['running']}/{result['limit']} running)")
 
 
@@ -399,10 +404,10 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
     \b
         kx brief PART-7 --attempt "$KX_ATTEMPT"
     """
-    from machine.acts.queries import brief as make_brief
     from machine.acts.queries import brief_markdown
+    from runners import commands
 
-    result = make_brief(options.workspace(), part, attempt)
+    result = commands.brief(options.workspace(), part, attempt)
     options.emit(result, brief_markdown(result))
 
 
@@ -424,18 +429,10 @@ def check(options: Options, part: str | None, attempt: str | None) -> None:
         kx check PART-7 --json     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], ...}
         kx check                   # one line per PART
     """
-    from ledger.errors import BadInput
-    from machine.acts.queries import check as check_part
-    from machine.acts.queries import check_all
+    from runners import commands
 
-    if part is None:
-        if attempt:
-            raise BadInput("--attempt goes with a PART: kx check PART --attempt ID")
-        result = check_all(options.workspace())
-        options.emit(result, views.plan_check(result))
-    else:
-        result = check_part(options.workspace(), part, attempt or None)
-        options.emit(result, views.evidence_check(result))
+    result = commands.check(options.workspace(), part, attempt)
+    options.emit(result, views.plan_check(result) if part is None else views.evidence_check(result))
     if not result["ok"]:
         sys.exit(1)
 
@@ -452,18 +449,10 @@ def start(options: Options, part: str, by: str | None) -> None:
     \b
         kx start PART-7            # PART-7#1
     """
-    from machine.acts.lifecycle import start as start_part
+    from runners import commands
 
-    outcome = start_part(options.workspace(), part, _act(None, by))
-    options.emit({"part": outcome.part, "attempt": outcome.data["attempt"]}, outcome.data["attempt"])
-
-
-def _tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None,
-          ticked: bool, sources: tuple[str, ...] = ()) -> None:
-    from machine.acts.ticks import tick as tick_boxes
-
-    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked,
-                                        sources=sources))
+    result = commands.start(options.workspace(), part, by)
+    options.emit(result, result["attempt"])
 
 
 @cli.command()
@@ -485,7 +474,9 @@ def tick(options: Options, part: str, refs: tuple[str, ...], sources: tuple[str,
     \b
         kx tick PART-7 1.1 --source https://arxiv.org/abs/2103.00020
     """
-    _tick(options, part, refs, attempt, by, ticked=True, sources=sources)
+    from runners import commands
+
+    _report_result(options, commands.tick(options.workspace(), part, list(refs), sources, attempt, by))
 
 
 @cli.command()
@@ -500,7 +491,9 @@ def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | No
     \b
         kx untick PART-7 2.4
     """
-    _tick(options, part, refs, attempt, by, ticked=False)
+    from runners import commands
+
+    _report_result(options, commands.untick(options.workspace(), part, list(refs), attempt, by))
 
 
 @cli.command()
@@ -515,9 +508,9 @@ def drop(options: Options, part: str, file: Path, attempt: str | None, by: str |
     \b
         kx drop PART-7 "$KX_DROP"
     """
-    from machine.acts.lifecycle import drop as record_drop
+    from runners import commands
 
-    _report_outcome(options, record_drop(options.workspace(), part, file, _act(attempt, by)))
+    _report_result(options, commands.drop(options.workspace(), part, file, attempt, by))
 
 
 @cli.command()
@@ -531,9 +524,9 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
     \b
         kx finish PART-7
     """
-    from machine.acts.lifecycle import finish as finish_part
+    from runners import commands
 
-    _report_outcome(options, finish_part(options.workspace(), part, _act(attempt, by)))
+    _report_result(options, commands.finish(options.workspace(), part, attempt, by))
 
 
 @cli.command()
@@ -550,9 +543,9 @@ def fail(options: Options, part: str, reason: str, no_retry: bool, attempt: str 
         kx fail PART-7 --reason "the model server timed out"
         kx fail PART-7 --reason "the prompt cannot fit the model's window" --no-retry
     """
-    from machine.acts.lifecycle import fail as fail_part
+    from runners import commands
 
-    _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by), retry=not no_retry))
+    _report_result(options, commands.fail(options.workspace(), part, reason, not no_retry, attempt, by))
 
 
 @cli.command()
@@ -820,8 +813,7 @@ def mcp(options: Options, attempt: str | None) -> None:
 
     workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
-    serve(workspace, run_for_runner, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None,
-          version=VERSION)
+    serve(workspace, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None, version=VERSION)
 
 
 def _commands() -> dict[str, tuple[str, frozenset[str]]]:
@@ -957,13 +949,10 @@ views = _LazyViews()
 
 
 def run_for_runner(call) -> tuple[int, str, str]:
-    """``kx ARGV`` for a caller that holds a workspace, run in this process: exit code, stdout, stderr.
-
-    The callers: a runner's ``kx`` on a Ray node (``runners.ray_executor.NodeCall``, run in the supervisor) and an
-    agent's tool call (``runners.mcp_server.SessionCall``, run in its ``kx mcp`` session). ``call`` has the
-    ``argv``, the ``workspace`` the command uses whatever --ledger and --plan say, the ``env`` the command sees
-    (over this process's), ``admit`` (asked before the command runs) and ``here`` (a path argument as it is
-    here; None: as given).
+    """``kx ARGV`` for a runner's call relayed from a Ray node (``runners.ray.executor.NodeCall``), run in this
+    process: exit code, stdout, stderr. ``call`` has the ``argv``, the ``workspace`` the command uses whatever
+    --ledger and --plan say, the ``env`` the command sees (over this process's), ``admit`` (asked before the
+    command runs) and ``here`` (a path argument as it is here; None: as given).
     """
     from click.testing import CliRunner
 
