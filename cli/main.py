@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -24,11 +25,23 @@ def number(min: int = 0) -> click.IntRange:
     return click.IntRange(min=min, max=INT64_MAX)
 
 
+class Relay:
+    """A runner's ``kx ARGV`` run in this process for it (:func:`run_for_runner`): the call, and what the command
+    writes, kept for the caller."""
+
+    def __init__(self, call):
+        self.call, self.here, self.env = call, call.here, call.env
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+
 class Options:
-    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, given=None, here=None):
+    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, relay: Relay | None = None):
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
-        self.given = given  # the supervisor's workspace, for a runner's call run here (run_for_runner)
-        self.here = here  # that call's path arguments as they are here (see FilePath)
+        self.given = relay.call.workspace if relay else None  # the supervisor's workspace, for a runner's call
+        self.here = relay.here if relay else None  # that call's path arguments as they are here (see FilePath)
+        self.out = relay.out if relay else None  # where the command writes (None: stdout and stderr)
+        self.err = relay.err if relay else None
+        self.env = relay.env if relay else os.environ  # what its options read from the environment (--attempt)
 
     def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
         """The global options given after a command's name: they win over those before it."""
@@ -56,7 +69,7 @@ class Options:
         """How a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
         import shutil
 
-        if self.as_json or not sys.stdout.isatty():
+        if self.as_json or not (self.out or sys.stdout).isatty():
             return None
         return views.Terminal(color=not views.plain_terminal(), width=shutil.get_terminal_size((100, 24)).columns)
 
@@ -64,9 +77,9 @@ class Options:
         """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold
         (``painted``: kx's own colours, the text already cleaned)."""
         if self.as_json:
-            click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
+            click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False), file=self.out)
         elif text:
-            click.echo(text if painted else printable(text))
+            click.echo(text if painted else printable(text), file=self.out)
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -81,7 +94,7 @@ class FilePath(click.Path):
         from machine.plan.text import bounded
 
         bounded("a path", os.fspath(value), NAME_LIMIT)
-        here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # the call, then Options
+        here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # its Relay, then Options
         if here is not None:
             value = here(os.fspath(value))
         return super().convert(value, param, ctx)
@@ -98,14 +111,47 @@ GLOBAL_OPTIONS = (
 GLOBAL_NAMES = frozenset(option.name for option in GLOBAL_OPTIONS)
 
 
+def _output(ctx: click.Context) -> TextIO | None:
+    """Where the command of ``ctx`` writes: a relayed call's own output (its ``Relay`` or ``Options``), else
+    None (stdout)."""
+    return getattr(ctx.find_root().obj, "out", None)
+
+
+def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color, file=_output(ctx))
+        ctx.exit()
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"kx, version {VERSION}", file=_output(ctx))
+        ctx.exit()
+
+
+class FromEnvironment(click.Option):
+    """An option whose environment variable is read from the command's environment: a relayed call's own (a
+    runner's ``KX_ATTEMPT``), else this process's."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        options = ctx.find_object(Options)
+        return (options.env if options else os.environ).get(self.envvar) or None
+
+
 class _TakesGlobalOptions:
     """A command or group that takes kx's global options after its name too (``kx status --json``), the one
-    written last winning, and shows them in its help apart from its own.
+    written last winning, and shows them in its help apart from its own; its help goes where the command writes.
 
     The options are shared, not copied onto each command: ``kx tick`` does not pay for building them 30 times."""
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         return [*super().get_params(ctx), *GLOBAL_OPTIONS]
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.callback = _show_help
+        return option
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is not None:  # the root's are its callback's arguments
@@ -138,7 +184,8 @@ class KxGroup(_TakesGlobalOptions, click.Group):
 
 
 @click.group(cls=KxGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(VERSION, prog_name="kx")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
     """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger.
@@ -150,13 +197,13 @@ def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool,
     """
     from ledger import clock, logs
 
-    call = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
-    if call is None:
+    relay = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
+    if relay is None:
         logs.configure(verbose)
     else:
-        call.admit(ctx.invoked_subcommand)
+        relay.call.admit(ctx.invoked_subcommand)
     clock.now()  # a bad $KX_NOW fails every command alike (exit 2), not only the ones that record
-    ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None, call.here if call else None)
+    ctx.obj = Options(ledger, plan, as_json, verbose, relay)
 
 
 # --- plan -------------------------------------------------------------------
@@ -351,7 +398,7 @@ def report(options: Options, output: Path | None) -> None:
 
 # --- runners and reviewers ------------------------------------------------------
 
-attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID",
+attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID", cls=FromEnvironment,
                               help="The runner's attempt (default: $KX_ATTEMPT); without it the act is a person's.")
 by_option = click.option("--by", metavar="NAME", help="Who acts (default: the OS user).")
 
@@ -951,14 +998,14 @@ views = _LazyViews()
 def run_for_runner(call) -> tuple[int, str, str]:
     """``kx ARGV`` for a runner's call relayed from a Ray node (``runners.ray.executor.NodeCall``), run in this
     process: exit code, stdout, stderr. ``call`` has the ``argv``, the ``workspace`` the command uses whatever
-    --ledger and --plan say, the ``env`` the command sees (over this process's), ``admit`` (asked before the
-    command runs) and ``here`` (a path argument as it is here; None: as given).
+    --ledger and --plan say, the ``env`` its options read (``KX_ATTEMPT``), ``admit`` (asked before the command
+    runs) and ``here`` (a path argument as it is here). What the command writes is kept for the call: this
+    process's stdout and stderr are not touched.
     """
-    from click.testing import CliRunner
-
-    with CliRunner().isolation(env=call.env) as (out, err, _):
-        code = run_guarded(cli, call.argv, obj=call)
-    return code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+    relay = Relay(call)
+    # no terminal here: help is laid out 80 columns wide, as a relayed call's always was
+    code = run_guarded(cli, call.argv, obj=relay, out=relay.out, err=relay.err, terminal_width=80)
+    return code, relay.out.getvalue(), relay.err.getvalue()
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The runner-facing commands have a callable core (``runners.commands``): each returns the JSON object
-``kx --json COMMAND`` prints or raises the error it exits with, and ``kx mcp`` runs it without touching this
-process's stdout and stderr."""
+``kx --json COMMAND`` prints or raises the error it exits with, and the relays (``kx mcp``, a Ray node's calls)
+run it without touching this process's stdout and stderr."""
 
 from __future__ import annotations
 
@@ -93,3 +93,30 @@ def test_a_tool_call_runs_the_core_and_leaves_this_process_s_output_alone(kx, st
     assert json.loads(ticked.content[0].text) == ticked.structured_content
     assert refused.is_error and refused.content[0].text.startswith("exit 3: ")
     assert refused.structured_content["error"]["code"] == 3
+
+
+def test_a_relayed_call_keeps_what_the_command_writes_for_its_caller(kx, started, project, capfd):
+    from cli.main import run_for_runner
+    from machine.acts.workspace import Workspace
+
+    seen = []
+
+    class Call:  # as runners.ray.executor.NodeCall
+        workspace = Workspace.open()
+        env = {"KX_ATTEMPT": "PART-1#1"}
+
+        def __init__(self, *argv):
+            self.argv = list(argv)
+
+        def admit(self, command):
+            seen.append((sys.stdout, sys.stderr))
+
+        def here(self, path):
+            return str(project / path)
+
+    streams = sys.stdout, sys.stderr
+    assert run_for_runner(Call("tick", "PART-1", "1"))[:2] == (0, "PART-1: ticked 0.1 'Read influences/00-alpha.md'\n")
+    code, out, err = run_for_runner(Call("--json", "tick", "PART-1", "2.1"))
+    assert code == 3 and json.loads(out)["error"]["code"] == 3 and err.startswith("kx: error: ")
+    assert run_for_runner(Call("--version")) == (0, "kx, version 0.1.0\n", "")
+    assert seen == [streams, streams] and capfd.readouterr() == ("", "")  # this process's own, untouched
