@@ -7,9 +7,9 @@ something may have changed: a wrapper's exit (the fork server's reports), a
 deadline (a retry's backoff, the next reconcile), or another process's append
 (SQLite's ``data_version``, asked every ``watch`` seconds). Each attempt runs
 in a wrapper process of its own session (``runners.local.wrapper``) that
-records the start and the outcome itself,
-so killing the supervisor loses nothing; the same command picks up from the
-ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
+records the start and the outcome itself, so killing the supervisor loses
+nothing; the same command picks up from the ledger, reconciling attempts whose
+wrappers died into ``RunnerLost`` first.
 Where attempts run is the executor's business: wrappers on this machine,
 forked by a fork server that never opens the ledger (``LocalExecutor``), or
 Ray tasks on a cluster (``runners.ray.executor``).
