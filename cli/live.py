@@ -114,7 +114,7 @@ class LiveView(Progress):
         super().__init__(console.file)
         self.console = console
         # drawn at the supervisor's reports, not from a thread of its own; sys.stdout and sys.stderr are not
-        # swapped (a runner's kx call from a Ray node, run in this process, swaps them itself)
+        # redirected (a runner's kx call from a Ray node, run in this process, writes into its own buffers)
         self.display = Live(console=console, auto_refresh=False, transient=True, redirect_stdout=False,
                             redirect_stderr=False)
         self.state: PlanState | None = None

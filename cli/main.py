@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -24,11 +25,23 @@ def number(min: int = 0) -> click.IntRange:
     return click.IntRange(min=min, max=INT64_MAX)
 
 
+class Relay:
+    """A runner's ``kx ARGV`` run in this process for it (:func:`run_for_runner`): the call, and what the command
+    writes, kept for the caller."""
+
+    def __init__(self, call):
+        self.call, self.here, self.env = call, call.here, call.env
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+
 class Options:
-    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, given=None, here=None):
+    def __init__(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool, relay: Relay | None = None):
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
-        self.given = given  # the supervisor's workspace, for a runner's call run here (run_for_runner)
-        self.here = here  # that call's path arguments as they are here (see FilePath)
+        self.given = relay.call.workspace if relay else None  # the supervisor's workspace, for a runner's call
+        self.here = relay.here if relay else None  # that call's path arguments as they are here (see FilePath)
+        self.out = relay.out if relay else None  # where the command writes (None: stdout and stderr)
+        self.err = relay.err if relay else None
+        self.env = relay.env if relay else os.environ  # what its options read from the environment (--attempt)
 
     def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
         """The global options given after a command's name: they win over those before it."""
@@ -54,7 +67,7 @@ class Options:
 
     def terminal(self):
         """A rich console when a person sees stdout, or None when it is not a terminal (or --json): plain text then."""
-        if self.as_json or not sys.stdout.isatty():
+        if self.as_json or not (self.out or sys.stdout).isatty():
             return None
         from cli.terminal import console
 
@@ -63,24 +76,24 @@ class Options:
     def emit(self, payload: dict[str, Any], text: str | None) -> None:
         """``payload`` as JSON, or ``text`` for a person: without the control sequences plan text may hold."""
         if self.as_json:
-            click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False))
+            click.echo(json.dumps({"schema": 1, **payload}, ensure_ascii=False), file=self.out)
         elif text:
-            click.echo(printable(text))
+            click.echo(printable(text), file=self.out)
 
 
 pass_options = click.make_pass_decorator(Options)
 
 
 class FilePath(click.Path):
-    """Every path argument of kx: as given, or, in a call relayed from a Ray node or an MCP session
-    (:func:`run_for_runner`), as that call's ``here`` maps it."""
+    """Every path argument of kx: as given, or, in a call relayed from a Ray node (:func:`run_for_runner`), as
+    that call's ``here`` maps it."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from machine.defaults import NAME_LIMIT
         from machine.plan.text import bounded
 
         bounded("a path", os.fspath(value), NAME_LIMIT)
-        here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # the call, then Options
+        here = getattr(ctx.find_root().obj, "here", None) if ctx is not None else None  # its Relay, then Options
         if here is not None:
             value = here(os.fspath(value))
         return super().convert(value, param, ctx)
@@ -97,14 +110,47 @@ GLOBAL_OPTIONS = (
 GLOBAL_NAMES = frozenset(option.name for option in GLOBAL_OPTIONS)
 
 
+def _output(ctx: click.Context) -> TextIO | None:
+    """Where the command of ``ctx`` writes: a relayed call's own output (its ``Relay`` or ``Options``), else
+    None (stdout)."""
+    return getattr(ctx.find_root().obj, "out", None)
+
+
+def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color, file=_output(ctx))
+        ctx.exit()
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"kx, version {VERSION}", file=_output(ctx))
+        ctx.exit()
+
+
+class FromEnvironment(click.Option):
+    """An option whose environment variable is read from the command's environment: a relayed call's own (a
+    runner's ``KX_ATTEMPT``), else this process's."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        options = ctx.find_object(Options)
+        return (options.env if options else os.environ).get(self.envvar) or None
+
+
 class _TakesGlobalOptions:
     """A command or group that takes kx's global options after its name too (``kx status --json``), the one
-    written last winning, and shows them in its help apart from its own.
+    written last winning, and shows them in its help apart from its own; its help goes where the command writes.
 
     The options are shared, not copied onto each command: ``kx tick`` does not pay for building them 30 times."""
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         return [*super().get_params(ctx), *GLOBAL_OPTIONS]
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.callback = _show_help
+        return option
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is not None:  # the root's are its callback's arguments
@@ -137,7 +183,8 @@ class KxGroup(_TakesGlobalOptions, click.Group):
 
 
 @click.group(cls=KxGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(VERSION, prog_name="kx")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
     """kx runs markdown knowledge-expansion plans on an append-only SQLite ledger.
@@ -149,13 +196,13 @@ def cli(ctx: click.Context, ledger: str | None, plan: str | None, as_json: bool,
     """
     from ledger import clock, logs
 
-    call = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
-    if call is None:
+    relay = ctx.obj  # a runner's call from a Ray node, run here for it by run_for_runner; else None
+    if relay is None:
         logs.configure(verbose)
     else:
-        call.admit(ctx.invoked_subcommand)
+        relay.call.admit(ctx.invoked_subcommand)
     clock.now()  # a bad $KX_NOW fails every command alike (exit 2), not only the ones that record
-    ctx.obj = Options(ledger, plan, as_json, verbose, call.workspace if call else None, call.here if call else None)
+    ctx.obj = Options(ledger, plan, as_json, verbose, relay)
 
 
 # --- plan -------------------------------------------------------------------
@@ -243,9 +290,9 @@ def status(options: Options) -> None:
     \b
         kx status --json --plan vlm-mastery
     """
-    from runners.supervisor.reconcile import reconciled_status
+    from runners import commands
 
-    result = reconciled_status(options.workspace())
+    result = commands.status(options.workspace())
     terminal = options.terminal()
     if terminal is None:
         options.emit(result, views.status(result))
@@ -355,7 +402,7 @@ def report(options: Options, output: Path | None) -> None:
 
 # --- runners and reviewers ------------------------------------------------------
 
-attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID",
+attempt_option = click.option("--attempt", envvar="KX_ATTEMPT", metavar="ID", cls=FromEnvironment,
                               help="The runner's attempt (default: $KX_ATTEMPT); without it the act is a person's.")
 by_option = click.option("--by", metavar="NAME", help="Who acts (default: the OS user).")
 
@@ -372,7 +419,12 @@ def _act(attempt: str | None, by: str | None):
 
 
 def _report_outcome(options: Options, outcome) -> None:
-    options.emit(outcome.as_dict(), outcome.message)
+    _report_result(options, outcome.as_dict())
+
+
+def _report_result(options: Options, result: dict[str, Any]) -> None:
+    """An act's result: as JSON, or its message for a person."""
+    options.emit(result, result["message"])
 
 
 @cli.command("next")
@@ -385,9 +437,9 @@ def next_(options: Options) -> None:
     \b
         kx next
     """
-    from machine.acts.queries import next_parts
+    from runners import commands
 
-    result = next_parts(options.workspace())
+    result = commands.next_parts(options.workspace())
     options.emit(result, "\n".join(result["parts"]) or f"nothing may start now ({result['running']}/{result['limit']} running)")
 
 
@@ -403,10 +455,10 @@ def brief(options: Options, part: str, attempt: str | None) -> None:
     \b
         kx brief PART-7 --attempt "$KX_ATTEMPT"
     """
-    from machine.acts.queries import brief as make_brief
     from machine.acts.queries import brief_markdown
+    from runners import commands
 
-    result = make_brief(options.workspace(), part, attempt)
+    result = commands.brief(options.workspace(), part, attempt)
     options.emit(result, brief_markdown(result))
 
 
@@ -428,18 +480,10 @@ def check(options: Options, part: str | None, attempt: str | None) -> None:
         kx check PART-7 --json     # {"schema": 1, "part": ..., "ok": ..., "boxes": [...], ...}
         kx check                   # one line per PART
     """
-    from ledger.errors import BadInput
-    from machine.acts.queries import check as check_part
-    from machine.acts.queries import check_all
+    from runners import commands
 
-    if part is None:
-        if attempt:
-            raise BadInput("--attempt goes with a PART: kx check PART --attempt ID")
-        result = check_all(options.workspace())
-        options.emit(result, views.plan_check(result))
-    else:
-        result = check_part(options.workspace(), part, attempt or None)
-        options.emit(result, views.evidence_check(result))
+    result = commands.check(options.workspace(), part, attempt)
+    options.emit(result, views.plan_check(result) if part is None else views.evidence_check(result))
     if not result["ok"]:
         sys.exit(1)
 
@@ -456,18 +500,10 @@ def start(options: Options, part: str, by: str | None) -> None:
     \b
         kx start PART-7            # PART-7#1
     """
-    from machine.acts.lifecycle import start as start_part
+    from runners import commands
 
-    outcome = start_part(options.workspace(), part, _act(None, by))
-    options.emit({"part": outcome.part, "attempt": outcome.data["attempt"]}, outcome.data["attempt"])
-
-
-def _tick(options: Options, part: str, refs: tuple[str, ...], attempt: str | None, by: str | None,
-          ticked: bool, sources: tuple[str, ...] = ()) -> None:
-    from machine.acts.ticks import tick as tick_boxes
-
-    _report_outcome(options, tick_boxes(options.workspace(), part, list(refs), _act(attempt, by), ticked=ticked,
-                                        sources=sources))
+    result = commands.start(options.workspace(), part, by)
+    options.emit(result, result["attempt"])
 
 
 @cli.command()
@@ -489,7 +525,9 @@ def tick(options: Options, part: str, refs: tuple[str, ...], sources: tuple[str,
     \b
         kx tick PART-7 1.1 --source https://arxiv.org/abs/2103.00020
     """
-    _tick(options, part, refs, attempt, by, ticked=True, sources=sources)
+    from runners import commands
+
+    _report_result(options, commands.tick(options.workspace(), part, list(refs), sources, attempt, by))
 
 
 @cli.command()
@@ -504,7 +542,9 @@ def untick(options: Options, part: str, refs: tuple[str, ...], attempt: str | No
     \b
         kx untick PART-7 2.4
     """
-    _tick(options, part, refs, attempt, by, ticked=False)
+    from runners import commands
+
+    _report_result(options, commands.untick(options.workspace(), part, list(refs), attempt, by))
 
 
 @cli.command()
@@ -519,9 +559,9 @@ def drop(options: Options, part: str, file: Path, attempt: str | None, by: str |
     \b
         kx drop PART-7 "$KX_DROP"
     """
-    from machine.acts.lifecycle import drop as record_drop
+    from runners import commands
 
-    _report_outcome(options, record_drop(options.workspace(), part, file, _act(attempt, by)))
+    _report_result(options, commands.drop(options.workspace(), part, file, attempt, by))
 
 
 @cli.command()
@@ -535,9 +575,9 @@ def finish(options: Options, part: str, attempt: str | None, by: str | None) -> 
     \b
         kx finish PART-7
     """
-    from machine.acts.lifecycle import finish as finish_part
+    from runners import commands
 
-    _report_outcome(options, finish_part(options.workspace(), part, _act(attempt, by)))
+    _report_result(options, commands.finish(options.workspace(), part, attempt, by))
 
 
 @cli.command()
@@ -554,9 +594,9 @@ def fail(options: Options, part: str, reason: str, no_retry: bool, attempt: str 
         kx fail PART-7 --reason "the model server timed out"
         kx fail PART-7 --reason "the prompt cannot fit the model's window" --no-retry
     """
-    from machine.acts.lifecycle import fail as fail_part
+    from runners import commands
 
-    _report_outcome(options, fail_part(options.workspace(), part, reason, _act(attempt, by), retry=not no_retry))
+    _report_result(options, commands.fail(options.workspace(), part, reason, not no_retry, attempt, by))
 
 
 @cli.command()
@@ -824,8 +864,7 @@ def mcp(options: Options, attempt: str | None) -> None:
 
     workspace = options.workspace()
     workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
-    serve(workspace, run_for_runner, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None,
-          version=VERSION)
+    serve(workspace, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None, version=VERSION)
 
 
 def _commands() -> dict[str, tuple[str, frozenset[str]]]:
@@ -897,14 +936,19 @@ def _supervise(options: Options, command: str, plain: bool, **run_options: Any) 
     from click.core import ParameterSource
 
     from cli.live import progress_for
+    from runners.local.forkserver import ForkServer
     from runners.supervisor.run import run_plan
 
     context = click.get_current_context()
     explicit = frozenset(name for name in run_options
                          if context.get_parameter_source(name) is not ParameterSource.DEFAULT)
-    with progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
+    # started before the ledger is opened, a local run's fork server is forked from this process: what a wrapper
+    # needs is loaded once, for both (a run on Ray closes it unused)
+    with ForkServer() as server, \
+            progress_for(plain=plain, as_json=options.as_json, verbose=options.verbose) as (progress, ask):
         result = run_plan(options.workspace(), interactive=sys.stdin.isatty(), run_cli=run_for_runner,
-                          command=command, explicit=explicit, progress=progress, ask=ask, **run_options)
+                          command=command, explicit=explicit, progress=progress, ask=ask, fork_server=server,
+                          **run_options)
     options.emit(result.summary, views.run_result(result.summary))
     sys.exit(result.code)
 
@@ -956,19 +1000,16 @@ views = _LazyViews()
 
 
 def run_for_runner(call) -> tuple[int, str, str]:
-    """``kx ARGV`` for a caller that holds a workspace, run in this process: exit code, stdout, stderr.
-
-    The callers: a runner's ``kx`` on a Ray node (``runners.ray_executor.NodeCall``, run in the supervisor) and an
-    agent's tool call (``runners.mcp_server.SessionCall``, run in its ``kx mcp`` session). ``call`` has the
-    ``argv``, the ``workspace`` the command uses whatever --ledger and --plan say, the ``env`` the command sees
-    (over this process's), ``admit`` (asked before the command runs) and ``here`` (a path argument as it is
-    here; None: as given).
+    """``kx ARGV`` for a runner's call relayed from a Ray node (``runners.ray.executor.NodeCall``), run in this
+    process: exit code, stdout, stderr. ``call`` has the ``argv``, the ``workspace`` the command uses whatever
+    --ledger and --plan say, the ``env`` its options read (``KX_ATTEMPT``), ``admit`` (asked before the command
+    runs) and ``here`` (a path argument as it is here). What the command writes is kept for the call: this
+    process's stdout and stderr are not touched.
     """
-    from click.testing import CliRunner
-
-    with CliRunner().isolation(env=call.env) as (out, err, _):
-        code = run_guarded(cli, call.argv, obj=call)
-    return code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+    relay = Relay(call)
+    # no terminal here: help is laid out 80 columns wide, as a relayed call's always was
+    code = run_guarded(cli, call.argv, obj=relay, out=relay.out, err=relay.err, terminal_width=80)
+    return code, relay.out.getvalue(), relay.err.getvalue()
 
 
 def main() -> None:

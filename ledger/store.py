@@ -505,6 +505,10 @@ class Ledger:
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the ledger (SQLite's ``data_version``)."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def plan_ids(self) -> list[str]:
         rows = self.conn.execute(
             "SELECT plan FROM events WHERE type = 'PlanImported' ORDER BY position"

@@ -22,5 +22,6 @@ def test_the_benchmark_suite_runs_quickly_end_to_end(capfd):  # fd-level: the MC
     assert any(n.startswith("kx serve dashboard vs kx --json status") for n in names)
     assert any(n.startswith("kx brief of a PART of") for n in names)
     assert any(n.startswith("orchestration") for n in names)
+    assert any(n.startswith("kx run waiting") for n in names)
     assert all(r["kx"] > 0 and r["floor"] > 0 for r in rows)
     assert "ratio" in capfd.readouterr().out

@@ -15,7 +15,8 @@ ROOMS = {
     "ledger": [["errors", "clock", "secrets", "files", "locate", "logs"], ["events"], ["derived", "guard"], ["store"],
                ["chain"]],
     "machine": [["defaults"], ["plan"], ["state"], ["acts"], ["outputs"], ["app"]],
-    "runners": [["protocol", "spec", "attempt_folder"], ["chat", "mcp", "rehearse", "local"], ["ray"], ["supervisor"]],
+    "runners": [["protocol", "spec", "attempt_folder", "reconcile", "commands"], ["chat", "mcp", "rehearse", "local"],
+                ["ray"], ["supervisor"]],
 }
 
 

@@ -12,7 +12,7 @@ from ledger.store import Recorded
 from machine.acts.queries import PLAN_DETAILS_HIDDEN
 from machine.acts.workspace import Workspace
 from machine.state.fold import PlanState
-from runners.supervisor.reconcile import reconciled_state
+from runners.reconcile import reconciled_state
 
 
 @dataclass

@@ -11,7 +11,7 @@ class LocalExecutor:
 
     An executor gives the supervisor attempts that answer ``poll()`` (the exit code, or None while running):
     0 succeeded, 1 failed or lost, 3 start refused. ``service()`` runs once per turn of the supervisor's loop;
-    ``close()`` when it stops.
+    ``waits()`` says what the loop waits on between turns; ``close()`` when it stops.
     """
 
     def __init__(self, workspace: Workspace, command: list[str], lease: float, server: ForkServer | None = None):
@@ -26,7 +26,12 @@ class LocalExecutor:
         return ForkedAttempt(self.server, number)
 
     def service(self) -> None:
-        pass
+        self.server.read()  # also when no attempt runs: a server gone must not stay readable
+
+    def waits(self) -> tuple[list[int], float | None]:
+        """The fork server's reports: readable when a wrapper exits; nothing to do in between."""
+        reports = self.server.fileno()
+        return ([] if reports is None else [reports]), None
 
     def close(self) -> None:
         self.server.close()

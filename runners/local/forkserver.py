@@ -6,9 +6,14 @@ open on its inode) that a forked child inherits but must not use. A wrapper
 forked from the supervisor that outlives it (the supervisor SIGKILLed, its
 terminal closed) then finds "database disk image is malformed", or commits
 into a WAL file that the supervisor's exit already deleted: its outcome is
-lost. So ``kx run`` starts this server once, by fork and exec; the server loads
-what a wrapper needs and forks one wrapper per attempt, and each wrapper opens
-the ledger itself. Forking stays cheap: no interpreter starts per attempt.
+lost. So ``kx run`` starts this server once, before it opens the ledger: it
+loads what a wrapper needs and forks the server from itself, which then holds
+no SQLite state at all and loads nothing again (one interpreter per run). A
+process that may hold a connection already (kx called as a library, tests) or
+runs threads starts the server as a fresh interpreter instead (fork and exec),
+which loads what a wrapper needs itself. Either way the server forks one
+wrapper per attempt, and each wrapper opens the ledger itself: no interpreter
+starts per attempt.
 
 Why not multiprocessing's "forkserver" context, which has the same shape:
 every child it starts runs the parent's ``__main__`` again (the ``kx`` script,
@@ -28,12 +33,14 @@ their outcomes themselves.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from ledger.errors import KxError
@@ -44,16 +51,25 @@ UNKNOWN_EXIT = 1  # a wrapper whose exit the server could not report: the ledger
 
 
 class ForkServer:
-    """The supervisor's end: ``start(**args)`` forks a wrapper, ``exit_code(id)`` says how it ended (None: running)."""
+    """The supervisor's end: ``start(**args)`` forks a wrapper, ``exit_code(id)`` says how it ended (None: running);
+    ``fileno()`` becomes readable when a wrapper's exit is reported (None once the server is gone)."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", BOOT, *sys.path], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+        if may_fork():
+            from runners.local.wrapper import warm_up
+
+            warm_up()  # here, once: the server and every wrapper it forks inherit it
+            self.process: subprocess.Popen | ForkedServer = ForkedServer()
+        else:
+            self.process = subprocess.Popen([sys.executable, "-c", BOOT, *sys.path], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE)
         os.set_blocking(self.process.stdout.fileno(), False)
         self.last_id = 0
         self.running: set[int] = set()
         self.codes: dict[int, int] = {}
         self.unread = b""
+        self.ended = False  # the server's output ended: it is gone
+        self.closed = False
 
     def start(self, **args: Any) -> int:
         if self.process.poll() is not None:
@@ -69,11 +85,23 @@ class ForkServer:
         return self.last_id
 
     def exit_code(self, wrapper: int) -> int | None:
-        self._read()
+        self.read()
         return self.codes.get(wrapper)
 
+    def fileno(self) -> int | None:
+        return None if self.ended or self.closed else self.process.stdout.fileno()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Let the server go (it leaves at the end of its input); the wrappers it forked run on."""
+        """Let the server go (it leaves at the end of its input); the wrappers it forked run on. Once is enough."""
+        if self.closed:
+            return
+        self.closed = True
         if not self.last_id:
             self.process.terminate()  # never used: no need to wait for it to finish loading kx
         try:
@@ -87,13 +115,15 @@ class ForkServer:
             self.process.wait()
         self.process.stdout.close()
 
-    def _read(self) -> None:
-        while self.running:
+    def read(self) -> None:
+        """Take in what the server reported: wrappers' exits, or its own end."""
+        while not self.ended:
             try:
                 chunk = os.read(self.process.stdout.fileno(), 65536)
             except BlockingIOError:
                 return
             if not chunk:
+                self.ended = True
                 self._lost_all()
                 return
             *lines, self.unread = (self.unread + chunk).split(b"\n")
@@ -108,19 +138,104 @@ class ForkServer:
         self.running.clear()
 
 
+def may_fork() -> bool:
+    """Whether this process may fork the server from itself: no thread but this one (a lock another thread holds
+    would stay held in the child) and no SQLite database open (its connection's state would cross the fork)."""
+    import threading
+
+    import psutil
+
+    return threading.active_count() == 1 and not any(_is_sqlite(f.path) for f in psutil.Process().open_files())
+
+
+def _is_sqlite(path: str) -> bool:
+    if path.endswith(("-wal", "-shm", "-journal")):
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(16) == b"SQLite format 3\0"
+    except OSError:
+        return True  # unreadable now: taken for one
+
+
+class ForkedServer:
+    """The server as a child forked from this process, offering what the supervisor's end uses of
+    ``subprocess.Popen``: ``stdin``, ``stdout``, ``poll``, ``wait``, ``terminate``, ``kill``, ``returncode``."""
+
+    def __init__(self) -> None:
+        requests, ours_in = os.pipe()
+        ours_out, replies = os.pipe()
+        sys.stdout.flush()  # what this process printed must not be printed again by the child
+        sys.stderr.flush()
+        # What was loaded so far lives as long as the process: the collector leaves it alone from now on, in this
+        # process (its last collection at exit gets short) and in the children (their memory stays shared)
+        gc.freeze()
+        self.pid = os.fork()
+        if self.pid == 0:
+            _serve_forked(requests, replies, [ours_in, ours_out])
+        os.close(requests)
+        os.close(replies)
+        self.stdin, self.stdout = os.fdopen(ours_in, "wb"), os.fdopen(ours_out, "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("kx fork server", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+
+def _serve_forked(requests: int, replies: int, parents: list[int]) -> None:
+    """The forked child: the server on the two pipes, never returning into the code that forked it."""
+    code = 1
+    try:
+        os.dup2(requests, 0)
+        os.dup2(replies, 1)
+        for fd in (requests, replies, *parents):
+            os.close(fd)
+        serve()
+        code = 0
+    except BaseException:  # noqa: BLE001 - said on stderr, as a fresh interpreter's server would
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
 # --- the server ------------------------------------------------------------------------------
 
 
 def main() -> None:
+    """The server as a fresh interpreter (``BOOT``): it loads what a wrapper needs, then serves."""
+    from runners.local.wrapper import warm_up
+
+    warm_up()
     serve()
     os._exit(0)  # nothing to tear down: leaving at once frees the supervisor that waits for it
 
 
 def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's; its wrappers must still report
-    from runners.local.wrapper import warm_up
-
-    warm_up()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

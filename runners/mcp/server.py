@@ -1,12 +1,12 @@
 """``kx mcp``: a runner's commands as Model Context Protocol tools, served on stdio (CONTRACT section 9).
 
-A tool call is the CLI itself: its arguments become the command line ``kx --json COMMAND ...``, which the CLI
-(given by ``cli.main`` as ``run_cli``: this package does not import the CLI) runs in this process on the workspace
-the session holds, as it runs a Ray node's calls. So a call has the command's rules, transactions and attempt
-checks, and reads the state other processes appended (each command re-reads it from the read model), without an
-interpreter's start. A result is the JSON object the command prints; a refusal or bad input is a tool error whose
-text is ``exit N: message``. The brief is also a resource (``kx://brief/PART-7``), and the worker's instructions
-with it a prompt (``worker``).
+A tool call is the command itself: its arguments, checked as the CLI checks them, go to the command's function
+(``runners.commands``, which the CLI calls too), run in this process on the workspace the session holds. So a call
+has the command's rules, transactions and attempt checks, and reads the state other processes appended (each
+command re-reads it from the read model), without an interpreter's start. A result is the JSON object
+``kx --json COMMAND`` prints; a refusal or bad input is a tool error whose text is ``exit N: message``. Each tool
+is described by its command's help (given by ``cli.main``: this package does not import the CLI). The brief is
+also a resource (``kx://brief/PART-7``), and the worker's instructions with it a prompt (``worker``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from mcp.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
-from ledger.errors import BadInput, KxError
+from ledger import logs
+from ledger.errors import BadInput, as_kx_error
 from machine.acts.workspace import Workspace
 from machine.plan.model import AttemptId
+from machine.plan.text import printable
+from runners import commands
 
 # The CLI's commands as ``cli.main`` offers them: name -> (help, option names).
 Commands = Mapping[str, tuple[str, frozenset[str]]]
-RunCli = Callable[["SessionCall"], tuple[int, str, str]]
 
 BRIEF_URI = "kx://brief/"
 INSTRUCTIONS = ("kx runs a knowledge-expansion plan. Read your PART's brief (the brief tool, or the resource "
@@ -101,6 +103,7 @@ AS_ARGUMENTS = [(re.compile(r"--source(?:=| )URL"), "sources: [URL]"), (re.compi
                 (re.compile(r"--attempt(?:=| )ID"), "attempt: ID"), (re.compile(r"--attempt\b"), "attempt"),
                 (re.compile(r"--reason(?:=| )TEXT"), "reason: TEXT"), (re.compile(r"--reason\b"), "reason")]
 
+# each tool's arguments, by the name its command's function takes them
 TOOLS: dict[str, tuple[Argument, ...]] = {
     "status": (),
     "next": (),
@@ -113,27 +116,18 @@ TOOLS: dict[str, tuple[Argument, ...]] = {
     "finish": (PART, ATTEMPT),
     "fail": (PART, REASON, ATTEMPT),
 }
-
-
-@dataclass
-class SessionCall:
-    """One tool call, for ``run_cli``: the command line, run on the session's workspace."""
-
-    workspace: Workspace
-    argv: list[str]
-    env = {"KX_ATTEMPT": None}  # the attempt is on the command line, or there is none
-    here = None  # a path argument is read as the CLI reads it, from this process's folder
-
-    def admit(self, command: str | None) -> None:
-        if command not in TOOLS:
-            raise BadInput(f"'kx {command}' is not a tool of kx mcp")
+CALLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "status": commands.status, "next": commands.next_parts, "brief": commands.brief, "check": commands.check,
+    "start": commands.start, "tick": commands.tick, "untick": commands.untick, "drop": commands.drop,
+    "finish": commands.finish, "fail": commands.fail,
+}
 
 
 class Session:
-    """What a ``kx mcp`` process holds: the workspace (its open ledger), the CLI to run, the default attempt."""
+    """What a ``kx mcp`` process holds: the workspace (its open ledger), the CLI's commands, the default attempt."""
 
-    def __init__(self, workspace: Workspace, run_cli: RunCli, commands: Commands, attempt: str | None):
-        self.workspace, self.run_cli, self.commands, self.attempt = workspace, run_cli, commands, attempt
+    def __init__(self, workspace: Workspace, commands: Commands, attempt: str | None):
+        self.workspace, self.commands, self.attempt = workspace, commands, attempt
 
     def tools(self) -> list[types.Tool]:
         return [types.Tool(name=name, description=self._help(name), input_schema=_input_schema(arguments),
@@ -142,14 +136,18 @@ class Session:
 
     def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
         try:
-            argv = ["--json", *self.command_line(tool, arguments)]
-        except KxError as error:
-            return _tool_error(error.code, error.message)
-        code, out, err = self.run_cli(SessionCall(self.workspace, argv))
-        return _tool_result(code, out, err)
+            given = self.call_arguments(tool, arguments)
+            result = CALLS[tool](self.workspace, **given)
+        except Exception as exc:  # noqa: BLE001 - every failure is the tool's error, as the CLI says it
+            error = as_kx_error(exc)
+            message = " ".join(error.message.split())
+            logs.get().error("tool failed", tool=tool, code=error.code, message=message)
+            return _tool_error(error.code, message, error.details)
+        payload = json.dumps({"schema": 1, **result}, ensure_ascii=False)
+        return types.CallToolResult(content=[types.TextContent(text=payload)], structured_content=json.loads(payload))
 
-    def command_line(self, tool: str, arguments: dict[str, Any]) -> list[str]:
-        """``COMMAND --option=VALUE ... -- POSITIONAL...`` for the tool's arguments (checked, one line if not)."""
+    def call_arguments(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The tool's arguments as its command's function takes them (checked, one line if not)."""
         if tool not in TOOLS:
             raise BadInput(f"no tool '{tool}' (tools: {', '.join(TOOLS)})")
         if tool not in self.commands:
@@ -159,7 +157,7 @@ class Session:
         if unknown:
             raise BadInput(f"{tool} takes no argument {', '.join(map(repr, unknown))}"
                            f" (its arguments: {', '.join(a.name for a in spec) or 'none'})")
-        options, positional = [], []
+        given = {}
         for argument in spec:
             value, implied = arguments.get(argument.name), False
             if argument is ATTEMPT and not value:
@@ -169,22 +167,25 @@ class Session:
                     raise BadInput(f"{tool} needs '{argument.name}': {argument.description}")
                 continue
             values = argument.values(tool, value)
-            if argument.option is None:
-                positional += values
-            elif argument.option in self.commands[tool][1]:
-                options += [f"{argument.option}={v}" for v in values]
-            elif not implied:
+            if argument.option is not None and argument.option not in self.commands[tool][1]:
+                if implied:
+                    continue
                 raise BadInput(f"'kx {tool}' takes no {argument.option} in this kx; leave out '{argument.name}'")
-        return [tool, *options, *(["--", *positional] if positional else [])]
+            given[argument.name] = values if argument.many else values[0]
+        return given
 
     def brief_text(self, part: str) -> str:
         """``kx brief PART`` as it prints for a person: the markdown."""
+        from machine.acts.queries import brief_markdown
+
         own = part == self.own_part() and self.attempt
-        argv = ["brief", *([f"--attempt={self.attempt}"] if own else []), "--", part]
-        code, out, err = self.run_cli(SessionCall(self.workspace, argv))
-        if code != 0:
-            raise MCPError(code=types.INVALID_PARAMS, message=f"exit {code}: {_error_line(err) or out.strip()}")
-        return out
+        try:
+            view = commands.brief(self.workspace, part, self.attempt if own else None)
+        except Exception as exc:  # noqa: BLE001 - said as the CLI says it
+            error = as_kx_error(exc)
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=f"exit {error.code}: {printable(' '.join(error.message.split()))}") from None
+        return printable(brief_markdown(view)) + "\n"
 
     def own_part(self) -> str | None:
         """The PART of the session's attempt (``PART-7#1``: ``PART-7``)."""
@@ -199,18 +200,6 @@ class Session:
 def _input_schema(arguments: tuple[Argument, ...]) -> dict[str, Any]:
     return {"type": "object", "properties": {a.name: a.schema() for a in arguments},
             "required": [a.name for a in arguments if a.required], "additionalProperties": False}
-
-
-def _tool_result(code: int, out: str, err: str) -> types.CallToolResult:
-    try:
-        payload = json.loads(out)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and "error" not in payload:  # `kx check` prints its result on exit 1 too
-        return types.CallToolResult(content=[types.TextContent(text=out.strip())], structured_content=payload)
-    if isinstance(payload, dict):
-        return _tool_error(code, payload["error"].get("message", ""), payload)
-    return _tool_error(code, _error_line(err) or out.strip() or f"kx exited with status {code}")
 
 
 def in_tool_words(message: str) -> str:
@@ -234,18 +223,11 @@ def _as_call(command: re.Match[str]) -> str:
     return f"{command['tool']} ({', '.join(given)})"
 
 
-def _tool_error(code: int, message: str, payload: dict | None = None) -> types.CallToolResult:
+def _tool_error(code: int, message: str, details: list[str] | None = None) -> types.CallToolResult:
     message = in_tool_words(message)
-    payload = payload or {"schema": 1, "error": {"code": code, "message": message}}
-    if "error" in payload:
-        payload = {**payload, "error": {**payload["error"], "message": message}}
+    error = {"code": code, "message": message, **({"details": details} if details else {})}
     return types.CallToolResult(content=[types.TextContent(text=f"exit {code}: {message}")],
-                                structured_content=payload, is_error=True)
-
-
-def _error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("kx: error: ")]
-    return lines[-1].removeprefix("kx: error: ") if lines else ""
+                                structured_content={"schema": 1, "error": error}, is_error=True)
 
 
 def server(session: Session, version: str = "") -> Server:
@@ -255,8 +237,7 @@ def server(session: Session, version: str = "") -> Server:
         return types.ListToolsResult(tools=session.tools())
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-        # Runs to the end without awaiting: a call never interleaves with another (the CLI swaps sys.stdout).
-        return session.call(params.name, params.arguments or {})
+        return session.call(params.name, params.arguments or {})  # to the end without awaiting: one call at a time
 
     async def list_resources(ctx, params) -> types.ListResourcesResult:
         part = session.own_part()
@@ -299,10 +280,9 @@ def server(session: Session, version: str = "") -> Server:
                   on_read_resource=read_resource, on_list_prompts=list_prompts, on_get_prompt=get_prompt)
 
 
-def serve(workspace: Workspace, run_cli: RunCli, commands: Commands, *, attempt: str | None = None,
-          version: str = "") -> None:
+def serve(workspace: Workspace, commands: Commands, *, attempt: str | None = None, version: str = "") -> None:
     """Serve the session on this process's stdin and stdout until the client closes them."""
-    mcp_server = server(Session(workspace, run_cli, commands, attempt), version)
+    mcp_server = server(Session(workspace, commands, attempt), version)
 
     async def run() -> None:
         async with stdio_server() as (read_stream, write_stream):

@@ -7,9 +7,9 @@ brief, the runner command and the files the runner reads (influential files,
 the target, ``ship`` globs). On the node, ``kx`` is a shim whose command lines
 come back here through a ``Mailbox`` actor, unparsed; the CLI itself runs them
 in this process (``run_cli``, given by ``cli.main``: this package does not
-import the CLI), on this ledger, with the runner's ``KX_*`` variables
-(``--attempt`` from ``$KX_ATTEMPT``), its path arguments moved from the node's
-root to the plan's root here, and only the commands in ``NODE_COMMANDS``. The
+import the CLI), on this ledger, with the runner's attempt (``--attempt`` from
+its ``$KX_ATTEMPT``), its path arguments moved from the node's root to the
+plan's root here, and only the commands in ``NODE_COMMANDS``. The
 files a call names (a drop's) arrive with it and are written under the plan's
 root here first, so ``kx drop`` hashes and records them here; the files the
 runner wrote come back with the task's result. Then the outcome is recorded as
@@ -31,7 +31,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
-from ledger.clock import FROZEN_ENV
 from ledger.errors import BadInput, Refused
 from machine.acts.lifecycle import Act, Context, authorize, fail, lose, start
 from machine.acts.workspace import Workspace
@@ -48,6 +47,7 @@ INSTALL = "pip install 'kx[ray]'"
 
 # What a runner on a node may run: its own acts and what it reads. The rest is the supervisor's or a person's.
 NODE_COMMANDS = ("tick", "untick", "drop", "finish", "fail", "brief", "status", "next")
+SERVICE_S = 0.02  # how soon a task's kx call is answered, and an ended task seen: Ray has no descriptor to wait on
 
 
 def import_ray():
@@ -148,6 +148,10 @@ class RayExecutor:
                 attempt.settle()
             else:
                 attempt.keep_alive()
+
+    def waits(self) -> tuple[list[int], float | None]:
+        """Nothing to wait on: Ray is asked again every ``SERVICE_S`` while tasks run."""
+        return [], SERVICE_S if self.attempts else None
 
     def close(self) -> None:
         """Stopped with tasks still running (a second Ctrl-C, an error): cancel them, record them lost."""
@@ -314,9 +318,9 @@ class RayAttempt:
 class NodeCall:
     """A runner's ``kx ARGV`` from its node, for the CLI to run here (``cli.main.run_for_runner``).
 
-    The CLI runs it on this workspace, whatever ``--ledger`` and ``--plan`` say, with ``env`` over this
-    process's ``KX_*`` variables; it asks ``admit`` before the command runs, and ``here`` for each path
-    argument (a path on the node, from the runner's folder there).
+    The CLI runs it on this workspace, whatever ``--ledger`` and ``--plan`` say, its options reading ``env`` for
+    this process's environment; it asks ``admit`` before the command runs, and ``here`` for each path argument (a
+    path on the node, from the runner's folder there).
     """
 
     def __init__(self, attempt: RayAttempt, message: dict):
@@ -358,14 +362,10 @@ def _naming(paths: set[str]) -> re.Pattern | None:
     return re.compile("|".join(map(re.escape, sorted(paths, key=len, reverse=True))) + r"(?![\w.-])")
 
 
-def _call_env(forwarded: dict[str, str], attempt: str) -> dict[str, str | None]:
-    """The runner's ``KX_*`` variables in place of this process's, ``KX_ATTEMPT`` the task's unless the runner
-    names one; the clock stays this machine's."""
-    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("KX_")}
-    env.update({name: value for name, value in forwarded.items() if name.startswith("KX_")})
-    env["KX_ATTEMPT"] = forwarded.get("KX_ATTEMPT") or attempt
-    env.pop(FROZEN_ENV, None)
-    return env
+def _call_env(forwarded: dict[str, str], attempt: str) -> dict[str, str]:
+    """What the CLI reads of the runner's environment: its attempt, the task's unless the runner names one (the
+    ledger's key and the clock stay this process's)."""
+    return {"KX_ATTEMPT": forwarded.get("KX_ATTEMPT") or attempt}
 
 
 def _summary(error: BaseException) -> str:

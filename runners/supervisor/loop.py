@@ -1,10 +1,15 @@
 """``kx run``: start runners batch by batch under the rules, review between batches, resume after a crash.
 
-The supervisor keeps no state of its own that matters: each turn of its loop
-folds the ledger again. Each attempt runs in a wrapper process of its own
-session (``runners.local.wrapper``) that records the start and the outcome itself,
-so killing the supervisor loses nothing; the same command picks up from the
-ledger, reconciling attempts whose wrappers died into ``RunnerLost`` first.
+The supervisor keeps no state of its own that matters: what it knows of the
+plan is the ledger's events, folded in memory as they come (each turn of its
+loop folds in what was appended since the last). Between turns it sleeps until
+something may have changed: a wrapper's exit (the fork server's reports), a
+deadline (a retry's backoff, the next reconcile), or another process's append
+(SQLite's ``data_version``, asked every ``watch`` seconds). Each attempt runs
+in a wrapper process of its own session (``runners.local.wrapper``) that
+records the start and the outcome itself, so killing the supervisor loses
+nothing; the same command picks up from the ledger, reconciling attempts whose
+wrappers died into ``RunnerLost`` first.
 Where attempts run is the executor's business: wrappers on this machine,
 forked by a fork server that never opens the ledger (``LocalExecutor``), or
 Ray tasks on a cluster (``runners.ray.executor``).
@@ -13,6 +18,7 @@ Ray tasks on a cluster (``runners.ray.executor``).
 from __future__ import annotations
 
 import re
+import select
 import signal
 import time
 from contextlib import ExitStack
@@ -29,7 +35,7 @@ from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
 from runners.supervisor.lease import holding_the_plan
-from runners.supervisor.reconcile import reconcile
+from runners.reconcile import reconcile
 from runners.supervisor.review_page import review_page
 
 REVIEW_MODES = ("prompt", "wait", "auto")
@@ -44,7 +50,7 @@ class RunOptions:
     review: str = "prompt"
     until_batch: int | None = None
     backoff: float = BACKOFF_S
-    poll: float = 0.02
+    watch: float = 0.25  # how often a waiting supervisor asks whether others appended (a review, a runner's ticks)
     reconcile_every: float = 2.0
     executor: str = "local"
     ray_address: str | None = None
@@ -100,6 +106,10 @@ class Executor(Protocol):
 
     def service(self) -> None: ...
 
+    def waits(self) -> tuple[list[int], float | None]:
+        """What the loop waits on between turns: descriptors readable when an attempt ended, and the seconds
+        until ``service`` is due again (None: only when a descriptor is ready)."""
+
     def close(self) -> None: ...
 
 
@@ -125,7 +135,10 @@ class Supervisor:
         self.waiting_for: int | None = None
         self.page_told: str | None = None  # the review page's address said while waiting
         self.page_checked = float("-inf")
-        self.last_reconcile = 0.0
+        self.next_reconcile = 0.0  # when the loop next looks for attempts whose runner died (monotonic)
+        self.retry_due: float | None = None  # when the first retry waiting out its backoff is due (monotonic)
+        self.state: PlanState | None = None  # the plan's state, folded as far as the last turn looked
+        self.seen_version = 0  # the ledger's data_version when the last turn looked
         self.recorded = options.given is None
         self.lease = workspace.config().lease_seconds or LEASE_S
 
@@ -166,9 +179,11 @@ class Supervisor:
         lost = reconcile(self.ws)
         if lost:
             self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")
+        self.state = self.ws.state()
+        self.next_reconcile = time.monotonic() + self.options.reconcile_every
         while True:
             self._reap()
-            state = self.ws.state()
+            state = self._caught_up()
             self.progress.update(state)
             if self.interrupted:
                 if not self.told_stopping:
@@ -177,7 +192,7 @@ class Supervisor:
                                       " (Ctrl-C again to leave now; 'kx resume' continues)")
                 if not self.children:
                     return self._result(state, 130, "interrupted", "interrupted; 'kx resume' continues")
-                time.sleep(self.options.poll)
+                self._wait()
                 continue
             settling = self._settle(state)
             if settling == "acted":
@@ -192,8 +207,34 @@ class Supervisor:
                     return result
                 continue
             self._launch(state)
-            self._maybe_reconcile()
-            time.sleep(self.options.poll)
+            if self._maybe_reconcile(state):
+                continue
+            self._wait(self.retry_due, self.next_reconcile)
+
+    def _caught_up(self) -> PlanState:
+        """The plan's state with what was appended since the last look folded in (read anew if the plan's
+        timezone, which its stamps are folded in, was changed meanwhile)."""
+        self.seen_version = self.ws.ledger.data_version()  # first: an append from now on wakes the next wait
+        if self.ws.config(self.state.id).timezone != self.state.timezone:
+            self.state = self.ws.state()
+        else:
+            self.state.fold_rows(self.ws.ledger.scan(self.state.id, since=self.state.position))
+        return self.state
+
+    def _wait(self, *deadlines: float | None) -> None:
+        """Sleep until something may have changed: an attempt ended, one of ``deadlines`` (monotonic times) came,
+        the executor's service is due, Ctrl-C was pressed, or another process appended (asked every ``watch``
+        seconds; the progress is updated then, so that a live view's clocks go on)."""
+        due = min((deadline for deadline in deadlines if deadline is not None), default=float("inf"))
+        while True:
+            descriptors, service = self.executor.waits()
+            timeout = min(self.options.watch, due - time.monotonic(), float("inf") if service is None else service)
+            ready, _, _ = select.select(descriptors, [], [], max(0.0, timeout))
+            if ready or service is not None or time.monotonic() >= due or self.interrupted and not self.told_stopping:
+                return
+            if self.ws.ledger.data_version() != self.seen_version:
+                return
+            self.progress.update(self.state)
 
     def _result(self, state: PlanState, code: int, outcome: str, message: str) -> RunResult:
         parts = [state.parts[p.id] for p in state.plan.parts]
@@ -234,13 +275,16 @@ class Supervisor:
             code = child.poll()
             if code is not None:
                 del self.children[part]
+                self.next_reconcile = 0.0  # a wrapper that died without recording its outcome is found at once
                 if code == 3:
                     self.progress.say(f"{part}: start refused (another process got there first); will try again")
 
-    def _maybe_reconcile(self) -> None:
-        if time.monotonic() - self.last_reconcile >= self.options.reconcile_every:
-            self.last_reconcile = time.monotonic()
-            reconcile(self.ws)
+    def _maybe_reconcile(self, state: PlanState) -> bool:
+        """Record as lost the attempts whose runner died, every ``reconcile_every`` seconds; whether any was."""
+        if time.monotonic() < self.next_reconcile:
+            return False
+        self.next_reconcile = time.monotonic() + self.options.reconcile_every
+        return bool(reconcile(self.ws, state))
 
     # --- failures and lost attempts ---------------------------------------------------
 
@@ -252,6 +296,7 @@ class Supervisor:
         """
         rules = self.ws.rules(state)
         waiting = None
+        self.retry_due = None
         for structure in state.plan.parts:
             part = state.parts[structure.id]
             if state.batches[part.batch].state == "approved" or part.state not in ("failed", "lost"):
@@ -271,8 +316,10 @@ class Supervisor:
                         return "acted"
                     continue
                 seen = self.failed_seen.setdefault(part.id, time.monotonic())
-                if time.monotonic() - seen < self.options.backoff * 2 ** (part.tries - 1):
+                due = seen + self.options.backoff * 2 ** (part.tries - 1)
+                if time.monotonic() < due:
                     waiting = "waiting"
+                    self.retry_due = min(due, self.retry_due or due)
                     continue
                 retry(self.ws, part.id, Act(by=SUPERVISOR), reason=f"retry {part.tries} of {self.options.retries}")
                 self.failed_seen.pop(part.id, None)
@@ -299,7 +346,7 @@ class Supervisor:
                 self.progress.say(f"batch {number} awaits review: run 'kx review {number} --approve' (or --reject"
                                   " PART...) in another terminal")
             self._tell_review_page(state.id, number)
-            time.sleep(self.options.poll)
+            self._wait(self.page_checked + self.options.reconcile_every)
             return None
         return self._prompt_review(state, number)
 

@@ -24,9 +24,12 @@ RUNNER_OPTIONS = ("model", "base_url")  # they go with the runner: a runner give
 def run_plan(workspace: Workspace, *, review: str | None, until_batch: int | None, interactive: bool,
              run_cli: Callable[..., tuple[int, str, str]] | None = None, command: str = "run",
              explicit: frozenset[str] | None = None, progress: Reporter | None = None,
-             ask: Callable[[str, list[str]], str] | None = None, **attempt_options: Any) -> RunResult:
+             ask: Callable[[str, list[str]], str] | None = None, fork_server: ForkServer | None = None,
+             **attempt_options: Any) -> RunResult:
     """``attempt_options``: ATTEMPT_OPTIONS' values (None: not given); ``explicit``: the names given on the
-    command line (default: those not None). ``command`` "resume" takes the others from the plan's last run."""
+    command line (default: those not None). ``command`` "resume" takes the others from the plan's last run.
+    ``fork_server``: one the caller started before it opened the ledger, for a local run (a run on Ray closes
+    it); the caller closes it if this raises first."""
     check_plan_id(workspace.plan_id())  # it names the attempt folders: refused before any attempt starts
     given = {name: value for name, value in attempt_options.items()
              if (name in explicit if explicit is not None else value is not None)}
@@ -37,9 +40,11 @@ def run_plan(workspace: Workspace, *, review: str | None, until_batch: int | Non
     argv = runner_command(runner if runner is not None else config.runner, model=given.get("model") or config.model,
                           base_url=given.get("base_url") or config.base_url)
     protect_runner_key(argv)
-    # A local run's wrappers come from a fork server, a fresh interpreter that loads kx as this process does:
-    # started before this process loads the supervisor, the two load side by side.
-    server = ForkServer() if executor == "local" else None
+    # A local run's wrappers come from a fork server: the caller's, else a fresh interpreter that loads kx as this
+    # process does (started before this process loads the supervisor, the two load side by side).
+    if fork_server is not None and executor != "local":
+        fork_server.close()
+    server = (fork_server or ForkServer()) if executor == "local" else None
     try:
         from runners.supervisor.loop import LogOnly, RunOptions, Supervisor
 

@@ -25,7 +25,7 @@ def measure(rounds: int = 40) -> list[dict]:
         kx = bundled_project(folder)
         session_times, floor_times = anyio.run(_side_by_side, folder, kx, rounds)
     session_ms, floor_ms = statistics.median(session_times) * 1000, statistics.median(floor_times) * 1000
-    return [row("tick through a kx mcp session vs the python -c floor", session_ms, floor_ms, "ms", "<= 0.5x")]
+    return [row("tick through a kx mcp session vs the python -c floor", session_ms, floor_ms, "ms", "<= 0.2x")]
 
 
 async def _side_by_side(folder, kx: list[str], rounds: int) -> tuple[list[float], list[float]]:
