@@ -86,8 +86,8 @@ def attempt(kx, plan, monkeypatch, capsys):
     """Run the openai runner on a new attempt of a PART, in this process, its kx calls in this process too."""
     from machine.acts.workspace import Workspace
     from runners import protocol
-    from runners.chat import runner
     from runners.attempt_folder import attempt_dir
+    from runners.chat import runner
     from runners.local.wrapper import make_folders, record_outcome, write_brief
 
     def in_process(*args: str) -> subprocess.CompletedProcess:
@@ -246,8 +246,8 @@ def test_a_prompt_that_cannot_fit_fails_once_and_is_not_retried(attempt, kx):
     assert ran.state == "failed" and ran.failure["retry"] is False
     assert ran.failure["reason"].startswith("the prompt cannot fit the model's context window")
     assert "window: 400 tokens" in ran.drop()
-    from runners.supervisor.loop import RunOptions, Supervisor
     from machine.acts.workspace import Workspace
+    from runners.supervisor.loop import RunOptions, Supervisor
 
     supervisor = Supervisor(Workspace.open(), RunOptions(command=["true"], retries=3, backoff=0), progress=None)
     assert supervisor._settle(Workspace.open().state()) is None  # nothing to retry, nothing waiting

@@ -55,11 +55,11 @@ def test_the_lease_of_a_supervisor_gone_is_taken_over(kx, small_plan, project):
     ledger.append([SupervisorLeased(plan="plan", by="kx run", pid=int(dead.stdout), pid_started=time.time() - 5,
                                     host=socket.gethostname())])
     ledger.close()
+    import io
+
     from cli.progress import Progress
     from machine.acts.workspace import Workspace
     from runners.supervisor.run import run_plan
-
-    import io
 
     result = run_plan(Workspace.open(), review="auto", until_batch=1, interactive=False, runner="rehearse",
                       progress=Progress(io.StringIO()))

@@ -8,8 +8,7 @@ import sqlite3
 import pytest
 
 from ledger import store
-from ledger.events import mapper
-from ledger.events import vocabulary
+from ledger.events import mapper, vocabulary
 from ledger.events.checkboxes import CheckboxTicked
 from ledger.events.models import EVENT_TYPES, Event, RunnerFailed
 from ledger.store import Ledger

@@ -41,7 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledger.errors import BadInput
 from machine.defaults import (
-    CONFIG_FILE, EVIDENCE_POLICY, MAX_CONTEXT_TOKENS, MAX_LEASE_S, MIN_CONTEXT_TOKENS, SOURCES_POLICY,
+    CONFIG_FILE,
+    EVIDENCE_POLICY,
+    MAX_CONTEXT_TOKENS,
+    MAX_LEASE_S,
+    MIN_CONTEXT_TOKENS,
+    SOURCES_POLICY,
 )
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.

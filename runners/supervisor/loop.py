@@ -34,8 +34,8 @@ from machine.outputs.packet import batch_packet, packet_text
 from machine.state.fold import PartState, PlanState
 from runners.local.executor import LocalExecutor
 from runners.local.forkserver import ForkServer
-from runners.supervisor.lease import holding_the_plan
 from runners.reconcile import reconcile
+from runners.supervisor.lease import holding_the_plan
 from runners.supervisor.review_page import review_page
 
 REVIEW_MODES = ("prompt", "wait", "auto")
