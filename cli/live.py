@@ -2,15 +2,12 @@
 
 The view is a :class:`cli.progress.Progress` like the plain one: the supervisor calls the same ``say`` and
 ``update``, the plain lines are said above the view, and the view is drawn from the state the supervisor folded
-anyway, so it reads nothing of its own. Only ``kx run`` and ``kx resume`` import this module (and rich).
+anyway, so it reads nothing of its own. Only a run drawing to a terminal imports this module (and rich): see :func:`cli.run_view.progress_for`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console, Group, RenderableType
@@ -19,8 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from cli.progress import Progress, ask_on_terminal
-from cli.terminal import BATCH_STYLES, console, plain_terminal
+from cli.progress import Ask, Progress
+from cli.terminal import BATCH_STYLES
 from ledger import logs
 from machine.outputs.packet import duration
 from machine.plan.text import printable
@@ -28,9 +25,6 @@ from machine.state.fold import SETTLED, PlanState
 
 REFRESH_S = 0.1  # the supervisor reports every few milliseconds; a person needs no more than this
 BAR_WIDTH = 30
-
-Ask = Callable[[str, list[str]], str]
-
 
 @dataclass(frozen=True)
 class BatchRow:
@@ -173,24 +167,3 @@ class LiveView(Progress):
 
     def __exit__(self, *_exc) -> None:
         self.close()
-
-
-def opted_out(plain: bool) -> bool:
-    """Plain lines asked for: ``--plain``, ``NO_COLOR``, or a terminal that cannot redraw (``TERM=dumb``)."""
-    return plain or plain_terminal()
-
-
-def wants_live(*, plain: bool, as_json: bool, verbose: bool = False) -> bool:
-    """The live view only for a person at a terminal: stdout and stderr both one, no --json, no -v (its log lines
-    go to stderr too), not opted out."""
-    return not (as_json or verbose or opted_out(plain)) and sys.stdout.isatty() and sys.stderr.isatty()
-
-
-@contextmanager
-def progress_for(*, plain: bool, as_json: bool, verbose: bool = False) -> Iterator[tuple[Progress, Ask]]:
-    """The run's progress and how it asks a person: the live view, or exactly the plain lines of before."""
-    if not wants_live(plain=plain, as_json=as_json, verbose=verbose):
-        yield Progress(), ask_on_terminal
-        return
-    with LiveView(console(sys.stderr)) as view:
-        yield view, view.pausing(ask_on_terminal)

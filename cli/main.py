@@ -935,7 +935,7 @@ def _run_options(func):
 def _supervise(options: Options, command: str, plain: bool, **run_options: Any) -> None:
     from click.core import ParameterSource
 
-    from cli.live import progress_for
+    from cli.run_view import progress_for
     from runners.local.forkserver import ForkServer
     from runners.supervisor.run import run_plan
 

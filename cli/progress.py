@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 import click
@@ -15,6 +16,8 @@ from machine.outputs.packet import duration
 from machine.plan.text import printable
 from machine.state.fold import PlanState
 from machine.state.runner_output import reason_line
+
+Ask = Callable[[str, list[str]], str]
 
 
 class Progress:

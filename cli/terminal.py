@@ -6,14 +6,13 @@ without paying for rich) and by the run's live view (:mod:`cli.live`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions
 from rich.text import Text
 
-from cli.views import findings_lines, review_note, status_header, why
+from cli.views import findings_lines, plain_terminal, review_note, status_header, why
 from machine.outputs.status import IMPORTED_NOTE
 from machine.plan.text import printable
 
@@ -25,11 +24,6 @@ BATCH_STYLES = {"approved": "green", "running": "blue", "awaiting_review": "bold
 FLAG = ("!", "bold yellow")  # a succeeded PART with unticked boxes
 FINDING_STYLE = "yellow"
 SHOWN_REASONS = 3  # failed or lost PARTs of a batch whose reason gets a line of its own
-
-
-def plain_terminal() -> bool:
-    """``NO_COLOR`` set, or a terminal that cannot redraw (``TERM=dumb``): neither kx's colours nor its live view."""
-    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
 def console(file: TextIO | None = None) -> Console:

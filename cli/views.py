@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from machine.outputs.status import PAST
@@ -10,6 +11,11 @@ from machine.plan.text import counted, one_line
 from machine.state.runner_output import last_output, reason_line
 
 HISTORY_WIDTH = 1000  # an event's details in 'kx audit history', one line per event
+
+
+def plain_terminal() -> bool:
+    """``NO_COLOR`` set, or a terminal that cannot redraw (``TERM=dumb``): neither kx's colours nor its live view."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
 
 
 def import_result(result: Any) -> str:

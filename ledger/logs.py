@@ -61,22 +61,39 @@ class _Logger:
                 pass  # a log that cannot be written never fails a command
 
 
+def _structlog() -> Any:
+    """structlog, imported without rich unless something loaded rich already. Its ``dev`` and ``tracebacks``
+    modules import rich, when it is installed, for pretty tracebacks, which kx's lines never carry (a traceback
+    goes to stderr with -v, through ``cli.errors``): loading it cost a piped ``kx run`` a tenth of its CPU."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment] - Python's way to make an import fail: structlog falls back
+    try:
+        import structlog
+    finally:
+        if sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
 def _file_logger(handle: TextIO) -> Any:
-    import structlog
+    structlog = _structlog()
 
     return _logger(handle, FILE_LEVEL, structlog.processors.JSONRenderer(ensure_ascii=False, default=str))
 
 
 def _console_logger(stream: TextIO) -> Any:
-    import structlog
+    structlog = _structlog()
 
     return _logger(stream, "debug", structlog.dev.ConsoleRenderer(colors=False))
 
 
 def _logger(stream: TextIO, least: str, renderer: Any) -> Any:
-    import structlog
-
     from ledger import secrets
+
+    structlog = _structlog()
 
     return structlog.wrap_logger(
         structlog.WriteLogger(stream),

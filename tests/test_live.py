@@ -18,8 +18,9 @@ import time
 import pytest
 from rich.console import Console
 
-from cli.live import AttemptRow, BatchRow, LiveView, Snapshot, progress_for, render, snapshot, wants_live
+from cli.live import AttemptRow, BatchRow, LiveView, Snapshot, render, snapshot
 from cli.progress import Progress
+from cli.run_view import progress_for, wants_live
 from machine.acts.workspace import Workspace
 from tests.conftest import SMALL_PLAN, SMALL_PLAN_SOURCES, golden, kx_run, real_env
 
@@ -154,6 +155,18 @@ def test_other_commands_do_not_import_rich(kx, small_plan):
              " print(codes, 'rich' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=small_plan.parent, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0] False", out.stderr
+
+
+@pytest.mark.slow
+def test_a_piped_run_does_not_import_rich(kx, small_plan):
+    """Neither the plain progress nor kx.log's lines (structlog's console renderer would load it) need rich."""
+    kx("plan", "import", "plan.md")
+    probe = ("import sys; from cli.errors import run_guarded; from cli.main import cli;"
+             " code = run_guarded(cli, ['run', '--runner', 'true', '--retries', '0', '--review', 'auto',"
+             " '--until-batch', '1']); print(code, 'rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=small_plan.parent, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1].endswith(" False"), out.stdout + out.stderr
+    assert "batch 1" in (small_plan.parent / ".kx" / "kx.log").read_text()
 
 
 # --- end to end, on pseudo-terminals ----------------------------------------------------
