@@ -166,6 +166,7 @@ def test_a_plan_runs_against_a_local_chat_server(kx, project):
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_openai_runner_needs_a_model(kx, project):
     (project / "plan.md").write_text(PLAN)
     kx("plan", "import", "plan.md")

@@ -201,6 +201,7 @@ def test_resume_reuses_the_runner_and_options_of_the_run(kx, small_plan, project
     assert last["command"] == "resume" and last["options"] == {"runner": spec, "retries": 3, "backoff": 0.0}
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_a_secret_on_the_runners_command_line_is_not_recorded_nor_reused(kx, small_plan, project):
     from machine.acts.lifecycle import Act, record_run
     from machine.acts.workspace import Workspace

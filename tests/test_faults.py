@@ -218,6 +218,7 @@ def test_a_runner_spec_and_base_url_are_recorded_and_logged_redacted(kx, small_p
     assert "LLM_KEY" in kx("events").text  # a variable's name is no secret
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_resume_asks_again_for_a_base_url_whose_password_was_not_recorded(kx, small_plan, project):
     from machine.acts.lifecycle import Act, record_run
     from machine.acts.workspace import Workspace

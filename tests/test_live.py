@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pty
 import re
@@ -147,25 +148,28 @@ def test_without_the_view_the_progress_is_the_plain_one():
         assert ask is ask_on_terminal
 
 
+def loaded_rich(folder, *commands: list[str]) -> tuple[list[int], bool]:
+    """The exit codes of ``commands`` run in one fresh, piped interpreter in ``folder``, and whether rich got loaded."""
+    probe = ("import sys; from cli.errors import run_guarded; from cli.main import cli;"
+             f" codes = [run_guarded(cli, args) for args in {list(commands)!r}];"
+             " print(codes, 'rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True)
+    codes, loaded = out.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    return json.loads(codes), loaded == "True"
+
+
 @pytest.mark.slow
 def test_other_commands_do_not_import_rich(kx, small_plan):
     kx("plan", "import", "plan.md")
-    probe = ("import sys; from cli.errors import run_guarded; from cli.main import cli;"
-             " codes = [run_guarded(cli, args) for args in (['tick', 'PART-1', '1'], ['status'], ['--help'])];"
-             " print(codes, 'rich' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=small_plan.parent, capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0] False", out.stderr
+    assert loaded_rich(small_plan.parent, ["tick", "PART-1", "1"], ["status"], ["--help"]) == ([0, 0, 0], False)
 
 
 @pytest.mark.slow
 def test_a_piped_run_does_not_import_rich(kx, small_plan):
     """Neither the plain progress nor kx.log's lines (structlog's console renderer would load it) need rich."""
     kx("plan", "import", "plan.md")
-    probe = ("import sys; from cli.errors import run_guarded; from cli.main import cli;"
-             " code = run_guarded(cli, ['run', '--runner', 'true', '--retries', '0', '--review', 'auto',"
-             " '--until-batch', '1']); print(code, 'rich' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=small_plan.parent, capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1].endswith(" False"), out.stdout + out.stderr
+    run = ["run", "--runner", "true", "--retries", "0", "--review", "auto", "--until-batch", "1"]
+    assert loaded_rich(small_plan.parent, run)[1] is False
     assert "batch 1" in (small_plan.parent / ".kx" / "kx.log").read_text()
 
 

@@ -9,31 +9,18 @@ import shutil
 import subprocess
 import tempfile
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, kx_run, three_batch_plan
+from tests.html_tags import Tags
 from tests.simulate import simulate
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section", "h1", "h2",
                 "p", "div", "span", "b", "i", "em", "code", "table", "thead", "tbody", "tr", "th", "td", "details",
                 "summary", "svg", "g", "rect", "line", "path", "text", "tspan"}
-
-
-class Tags(HTMLParser):
-    def __init__(self, text: str):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def having(self, tag: str, cls: str | None = None) -> list[dict]:
-        return [a for t, a in self.tags if t == tag and (cls is None or cls in (a.get("class") or "").split())]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ def plan(kx, small_plan):
     return small_plan
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 @pytest.mark.parametrize("command", ["run", "resume"])
 def test_a_literal_kx_variable_on_the_command_line_is_refused_with_the_way_to_write_it(kx, plan, project, command):
     before = event_count(project)
@@ -28,18 +29,21 @@ def test_a_literal_kx_variable_on_the_command_line_is_refused_with_the_way_to_wr
     assert not (project / ".kx" / "attempts").exists()
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_braces_and_a_variable_inside_an_argument_too(kx, plan):
     result = kx("run", "--runner", 'llm -m gpt "Read ${KX_BRIEF} and write $KX_TARGET"')
     assert result.code == 2 and "${KX_BRIEF}" in result.err and result.err.count("\n") == 1
     assert "sh -c" in result.err
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_quotes_in_the_spec_get_a_general_hint(kx, plan):
     result = kx("run", "--runner", "llm \"it's at $KX_BRIEF\"")
     assert result.code == 2 and result.err.count("\n") == 1
     assert "wrap the command in sh -c '...'" in result.err
 
 
+@pytest.mark.slow  # kx run starts its fork server before it reads the options it refuses
 def test_the_runner_in_the_config_is_checked_too(kx, plan, project):
     (project / ".kx" / "config.toml").write_text('[defaults]\nrunner = ["cat", "$KX_BRIEF"]\n', encoding="utf-8")
     result = kx("run", "--review", "auto")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from html.parser import HTMLParser
 from pathlib import Path
 
 import anyio
@@ -14,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import complete, write
+from tests.html_tags import Tags
 from web.app import create_app, event_stream
 from web.site import Site
 
@@ -225,23 +225,6 @@ def test_a_recorded_file_swapped_for_a_link_out_of_the_root_is_not_served(batch_
 # --- what the pages show ---------------------------------------------------------------
 
 
-class Tags(HTMLParser):
-    def __init__(self, text: str):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def of(self, tag: str) -> list[dict]:
-        return [attrs for name, attrs in self.tags if name == tag]
-
-    @property
-    def handlers(self) -> list[str]:
-        return [name for _, attrs in self.tags for name in attrs if name.startswith("on")]
-
-
 XSS_PLAN = """\
 # <script>alert(1)</script> plan
 
@@ -271,9 +254,9 @@ def test_plan_text_knowledge_files_and_drops_are_shown_as_text(kx, project):
     browser = client(project)
     for path in ("/", "/parts/PART-1", "/batches/1/review"):
         parsed = Tags(browser.get(path).text)
-        assert parsed.of("script") == [{"src": "/static/live.js", "defer": None}], path
-        assert parsed.of("iframe") == parsed.of("img") == [] and parsed.handlers == [], path
-        assert all(a.get("href", "/").startswith(("/", "#", "https://")) for a in parsed.of("a")), path
+        assert parsed.having("script") == [{"src": "/static/live.js", "defer": None}], path
+        assert parsed.having("iframe") == parsed.having("img") == [] and parsed.handlers == [], path
+        assert all(a.get("href", "/").startswith(("/", "#", "https://")) for a in parsed.having("a")), path
     part = browser.get("/parts/PART-1").text
     assert "&lt;script&gt;alert(7)&lt;/script&gt;" in part and "&lt;iframe src=javascript:alert(9)&gt;" in part
     assert '<a href="https://example.org/a"' in part and "<li>javascript:alert(10)</li>" in part
