@@ -4,10 +4,9 @@ fork server, the wrapper and the runner, from start to exit) vs a ``python -c`` 
 from __future__ import annotations
 
 import resource
-import subprocess
 import sys
 
-from tests.benchmarks.common import clean_env, kx_command, row, run, scratch
+from tests.benchmarks.common import kx_command, row, run, scratch
 
 PLAN = """**Strategy**: 1 runner, 1 at a time (1 batch)
 
@@ -25,7 +24,7 @@ PLAN = """**Strategy**: 1 runner, 1 at a time (1 batch)
 def cpu_seconds(command: list[str], cwd) -> float:
     """User and system CPU of ``command`` and every process it waited for."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, check=True)
+    run(command, cwd)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
