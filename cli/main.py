@@ -30,7 +30,7 @@ class Relay:
     writes, kept for the caller."""
 
     def __init__(self, call):
-        self.call, self.here, self.env = call, call.here, call.env
+        self.call, self.here = call, call.here  # here: read by FilePath before Options exists (--ledger)
         self.out, self.err = io.StringIO(), io.StringIO()
 
 
@@ -39,9 +39,8 @@ class Options:
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
         self.given = relay.call.workspace if relay else None  # the supervisor's workspace, for a runner's call
         self.here = relay.here if relay else None  # that call's path arguments as they are here (see FilePath)
-        self.out = relay.out if relay else None  # where the command writes (None: stdout and stderr)
-        self.err = relay.err if relay else None
-        self.env = relay.env if relay else os.environ  # what its options read from the environment (--attempt)
+        self.out = relay.out if relay else None  # where the command writes (None: stdout)
+        self.env = relay.call.env if relay else os.environ  # what its options read from the environment (--attempt)
 
     def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
         """The global options given after a command's name: they win over those before it."""
