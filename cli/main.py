@@ -30,7 +30,7 @@ class Relay:
     writes, kept for the caller."""
 
     def __init__(self, call):
-        self.call, self.here, self.env = call, call.here, call.env
+        self.call, self.here = call, call.here  # here: read by FilePath before Options exists (--ledger)
         self.out, self.err = io.StringIO(), io.StringIO()
 
 
@@ -39,9 +39,8 @@ class Options:
         self.ledger, self.plan, self.as_json, self.verbose = ledger, plan, as_json, verbose
         self.given = relay.call.workspace if relay else None  # the supervisor's workspace, for a runner's call
         self.here = relay.here if relay else None  # that call's path arguments as they are here (see FilePath)
-        self.out = relay.out if relay else None  # where the command writes (None: stdout and stderr)
-        self.err = relay.err if relay else None
-        self.env = relay.env if relay else os.environ  # what its options read from the environment (--attempt)
+        self.out = relay.out if relay else None  # where the command writes (None: stdout)
+        self.env = relay.call.env if relay else os.environ  # what its options read from the environment (--attempt)
 
     def override(self, ledger: str | None, plan: str | None, as_json: bool, verbose: bool) -> None:
         """The global options given after a command's name: they win over those before it."""
@@ -412,16 +411,6 @@ def acting_options(func):
     return attempt_option(by_option(pass_options(func)))
 
 
-def _act(attempt: str | None, by: str | None):
-    from machine.acts.context import Act
-
-    return Act(attempt=attempt or None, by=by)
-
-
-def _report_outcome(options: Options, outcome) -> None:
-    _report_result(options, outcome.as_dict())
-
-
 def _report_result(options: Options, result: dict[str, Any]) -> None:
     """An act's result: as JSON, or its message for a person."""
     options.emit(result, result["message"])
@@ -612,9 +601,10 @@ def retry(options: Options, part: str, reason: str | None, by: str | None) -> No
     \b
         kx retry PART-7 --reason "server is back"
     """
+    from machine.acts.context import Act
     from machine.acts.lifecycle import retry as retry_part
 
-    _report_outcome(options, retry_part(options.workspace(), part, _act(None, by), reason))
+    _report_result(options, retry_part(options.workspace(), part, Act(by=by), reason).as_dict())
 
 
 @cli.command()
@@ -636,11 +626,11 @@ def reopen(options: Options, parts: tuple[str, ...], reason: str, withdraw_conso
     \b
         kx reopen PART-1 PART-3 --reason "stamped Completed without evidence"
     """
+    from machine.acts.context import Act
     from machine.acts.lifecycle import reopen as reopen_parts
 
-    result = reopen_parts(options.workspace(), list(parts), reason, _act(None, by),
-                          withdraw_consolidation=withdraw_consolidation)
-    options.emit(result, result["message"])
+    _report_result(options, reopen_parts(options.workspace(), list(parts), reason, Act(by=by),
+                                         withdraw_consolidation=withdraw_consolidation))
 
 
 @cli.command()
@@ -663,6 +653,7 @@ def review(options: Options, batch: int, parts: tuple[str, ...], decision: str |
         kx review 2 --reject PART-8 PART-11 --note "too thin"
     """
     from ledger.errors import BadInput
+    from machine.acts.context import Act
     from machine.acts.lifecycle import review as review_batch
 
     if decision is None:
@@ -670,8 +661,8 @@ def review(options: Options, batch: int, parts: tuple[str, ...], decision: str |
     if parts and decision == "approve":
         raise BadInput("PARTs are named only with --reject")
     outcome = review_batch(options.workspace(), batch, approve=decision == "approve", parts=list(parts), note=note,
-                           act=_act(None, by), accept_failed=accept_failed)
-    _report_outcome(options, outcome)
+                           act=Act(by=by), accept_failed=accept_failed)
+    _report_result(options, outcome.as_dict())
 
 
 @cli.command()

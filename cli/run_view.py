@@ -10,15 +10,10 @@ from cli.progress import Ask, Progress, ask_on_terminal
 from cli.views import plain_terminal
 
 
-def opted_out(plain: bool) -> bool:
-    """Plain lines asked for: ``--plain``, ``NO_COLOR``, or a terminal that cannot redraw (``TERM=dumb``)."""
-    return plain or plain_terminal()
-
-
 def wants_live(*, plain: bool, as_json: bool, verbose: bool = False) -> bool:
     """The live view only for a person at a terminal: stdout and stderr both one, no --json, no -v (its log lines
-    go to stderr too), not opted out."""
-    return not (as_json or verbose or opted_out(plain)) and sys.stdout.isatty() and sys.stderr.isatty()
+    go to stderr too), no ``--plain`` nor :func:`plain_terminal`."""
+    return not (as_json or verbose or plain or plain_terminal()) and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 @contextmanager
