@@ -20,6 +20,7 @@ from typing import Any
 from ledger.secrets import redact_text
 from runners.chat.budget import MESSAGE_OVERHEAD, MIN_SHARE, Budget, prompt_tokens, trim
 from runners.chat.client import ARGUMENTS_CAP, ChatClient, ChatError, ChatResult, ContextOverflow, ToolCall
+from runners.chat.dialects import textual_tool_results
 from runners.chat.tools import Workbench
 
 MAX_TOOL_ROUNDS = 8
@@ -145,8 +146,7 @@ def result_messages(result: ChatResult, results: list[tuple[ToolCall, str]]) -> 
     """The tool results as the next request carries them: ``tool`` turns, or, for calls the server left in the
     text, one user turn in the same textual form."""
     if result.textual:
-        blocks = [f"<tool_response>\n{text}\n</tool_response>" for _, text in results]
-        return [{"role": "user", "content": "\n".join(blocks)}]
+        return [{"role": "user", "content": textual_tool_results([text for _, text in results])}]
     return [{"role": "tool", "tool_call_id": call.id, "content": text} for call, text in results]
 
 
