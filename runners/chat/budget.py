@@ -148,12 +148,13 @@ def fit(system: str, full_brief: str, compact_brief: str, items: list[Item], bud
     whole = [tokens(block(item, item.text)) for item in items]
     full = tokens(full_brief)
     form, brief = ("full", full_brief) if full + sum(whole) <= room or full <= room // 2 else ("compact", compact_brief)
-    left = room - tokens(brief) - tokens(HEADER) - 2
+    brief_tokens = full if form == "full" else tokens(brief)
+    left = room - brief_tokens - tokens(HEADER) - 2
     if left < 0:
-        raise NoRoom(f"the brief's boxes alone take {tokens(brief)} tokens, and {room} are left after the"
+        raise NoRoom(f"the brief's boxes alone take {brief_tokens} tokens, and {room} are left after the"
                      f" instructions and the {budget.reserve} reserved for the answer")
     for _ in range(FIT_TRIES):
-        result = _fitted(system, brief, form, items, share_out(items, whole, left), tools)
+        result = _fitted(system, brief, form, items, whole, share_out(items, whole, left), tools)
         result.full_brief = full
         over = result.sent - budget.limit()
         if over <= 0:
@@ -162,14 +163,15 @@ def fit(system: str, full_brief: str, compact_brief: str, items: list[Item], bud
     raise NoRoom(f"the material could not be cut to the {room} tokens left after the instructions")
 
 
-def _fitted(system: str, brief: str, form: str, items: list[Item], shares: list[int | None],
+def _fitted(system: str, brief: str, form: str, items: list[Item], whole: list[int], shares: list[int | None],
             tools: list[dict] | None) -> Fit:
+    """The prompt with each item shown within its share; ``whole``: each item's block, whole, in tokens."""
     blocks, result = [HEADER, ""], Fit([], form, 0)
-    for item, share in zip(items, shares):
+    for item, cost, share in zip(items, whole, shares):
         if share is None:
             result.left_out.append(item.title)
             continue
-        whole_fits = share >= tokens(block(item, item.text))
+        whole_fits = share >= cost
         text = item.text if whole_fits else cut(item, share)
         if not whole_fits:
             result.cut.append(f"{item.title}: {len(text.encode())} of {len(item.text.encode())} bytes shown")

@@ -62,7 +62,11 @@ class ToolCall:
     id: str
     name: str
     arguments: str  # JSON text, as the model wrote it
-    over_cap: bool = False  # its arguments passed ARGUMENTS_CAP and were cut: not run
+
+    @property
+    def over_cap(self) -> bool:
+        """Its arguments passed ARGUMENTS_CAP (a stream is read no further): it is not run."""
+        return len(self.arguments) > ARGUMENTS_CAP
 
 
 @dataclass
@@ -370,7 +374,7 @@ class _Stream:
             how = "[DONE] came" if self.done else "the stream closed"
             raise _StreamCut(f"the stream ended before the answer was finished ({how} without a finish_reason:"
                              " the server stopped it)")
-        calls = [ToolCall(c["id"] or f"call_{n}", c["name"], c["arguments"] or "{}", len(c["arguments"]) > ARGUMENTS_CAP)
+        calls = [ToolCall(c["id"] or f"call_{n}", c["name"], c["arguments"] or "{}")
                  for n, c in sorted(self.calls.items()) if c["name"]]
         text = "".join(self.pieces)
         return ChatResult(text, self.model, self.usage, tool_calls=calls,
@@ -379,7 +383,7 @@ class _Stream:
 
 def _tool_call(n: int, call: dict[str, Any]) -> ToolCall:
     arguments = _arguments(call["function"].get("arguments"))
-    return ToolCall(call.get("id") or f"call_{n}", call["function"]["name"], arguments, len(arguments) > ARGUMENTS_CAP)
+    return ToolCall(call.get("id") or f"call_{n}", call["function"]["name"], arguments)
 
 
 def _arguments(value: Any) -> str:
@@ -402,8 +406,7 @@ def _with_textual_calls(result: ChatResult, names: set[str]) -> ChatResult:
         return result
     calls, rest = textual_tool_calls(result.text, names)
     if calls:
-        result.tool_calls = [ToolCall(f"text_call_{n}", c.name, c.arguments, len(c.arguments) > ARGUMENTS_CAP)
-                             for n, c in enumerate(calls)]
+        result.tool_calls = [ToolCall(f"text_call_{n}", c.name, c.arguments) for n, c in enumerate(calls)]
         result.text, result.textual = rest, True
     return result
 

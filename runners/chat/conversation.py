@@ -20,6 +20,7 @@ from typing import Any
 from ledger.secrets import redact_text
 from runners.chat.budget import MESSAGE_OVERHEAD, MIN_SHARE, Budget, prompt_tokens, trim
 from runners.chat.client import ARGUMENTS_CAP, ChatClient, ChatError, ChatResult, ContextOverflow, ToolCall
+from runners.chat.dialects import textual_tool_results
 from runners.chat.tools import Workbench
 
 MAX_TOOL_ROUNDS = 8
@@ -75,9 +76,10 @@ class Asking:
     stream: bool = False
     say: Say = print
 
-    def complete(self, talk: Conversation, history: list[dict[str, Any]], tools: list[dict] | None = None,
+    def complete(self, talk: Conversation, history: list[dict[str, Any]], sent: int, tools: list[dict] | None = None,
                  **options: Any) -> ChatResult:
-        talk.sent.append(prompt_tokens(history, tools))
+        """One request; ``sent``: its tokens as :func:`prompt_tokens` counts them (the caller has counted them)."""
+        talk.sent.append(sent)
         result = self.client.complete(history, stream=self.stream, tools=tools, on_text=_progress,
                                       max_tokens=self.budget.reserve, **options)
         talk.add(result)
@@ -93,27 +95,33 @@ def converse(asking: Asking, history: list[dict[str, Any]], talk: Conversation, 
     """Ask until the model answers without calling a tool (see the module's docstring); ``talk`` is filled as it
     goes, so that a failure still tells what was sent."""
     history, ran = list(history), []
+    counted = prompt_tokens(history)  # the history's tokens, kept up to date as turns are added
     for round_ in range(max_rounds + 1):
         offered = asking.bench.tools() if use_tools and round_ < max_rounds else None
-        tools = offered if offered and asking.budget.room(history, offered) >= MIN_SHARE else None
+        offering = prompt_tokens([], offered) if offered else 0  # the tokens the tools' descriptions take
+        tools = offered if offered and asking.budget.limit() - counted - offering >= MIN_SHARE else None
         try:
-            result = asking.complete(talk, history, tools, retry_server_errors=not ran)
+            result = asking.complete(talk, history, counted + (offering if tools else 0), tools,
+                                     retry_server_errors=not ran)
         except ChatError as error:
             if not ran or isinstance(error, ContextOverflow) or (error.status or 0) < 500:
                 raise
             return _plainly(asking, history, ran, talk, error)
         if not (tools and result.tool_calls):
-            return _whole_answer(asking, history, result, talk)
+            return _whole_answer(asking, history, counted, result, talk)
         history.append(result.message())
-        results = run_calls(asking, history, result.tool_calls)
+        counted += prompt_tokens(history[-1:])
+        results = run_calls(asking, asking.budget.limit() - counted, result.tool_calls)
         ran += results
-        history += result_messages(result, results)
+        replies = result_messages(result, results)
+        history += replies
+        counted += prompt_tokens(replies)
     raise AssertionError("the last round offers no tools")
 
 
-def run_calls(asking: Asking, history: list[dict[str, Any]], calls: list[ToolCall]) -> list[tuple[ToolCall, str]]:
-    """Each call with its result, cut to its share of the room the window has left."""
-    share = asking.budget.room(history) // max(1, len(calls)) - MESSAGE_OVERHEAD
+def run_calls(asking: Asking, room: int, calls: list[ToolCall]) -> list[tuple[ToolCall, str]]:
+    """Each call with its result, cut to its share of the ``room`` (tokens) the window has left."""
+    share = room // max(1, len(calls)) - MESSAGE_OVERHEAD
     results = []
     for n, call in enumerate(calls):
         arguments = redact_text(call.arguments)  # a server that echoes the key must not put it into a search
@@ -138,8 +146,7 @@ def result_messages(result: ChatResult, results: list[tuple[ToolCall, str]]) -> 
     """The tool results as the next request carries them: ``tool`` turns, or, for calls the server left in the
     text, one user turn in the same textual form."""
     if result.textual:
-        blocks = [f"<tool_response>\n{text}\n</tool_response>" for _, text in results]
-        return [{"role": "user", "content": "\n".join(blocks)}]
+        return [{"role": "user", "content": textual_tool_results([text for _, text in results])}]
     return [{"role": "tool", "tool_call_id": call.id, "content": text} for call, text in results]
 
 
@@ -161,28 +168,30 @@ def _plainly(asking: Asking, history: list[dict[str, Any]], ran: list[tuple[Tool
     results = "\n\n".join(f"### {call.name} {call.arguments[:200]}\n\n{text}" for call, text in ran)
     room = asking.budget.room([*start, {"role": "user", "content": f"{PLAINLY}\n\n\n\n{NOW_ANSWER}"}])
     plain = [*start, {"role": "user", "content": f"{PLAINLY}\n\n{trim(results, room)}\n\n{NOW_ANSWER}"}]
+    counted = prompt_tokens(plain)
     try:
-        result = asking.complete(talk, plain)
+        result = asking.complete(talk, plain, counted)
     except ChatError as second:
         raise ChatError(f"{error} (after a tool round); asked again plainly: {second}", second.status) from None
-    return _whole_answer(asking, plain, result, talk)
+    return _whole_answer(asking, plain, counted, result, talk)
 
 
-def _whole_answer(asking: Asking, history: list[dict[str, Any]], result: ChatResult,
+def _whole_answer(asking: Asking, history: list[dict[str, Any]], counted: int, result: ChatResult,
                   talk: Conversation) -> Conversation:
-    """The answer, continued once if it was cut at the length limit."""
+    """The answer, continued once if it was cut at the length limit; ``counted``: the history's tokens."""
     if result.finish_reason == "content_filter":
         raise Failure("the server filtered the answer (finish_reason: content_filter)")
     if result.finish_reason != "length":
         return talk
     reserve = asking.budget.reserve
-    follow = [*history, {"role": "assistant", "content": result.text}, {"role": "user", "content": CONTINUE}]
-    if asking.budget.room(follow) < 0:
+    asked = [{"role": "assistant", "content": result.text}, {"role": "user", "content": CONTINUE}]
+    sent = counted + prompt_tokens(asked)
+    if sent > asking.budget.limit():
         raise Failure(f"the answer was cut at the length limit (max_tokens {reserve}) and the context window has"
                       " no room to ask for the rest")
     asking.say(f"the answer was cut at the length limit (max_tokens {reserve}); asking once to continue it")
     talk.notes.append(f"the answer was cut at the length limit (max_tokens {reserve}); asked once to continue")
-    more = asking.complete(talk, follow)
+    more = asking.complete(talk, [*history, *asked], sent)
     if more.finish_reason == "length":
         raise Failure(f"the answer was cut at the length limit twice (max_tokens {reserve} each time)")
     talk.text = result.text + more.text

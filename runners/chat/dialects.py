@@ -2,9 +2,9 @@
 
 Servers that run small local models (llama.cpp, vLLM, Ollama, LM Studio) speak
 the chat-completions protocol with accents. Some leave a model's tool call in
-the answer's text instead of ``tool_calls``; each words a prompt that does not
-fit its context window differently. This module reads both, as pure functions
-of the text.
+the answer's text instead of ``tool_calls`` (and take its result back in the
+same form); each words a prompt that does not fit its context window
+differently. This module reads and writes both, as pure functions of the text.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def textual_tool_calls(text: str, names: set[str]) -> tuple[list[TextualCall], s
     fenced = FENCE.match(stripped)
     call = _call(fenced[1] if fenced else stripped, names)
     return ([call], "") if call else ([], text)
+
+
+def textual_tool_results(results: list[str]) -> str:
+    """The results of calls a server left in the text, in the same textual form, for one user turn."""
+    return "\n".join(f"<tool_response>\n{text}\n</tool_response>" for text in results)
 
 
 def _call(candidate: str, names: set[str]) -> TextualCall | None:

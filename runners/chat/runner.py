@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import BadInput
 from ledger.secrets import protect_env, redact_text
 from machine.state.headings import headings
 from runners.chat.budget import DEFAULT_CONTEXT, Budget, Fit, Item, NoRoom, compact_brief, default_reserve, fit
@@ -63,13 +62,6 @@ def say(line: str) -> None:
 # --- what kx does before asking --------------------------------------------------------
 
 
-def real_path(bench: Workbench, path: str | None) -> Path | None:
-    try:
-        return bench.guard.check(path, may_be_plan=True) if path else None
-    except BadInput:
-        return None
-
-
 @dataclass
 class Material:
     """What kx read and searched for the model, before the budget cuts it: the items in plan order, and the read
@@ -95,10 +87,10 @@ def prepare(bench: Workbench, brief: dict[str, Any]) -> Material:
         titles.setdefault(path, title)  # a file both influential and read: shown once
     material = Material()
     for path, title in titles.items():
-        text, real = bench.read(path), real_path(bench, path)
+        text, real = bench.read(path), bench.real(path)
         material.items.append(Item(title, text, path, folder=bool(real and real.is_dir())))
-        if real is not None and bench.read_path(real):
-            material.reads[title] = (real, bench.read_path(real))
+        if real is not None and (read := bench.read_path(real)):
+            material.reads[title] = (real, read)
     if bench.search_command:
         for box in brief["boxes"]:
             if box["kind"] == "search" and box.get("query"):
@@ -201,7 +193,7 @@ def judge(brief: dict[str, Any], bench: Workbench, answer: str) -> Verdict:
         if box["ticked"]:
             continue
         if box["kind"] == "read":
-            real = real_path(bench, box.get("path"))
+            real = bench.real(box.get("path"))
             if real is not None and bench.read_path(real):
                 plain.append(box["ref"])
             elif real is not None and real.exists():

@@ -112,12 +112,16 @@ class Workbench:
     def read_path(self, real: Path) -> Read | None:
         return self.reads.get(real)
 
+    def real(self, path: str | None) -> Path | None:
+        """The real path ``read`` takes ``path`` for, or None when it may not read it."""
+        try:
+            return self.guard.check(path.strip(), may_be_plan=True) if path else None
+        except BadInput:
+            return None
+
     def shown_only(self, path: str | None, shown: int) -> None:
         """The model saw only about ``shown`` bytes of what reading ``path`` returned (cut for its context window)."""
-        try:
-            real = self.guard.check(path.strip(), may_be_plan=True) if path else None
-        except BadInput:
-            return
+        real = self.real(path)
         if real in self.reads:
             self.reads[real] = replace(self.reads[real], shown=min(self.reads[real].shown, shown))
 
