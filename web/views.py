@@ -76,7 +76,7 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
     part, structure = state.parts[checked["part"]], state.plan.part(checked["part"])
     target = structure.header.target if structure.header else None
     found, _ = locate(workspace.guard(state), target) if target else (None, None)
-    text = knowledge.decoded(found.read_bytes()) if found and found.is_file() else None
+    data = found.read_bytes() if found and found.is_file() else None
     boxes = [box_row(state, verdict, box, part.evidence.get(box.id))
              for verdict, box in zip(checked["boxes"], structure.boxes)]
     marks = mark_headings(boxes)
@@ -85,10 +85,10 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
     return {
         "part": part, "title": structure.title, "batch": structure.batch, "check": checked, "boxes": boxes,
         "target": {**checked["target"], "path": target, "link": link_to(files, guard.root, found)},
-        "knowledge": knowledge.render(text, marks) if text is not None else None,
+        "knowledge": knowledge.render(knowledge.decoded(data), marks) if data is not None else None,
         "drop": drop_of(workspace, guard, part.drop, checked["drop"], files),
         "attempts": attempts,
-        "since_last": changed_since(attempts, found),
+        "since_last": changed_since(attempts, data),
         "events": story["events"],
         "reopenable": part.state in SETTLED_AGAIN,
         "rehearsal": workspace.rules(state).rehearsing(part),  # its results are labelled as such
@@ -153,12 +153,13 @@ def attempts_of(ledger_path: Path, plan_id: str, events: list[dict[str, Any]]) -
     return list(attempts.values())
 
 
-def changed_since(attempts: list[dict[str, Any]], target: Path | None) -> dict[str, Any] | None:
-    """How the knowledge file differs now from the copy the last attempt left, if it does."""
+def changed_since(attempts: list[dict[str, Any]], now: bytes | None) -> dict[str, Any] | None:
+    """How the knowledge file (its bytes ``now``; None: not there) differs from the copy the last attempt left,
+    if it does."""
     last = next((a for a in reversed(attempts) if a["copy"] is not None), None)
     if last is None:
         return None
-    now = target.read_bytes() if target is not None and target.is_file() else b""
+    now = now or b""
     if now == last["copy"]:
         return None
     return {"after": last["attempt"], "diff": knowledge.diff(last["copy"], now, last["attempt"], "now")}
