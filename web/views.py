@@ -15,7 +15,6 @@ from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
 from machine.outputs.packet import batch_packet, duration
 from machine.outputs.status import status_view
-from machine.plan.model import Box
 from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PartState, PlanState
@@ -74,14 +73,14 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
         story = history(workspace, ref)
         state = workspace.state()
     part, structure = state.parts[checked["part"]], state.plan.part(checked["part"])
+    guard = workspace.guard(state)
     target = structure.header.target if structure.header else None
-    found, _ = locate(workspace.guard(state), target) if target else (None, None)
+    found, _ = locate(guard, target) if target else (None, None)
     data = found.read_bytes() if found and found.is_file() else None
-    boxes = [box_row(state, verdict, box, part.evidence.get(box.id))
-             for verdict, box in zip(checked["boxes"], structure.boxes)]
+    boxes = [box_row(verdict, part.evidence.get(box.id)) for verdict, box in zip(checked["boxes"], structure.boxes)]
     marks = mark_headings(boxes)
     attempts = attempts_of(workspace.ledger.path, state.id, story["events"])
-    files, guard = served_files(workspace, state), workspace.guard(state)
+    files = served_files(workspace, state, guard)
     return {
         "part": part, "title": structure.title, "batch": structure.batch, "check": checked, "boxes": boxes,
         "target": {**checked["target"], "path": target, "link": link_to(files, guard.root, found)},
@@ -95,7 +94,7 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
     }
 
 
-def box_row(state: PlanState, verdict: dict[str, Any], box: Box, evidence: dict[str, Any] | None) -> dict[str, Any]:
+def box_row(verdict: dict[str, Any], evidence: dict[str, Any] | None) -> dict[str, Any]:
     """A box as the page shows it: the verdict of ``kx check``, and what its tick's evidence recorded."""
     evidence = evidence or {}
     return {**verdict, "evidence": evidence,
@@ -174,7 +173,8 @@ def review_page(site: Site, number: int) -> dict[str, Any]:
         known = ", ".join(str(b.number) for b in state.plan.batches)
         raise Unknown(f"no batch {number} in plan {state.id} (batches: {known})")
     packet = batch_packet(state, number, workspace.resolve)
-    files, guard, rules = served_files(workspace, state), workspace.guard(state), workspace.rules(state)
+    guard, rules = workspace.guard(state), workspace.rules(state)
+    files = served_files(workspace, state, guard)
     for entry in packet["parts"]:
         structure, part = state.plan.part(entry["part"]), state.parts[entry["part"]]
         target = structure.header.target if structure.header else None
@@ -190,10 +190,10 @@ def review_page(site: Site, number: int) -> dict[str, Any]:
 # --- files -----------------------------------------------------------------------------
 
 
-def served_files(workspace: Workspace, state: PlanState) -> dict[str, Path]:
+def served_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict[str, Path]:
     """The files ``/files/PATH`` serves: every PART's target and every drop the ledger recorded, by their path
-    under the plan's root; the guard still has the last word when one is read."""
-    root = workspace.guard(state).root
+    under the plan's root (``guard``'s, the plan's); the guard still has the last word when one is read."""
+    root = guard.root
     named = [root / p.header.target for p in state.plan.parts if p.header and p.header.target]
     for part in state.parts.values():
         named += [workspace.resolve(d["path"]) for d in part.drops]
