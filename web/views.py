@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ledger import clock
 from ledger.errors import BadInput, Unknown
 from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
@@ -41,10 +39,11 @@ def dashboard(site: Site) -> dict[str, Any]:
                         "ticked": sum(p["ticked"] for p in parts), "boxes": sum(p["total"] for p in parts)})
     every = [part for batch in batches for part in batch["parts"]]
     reviewing = [b["number"] for b in batches if b["state"] == "awaiting_review"]
+    rules = workspace.rules(state)
     return {
         "status": view,
         "batches": batches,
-        "running": [running(state, part, clock.now(), workspace.rules(state)) for part in state.running()],
+        "running": [running(state, part, rules) for part in state.running()],
         "failures": [part for part in every if part["state"] in ("failed", "lost")],
         "imported": [part["id"] for part in every if part["imported"]],
         "reviewing": reviewing,
@@ -53,11 +52,9 @@ def dashboard(site: Site) -> dict[str, Any]:
     }
 
 
-def running(state: PlanState, part: PartState, now: datetime, rules: Rules) -> dict[str, Any]:
-    started = (part.started or {}).get("recorded_at")
+def running(state: PlanState, part: PartState, rules: Rules) -> dict[str, Any]:
     return {"id": part.id, "attempt": part.attempt, "title": state.plan.part(part.id).title,
-            "seconds": (now - clock.parse_time(started)).total_seconds() if started else None,
-            "rehearsal": rules.rehearsing(part)}
+            "seconds": duration((part.started or {}).get("recorded_at"), None), "rehearsal": rules.rehearsing(part)}
 
 
 def members(state: PlanState, numbers: list[int]) -> list[str]:
