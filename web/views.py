@@ -16,6 +16,7 @@ from machine.outputs.status import status_view
 from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PartState, PlanState
+from machine.state.machines import allows, part_machine
 from machine.state.rehash import changes, recorded_files
 from machine.state.rules import Rules
 from runners.attempt_folder import attempt_dir, kept_target, last_output_of
@@ -23,7 +24,6 @@ from web import knowledge
 from web.site import Site
 
 ENDS = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed", "RunnerLost": "lost"}
-SETTLED_AGAIN = ("succeeded", "failed", "lost")  # what `kx reopen` takes
 
 
 # --- the dashboard ---------------------------------------------------------------------
@@ -86,7 +86,7 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
         "attempts": attempts,
         "since_last": changed_since(attempts, data),
         "events": story["events"],
-        "reopenable": part.state in SETTLED_AGAIN,
+        "reopenable": allows(part_machine(), part, "reopen"),  # as `kx reopen` asks
         "rehearsal": workspace.rules(state).rehearsing(part),  # its results are labelled as such
     }
 
