@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ledger.errors import BadInput, Unknown
+from ledger.errors import BadInput
 from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
 from machine.outputs.packet import batch_packet, duration
@@ -166,9 +166,6 @@ def changed_since(attempts: list[dict[str, Any]], now: bytes | None) -> dict[str
 
 def review_page(site: Site, number: int) -> dict[str, Any]:
     workspace, state = site.workspace(), site.reconciled()
-    if state.plan.batch(number) is None:
-        known = ", ".join(str(b.number) for b in state.plan.batches)
-        raise Unknown(f"no batch {number} in plan {state.id} (batches: {known})")
     packet = batch_packet(state, number, workspace.resolve)
     guard, rules = workspace.guard(state), workspace.rules(state)
     files = served_files(workspace, state, guard)
