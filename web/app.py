@@ -131,9 +131,10 @@ def create_app(site: Site) -> Starlette:
 
     def files(request: Request) -> Response:
         workspace, state = site.workspace(), site.state()
-        served = views.served_files(workspace, state)
+        guard = workspace.guard(state)
+        served = views.served_files(workspace, state, guard)
         name = request.path_params["path"]
-        data = views.read_guarded(workspace.guard(state), served[name]) if name in served else None
+        data = views.read_guarded(guard, served[name]) if name in served else None
         if data is None:
             raise HttpError(404, "no such recorded file: only the knowledge files and drops the ledger records"
                                  " are served")

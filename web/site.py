@@ -61,7 +61,7 @@ class Site:
 
     def head(self) -> int:
         """The ledger's newest position (0: no event yet)."""
-        return self.workspace().ledger.conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+        return self.workspace().ledger.digest()[0]
 
     def events_after(self, position: int, window: int = 1000) -> tuple[list[Recorded], int, bool]:
         """The plan's events after ``position``, at most ``window`` positions on; the position read up to; and

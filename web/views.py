@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ledger import clock
-from ledger.errors import BadInput, Unknown
+from ledger.errors import BadInput
 from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
 from machine.outputs.packet import batch_packet, duration
 from machine.outputs.status import status_view
-from machine.plan.model import Box
 from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PartState, PlanState
+from machine.state.machines import allows, part_machine
 from machine.state.rehash import changes, recorded_files
 from machine.state.rules import Rules
 from runners.attempt_folder import attempt_dir, kept_target, last_output_of
@@ -26,7 +24,6 @@ from web import knowledge
 from web.site import Site
 
 ENDS = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed", "RunnerLost": "lost"}
-SETTLED_AGAIN = ("succeeded", "failed", "lost")  # what `kx reopen` takes
 
 
 # --- the dashboard ---------------------------------------------------------------------
@@ -42,10 +39,11 @@ def dashboard(site: Site) -> dict[str, Any]:
                         "ticked": sum(p["ticked"] for p in parts), "boxes": sum(p["total"] for p in parts)})
     every = [part for batch in batches for part in batch["parts"]]
     reviewing = [b["number"] for b in batches if b["state"] == "awaiting_review"]
+    rules = workspace.rules(state)
     return {
         "status": view,
         "batches": batches,
-        "running": [running(state, part, clock.now(), workspace.rules(state)) for part in state.running()],
+        "running": [running(state, part, rules) for part in state.running()],
         "failures": [part for part in every if part["state"] in ("failed", "lost")],
         "imported": [part["id"] for part in every if part["imported"]],
         "reviewing": reviewing,
@@ -54,11 +52,9 @@ def dashboard(site: Site) -> dict[str, Any]:
     }
 
 
-def running(state: PlanState, part: PartState, now: datetime, rules: Rules) -> dict[str, Any]:
-    started = (part.started or {}).get("recorded_at")
+def running(state: PlanState, part: PartState, rules: Rules) -> dict[str, Any]:
     return {"id": part.id, "attempt": part.attempt, "title": state.plan.part(part.id).title,
-            "seconds": (now - clock.parse_time(started)).total_seconds() if started else None,
-            "rehearsal": rules.rehearsing(part)}
+            "seconds": duration((part.started or {}).get("recorded_at"), None), "rehearsal": rules.rehearsing(part)}
 
 
 def members(state: PlanState, numbers: list[int]) -> list[str]:
@@ -74,28 +70,28 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
         story = history(workspace, ref)
         state = workspace.state()
     part, structure = state.parts[checked["part"]], state.plan.part(checked["part"])
+    guard = workspace.guard(state)
     target = structure.header.target if structure.header else None
-    found, _ = locate(workspace.guard(state), target) if target else (None, None)
-    text = knowledge.decoded(found.read_bytes()) if found and found.is_file() else None
-    boxes = [box_row(state, verdict, box, part.evidence.get(box.id))
-             for verdict, box in zip(checked["boxes"], structure.boxes)]
+    found, _ = locate(guard, target) if target else (None, None)
+    data = found.read_bytes() if found and found.is_file() else None
+    boxes = [box_row(verdict, part.evidence.get(box.id)) for verdict, box in zip(checked["boxes"], structure.boxes)]
     marks = mark_headings(boxes)
     attempts = attempts_of(workspace.ledger.path, state.id, story["events"])
-    files, guard = served_files(workspace, state), workspace.guard(state)
+    files = served_files(workspace, state, guard)
     return {
         "part": part, "title": structure.title, "batch": structure.batch, "check": checked, "boxes": boxes,
         "target": {**checked["target"], "path": target, "link": link_to(files, guard.root, found)},
-        "knowledge": knowledge.render(text, marks) if text is not None else None,
+        "knowledge": knowledge.render(knowledge.decoded(data), marks) if data is not None else None,
         "drop": drop_of(workspace, guard, part.drop, checked["drop"], files),
         "attempts": attempts,
-        "since_last": changed_since(attempts, found),
+        "since_last": changed_since(attempts, data),
         "events": story["events"],
-        "reopenable": part.state in SETTLED_AGAIN,
+        "reopenable": allows(part_machine(), part, "reopen"),  # as `kx reopen` asks
         "rehearsal": workspace.rules(state).rehearsing(part),  # its results are labelled as such
     }
 
 
-def box_row(state: PlanState, verdict: dict[str, Any], box: Box, evidence: dict[str, Any] | None) -> dict[str, Any]:
+def box_row(verdict: dict[str, Any], evidence: dict[str, Any] | None) -> dict[str, Any]:
     """A box as the page shows it: the verdict of ``kx check``, and what its tick's evidence recorded."""
     evidence = evidence or {}
     return {**verdict, "evidence": evidence,
@@ -153,12 +149,13 @@ def attempts_of(ledger_path: Path, plan_id: str, events: list[dict[str, Any]]) -
     return list(attempts.values())
 
 
-def changed_since(attempts: list[dict[str, Any]], target: Path | None) -> dict[str, Any] | None:
-    """How the knowledge file differs now from the copy the last attempt left, if it does."""
+def changed_since(attempts: list[dict[str, Any]], now: bytes | None) -> dict[str, Any] | None:
+    """How the knowledge file (its bytes ``now``; None: not there) differs from the copy the last attempt left,
+    if it does."""
     last = next((a for a in reversed(attempts) if a["copy"] is not None), None)
     if last is None:
         return None
-    now = target.read_bytes() if target is not None and target.is_file() else b""
+    now = now or b""
     if now == last["copy"]:
         return None
     return {"after": last["attempt"], "diff": knowledge.diff(last["copy"], now, last["attempt"], "now")}
@@ -169,11 +166,9 @@ def changed_since(attempts: list[dict[str, Any]], target: Path | None) -> dict[s
 
 def review_page(site: Site, number: int) -> dict[str, Any]:
     workspace, state = site.workspace(), site.reconciled()
-    if state.plan.batch(number) is None:
-        known = ", ".join(str(b.number) for b in state.plan.batches)
-        raise Unknown(f"no batch {number} in plan {state.id} (batches: {known})")
     packet = batch_packet(state, number, workspace.resolve)
-    files, guard, rules = served_files(workspace, state), workspace.guard(state), workspace.rules(state)
+    guard, rules = workspace.guard(state), workspace.rules(state)
+    files = served_files(workspace, state, guard)
     for entry in packet["parts"]:
         structure, part = state.plan.part(entry["part"]), state.parts[entry["part"]]
         target = structure.header.target if structure.header else None
@@ -189,10 +184,10 @@ def review_page(site: Site, number: int) -> dict[str, Any]:
 # --- files -----------------------------------------------------------------------------
 
 
-def served_files(workspace: Workspace, state: PlanState) -> dict[str, Path]:
+def served_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict[str, Path]:
     """The files ``/files/PATH`` serves: every PART's target and every drop the ledger recorded, by their path
-    under the plan's root; the guard still has the last word when one is read."""
-    root = workspace.guard(state).root
+    under the plan's root (``guard``'s, the plan's); the guard still has the last word when one is read."""
+    root = guard.root
     named = [root / p.header.target for p in state.plan.parts if p.header and p.header.target]
     for part in state.parts.values():
         named += [workspace.resolve(d["path"]) for d in part.drops]

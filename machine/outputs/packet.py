@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import clock
+from ledger.errors import Unknown
 from machine.plan.model import part_id
 from machine.state.fold import PlanState
 from machine.state.rehash import WHAT, changes, recorded_files
@@ -42,6 +43,9 @@ def part_packet(state: PlanState, part_id: str) -> dict[str, Any]:
 def batch_packet(state: PlanState, number: int, resolve: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """The batch's packet; with ``resolve`` (stored path → file), each PART's drop and target hashed again."""
     batch = state.plan.batch(number)
+    if batch is None:
+        known = ", ".join(str(b.number) for b in state.plan.batches)
+        raise Unknown(f"no batch {number} in plan {state.id} (batches: {known})")
     members = [part_id(n) for n in dict.fromkeys(batch.parts)]
     changed = changes(recorded_files(state, members), resolve) if resolve else []
     parts = [part_packet(state, member) for member in members]
