@@ -79,11 +79,12 @@ def reconciled_state(workspace: Workspace, read: Callable[[], PlanState] | None 
     return state
 
 
-def reconciled_status(workspace: Workspace) -> dict[str, Any]:
-    """``kx status``: the plan's state, after recording as lost the attempts whose runner died."""
+def reconciled_status(workspace: Workspace, read: Callable[[], PlanState] | None = None) -> dict[str, Any]:
+    """``kx status``: the plan's state, after recording as lost the attempts whose runner died (``read``: as for
+    :func:`reconciled_state`)."""
     from machine.outputs.status import status_view
 
-    view = status_view(reconciled_state(workspace))
+    view = status_view(reconciled_state(workspace, read))
     if made_in := workspace.ledger.elsewhere():  # a copied ledger: said first
         view["findings"].insert(0, {"code": "ledger_moved", "made_in": made_in, "here": workspace.ledger.here(),
                                     "message": workspace.ledger.place_problem()})

@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import complete, write
+from tests.test_anchor import copied_project
 from tests.html_tags import Tags
 from web.app import create_app, event_stream
 from web.site import Site
@@ -296,6 +297,17 @@ def test_an_attempt_keeps_a_copy_of_its_target_and_the_page_shows_what_the_next_
 
 def test_the_status_api_is_the_object_kx_json_status_prints(batch_one_done, kx):
     assert client(batch_one_done).get("/api/status").json() == kx("--json", "status").json
+
+
+def test_the_status_api_and_the_dashboard_report_a_copied_ledger_as_kx_status_does(kx, small_plan, project,
+                                                                                    monkeypatch):
+    elsewhere = copied_project(kx, project)
+    monkeypatch.chdir(elsewhere)
+    status = kx("--json", "status").json
+    assert [f["code"] for f in status["findings"]][:1] == ["ledger_moved"]
+    browser = client(elsewhere)
+    assert browser.get("/api/status").json() == status
+    assert f"made in {project.resolve()}" in browser.get("/").text
 
 
 def test_the_stream_sends_one_data_line_of_event_json_per_event(batch_one_done, kx):

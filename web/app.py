@@ -23,7 +23,6 @@ from ledger.errors import BadInput, KxError, Refused, Unknown
 from machine.acts.lifecycle import Act, reopen, review
 from machine.defaults import SCHEMA
 from machine.outputs.report import seconds_text, size_text
-from machine.outputs.status import status_view
 from web import views
 from web.security import MAX_NAME, HttpError, SecurityHeaders, TokenGate, allowed_hosts, read_form, text
 from web.site import Site, event_json
@@ -121,7 +120,7 @@ def create_app(site: Site) -> Starlette:
     # --- for scripts ------------------------------------------------------------------
 
     def api_status(request: Request) -> Response:
-        return JSONResponse(status_view(site.reconciled()))  # what `kx --json status` prints
+        return JSONResponse(site.status())
 
     async def api_stream(request: Request) -> Response:
         last_seen = request.headers.get("last-event-id", "")

@@ -7,12 +7,13 @@ import hmac
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ledger.store import Recorded
 from machine.acts.queries import PLAN_DETAILS_HIDDEN
 from machine.acts.workspace import Workspace
 from machine.state.fold import PlanState
-from runners.reconcile import reconciled_state
+from runners.reconcile import reconciled_state, reconciled_status
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Site:
     def reconciled(self) -> PlanState:
         """The plan's state as ``kx status`` sees it: attempts whose runner died are recorded lost first."""
         return reconciled_state(self.workspace(), self.state)
+
+    def status(self) -> dict[str, Any]:
+        """What ``kx --json status`` prints (its ``schema`` aside), from this thread's state."""
+        return reconciled_status(self.workspace(), self.state)
 
     def head(self) -> int:
         """The ledger's newest position (0: no event yet)."""

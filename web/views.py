@@ -12,7 +12,6 @@ from ledger.errors import BadInput
 from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
 from machine.outputs.packet import batch_packet, duration
-from machine.outputs.status import status_view
 from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PartState, PlanState
@@ -30,8 +29,8 @@ ENDS = {"RunnerSucceeded": "succeeded", "RunnerFailed": "failed", "RunnerLost": 
 
 
 def dashboard(site: Site) -> dict[str, Any]:
-    workspace, state = site.workspace(), site.reconciled()
-    view = status_view(state)
+    view = site.status()
+    workspace, state = site.workspace(), site.state()
     batches = []
     for batch in view["batches"]:
         parts = [{**part, "imported": state.parts[part["id"]].imported} for part in batch["parts"]]
