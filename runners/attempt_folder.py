@@ -26,17 +26,22 @@ STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKIL
 _STOP_POLL_S = 0.05
 
 
+def plan_dir(ledger_path: Path, plan_id: str) -> Path:
+    """The plan's folder of attempts (``.kx/attempts/PLAN/``); its plan id is checked again."""
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id)
+
+
 def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
     """The attempt's folder; its plan id and attempt id are checked again, whatever put them in the ledger."""
     parsed = AttemptId.parse(attempt)
     if parsed is None:
         raise BadInput(f"{quoted(attempt)} is not an attempt id (PART-7#1)")
-    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / parsed.folder
+    return plan_dir(ledger_path, plan_id) / parsed.folder
 
 
 def supervisor_dir(ledger_path: Path, plan_id: str) -> Path:
     """The plan's supervisor's folder (its heartbeat), beside its attempts' folders."""
-    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / "supervisor"
+    return plan_dir(ledger_path, plan_id) / "supervisor"
 
 
 def beat(folder: Path) -> None:
