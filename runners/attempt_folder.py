@@ -74,6 +74,11 @@ def last_beat(folder: Path) -> str | None:
         return None
 
 
+def silent_for(folder: Path, since: str) -> float:
+    """Seconds since ``folder``'s last heartbeat, or since ``since`` (a stamp) when it has none."""
+    return (clock.now() - clock.parse_time(last_beat(folder) or since)).total_seconds()
+
+
 def record_runner(folder: Path, pid: int) -> None:
     """Note the runner's process (the leader of its own process group), to stop it if its attempt is lost."""
     import psutil
