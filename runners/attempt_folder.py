@@ -135,6 +135,14 @@ def last_output_of(folder: Path) -> str | None:
     return last_output(log_tail(folder / "runner.log"))
 
 
+def this_process() -> dict[str, Any]:
+    """This process as a lease or an attempt notes it: ``pid``, ``pid_started`` (its start time), ``host``."""
+    import psutil
+
+    me = psutil.Process()
+    return {"pid": me.pid, "pid_started": me.create_time(), "host": socket.gethostname()}
+
+
 def process_alive(pid: int, since: float | None) -> bool:
     """``pid`` runs and is the process that started at ``since`` (not a newer one that reused the pid)."""
     import psutil

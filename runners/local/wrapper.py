@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +36,15 @@ from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PlanState
 from machine.state.runner_output import last_output
-from runners.attempt_folder import Heartbeat, attempt_dir, keep_target, log_tail, record_runner, stop_runner
+from runners.attempt_folder import (
+    Heartbeat,
+    attempt_dir,
+    keep_target,
+    log_tail,
+    record_runner,
+    stop_runner,
+    this_process,
+)
 from runners.protocol import mcp_config, runner_environment
 from runners.spec import is_rehearsal
 
@@ -50,12 +57,8 @@ def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, 
 
 
 def run_attempt(workspace: Workspace, part: str, command: list[str], lease: float) -> int:
-    import psutil
-
-    me = psutil.Process()
     try:
-        started = start(workspace, part, Act(by=SUPERVISOR), runner=command, pid=me.pid,
-                        pid_started=me.create_time(), host=socket.gethostname(),
+        started = start(workspace, part, Act(by=SUPERVISOR), runner=command, **this_process(),
                         rehearsal=is_rehearsal(command) or None)
     except Refused as refusal:
         print(f"kx attempt: {refusal.message}", file=sys.stderr)

@@ -17,14 +17,7 @@ from typing import Any
 from machine.acts.lifecycle import Act, release_lease, take_lease
 from machine.acts.workspace import Workspace
 from machine.defaults import SUPERVISOR
-from runners.attempt_folder import Heartbeat, process_alive, silent_for, supervisor_dir
-
-
-def this_process() -> dict[str, Any]:
-    import psutil
-
-    me = psutil.Process()
-    return {"pid": me.pid, "pid_started": me.create_time(), "host": socket.gethostname()}
+from runners.attempt_folder import Heartbeat, process_alive, silent_for, supervisor_dir, this_process
 
 
 def gone(workspace: Workspace, plan_id: str, lease_s: float):
