@@ -217,6 +217,15 @@ def warm_up() -> None:
         model.model_rebuild(force=True)
 
 
+def attempt_on(ledger: str, plan: str, part: str, command: list[str], lease: float) -> int:
+    """``run_attempt`` on the ledger and plan named; a kx error is said on stderr and is the exit status."""
+    try:
+        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
+    except KxError as exc:
+        print(f"kx attempt: {exc.message}", file=sys.stderr)
+        return exc.code
+
+
 def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float, errors: str) -> int:
     """A wrapper's life in the child the fork server forked: its own session, its output to ``errors``."""
     os.setsid()
@@ -228,10 +237,7 @@ def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float,
     os.dup2(null, 0)
     os.close(null)
     try:
-        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
-    except KxError as exc:
-        print(f"kx attempt: {exc.message}", file=sys.stderr)
-        return exc.code
+        return attempt_on(ledger, plan, part, command, lease)
     except BaseException:  # noqa: BLE001 - report it in the wrappers' log
         import traceback
 
@@ -251,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    try:
-        return run_attempt(Workspace.open(args.ledger, args.plan), args.part, command, args.lease)
-    except KxError as exc:
-        print(f"kx attempt: {exc.message}", file=sys.stderr)
-        return exc.code
+    return attempt_on(args.ledger, args.plan, args.part, command, args.lease)
 
 
 if __name__ == "__main__":
