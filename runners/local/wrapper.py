@@ -99,8 +99,9 @@ def make_folders(workspace: Workspace, view: dict) -> None:
 
 def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
     """The PART's earlier attempts are superseded: their runners must not write beside this one's."""
+    plan_id = workspace.plan_id()
     for earlier in AttemptId.parse(attempt).earlier():
-        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), str(earlier)))
+        stop_runner(attempt_dir(workspace.ledger.path, plan_id, str(earlier)))
 
 
 def write_brief(workspace: Workspace, folder: Path, part: str, attempt: str) -> dict:
