@@ -163,8 +163,6 @@ class Supervisor:
         if self.options.executor == "ray":
             from runners.ray.executor import RayExecutor
 
-            if self.fork_server is not None:
-                self.fork_server.close()
             return RayExecutor(self.ws, self.options.command, self.lease, self.options.run_cli, self.options.ray_address)
         return LocalExecutor(self.ws, self.options.command, self.lease, self.fork_server)
 
