@@ -26,17 +26,22 @@ STOP_GRACE_S = 5.0  # how long a runner has to leave after SIGTERM before SIGKIL
 _STOP_POLL_S = 0.05
 
 
+def plan_dir(ledger_path: Path, plan_id: str) -> Path:
+    """The plan's folder of attempts (``.kx/attempts/PLAN/``); its plan id is checked again."""
+    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id)
+
+
 def attempt_dir(ledger_path: Path, plan_id: str, attempt: str) -> Path:
     """The attempt's folder; its plan id and attempt id are checked again, whatever put them in the ledger."""
     parsed = AttemptId.parse(attempt)
     if parsed is None:
         raise BadInput(f"{quoted(attempt)} is not an attempt id (PART-7#1)")
-    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / parsed.folder
+    return plan_dir(ledger_path, plan_id) / parsed.folder
 
 
 def supervisor_dir(ledger_path: Path, plan_id: str) -> Path:
     """The plan's supervisor's folder (its heartbeat), beside its attempts' folders."""
-    return ledger_path.resolve().parent / "attempts" / check_plan_id(plan_id) / "supervisor"
+    return plan_dir(ledger_path, plan_id) / "supervisor"
 
 
 def beat(folder: Path) -> None:
@@ -67,6 +72,11 @@ def last_beat(folder: Path) -> str | None:
         return (folder / "heartbeat").read_text().strip() or None
     except OSError:
         return None
+
+
+def silent_for(folder: Path, since: str) -> float:
+    """Seconds since ``folder``'s last heartbeat, or since ``since`` (a stamp) when it has none."""
+    return (clock.now() - clock.parse_time(last_beat(folder) or since)).total_seconds()
 
 
 def record_runner(folder: Path, pid: int) -> None:
@@ -123,6 +133,14 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 4000) -> str:
 def last_output_of(folder: Path) -> str | None:
     """The last meaningful line in the attempt's ``runner.log`` (``machine.output.last_output``), if any."""
     return last_output(log_tail(folder / "runner.log"))
+
+
+def this_process() -> dict[str, Any]:
+    """This process as a lease or an attempt notes it: ``pid``, ``pid_started`` (its start time), ``host``."""
+    import psutil
+
+    me = psutil.Process()
+    return {"pid": me.pid, "pid_started": me.create_time(), "host": socket.gethostname()}
 
 
 def process_alive(pid: int, since: float | None) -> bool:

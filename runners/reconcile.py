@@ -12,11 +12,11 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable
 
-from ledger import clock, logs
+from ledger import logs
 from machine.acts.workspace import Workspace
 from machine.defaults import LEASE_S
 from machine.state.fold import PlanState
-from runners.attempt_folder import attempt_dir, last_beat, last_output_of, process_alive, stop_runner
+from runners.attempt_folder import attempt_dir, last_output_of, process_alive, silent_for, stop_runner
 
 
 def holder(started: dict[str, Any]) -> tuple[str, int, float | None] | None:
@@ -36,9 +36,7 @@ def why_gone(workspace: Workspace, plan_id: str, started: dict[str, Any], lease:
     who, pid, since = held
     if started.get("host") == socket.gethostname() and not process_alive(pid, since):
         return f"{who} is gone"
-    beat = last_beat(attempt_dir(workspace.ledger.path, plan_id, started["attempt"]))
-    since = beat or started["recorded_at"]
-    age = (clock.now() - clock.parse_time(since)).total_seconds()
+    age = silent_for(attempt_dir(workspace.ledger.path, plan_id, started["attempt"]), started["recorded_at"])
     if age > lease:
         return f"no heartbeat for {age:.0f}s (lease {lease:.0f}s)"
     return None

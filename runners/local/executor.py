@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from machine.acts.workspace import Workspace
+from runners.attempt_folder import plan_dir
 from runners.local.forkserver import ForkServer
 
 
@@ -19,7 +20,7 @@ class LocalExecutor:
         self.server = server or ForkServer()
 
     def spawn(self, plan_id: str, part: str) -> ForkedAttempt:
-        folder = self.ws.ledger.path.resolve().parent / "attempts" / plan_id
+        folder = plan_dir(self.ws.ledger.path, plan_id)
         folder.mkdir(parents=True, exist_ok=True)
         number = self.server.start(ledger=str(self.ws.ledger.path.resolve()), plan=plan_id, part=part,
                                    command=self.command, lease=self.lease, errors=str(folder / "wrappers.log"))

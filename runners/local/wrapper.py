@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +36,15 @@ from machine.plan.paths import PathGuard
 from machine.state.evidence import locate
 from machine.state.fold import PlanState
 from machine.state.runner_output import last_output
-from runners.attempt_folder import Heartbeat, attempt_dir, keep_target, log_tail, record_runner, stop_runner
+from runners.attempt_folder import (
+    Heartbeat,
+    attempt_dir,
+    keep_target,
+    log_tail,
+    record_runner,
+    stop_runner,
+    this_process,
+)
 from runners.protocol import mcp_config, runner_environment
 from runners.spec import is_rehearsal
 
@@ -50,12 +57,8 @@ def runner_env(workspace: Workspace, view: dict, brief_path: Path) -> dict[str, 
 
 
 def run_attempt(workspace: Workspace, part: str, command: list[str], lease: float) -> int:
-    import psutil
-
-    me = psutil.Process()
     try:
-        started = start(workspace, part, Act(by=SUPERVISOR), runner=command, pid=me.pid,
-                        pid_started=me.create_time(), host=socket.gethostname(),
+        started = start(workspace, part, Act(by=SUPERVISOR), runner=command, **this_process(),
                         rehearsal=is_rehearsal(command) or None)
     except Refused as refusal:
         print(f"kx attempt: {refusal.message}", file=sys.stderr)
@@ -96,8 +99,9 @@ def make_folders(workspace: Workspace, view: dict) -> None:
 
 def stop_earlier_runners(workspace: Workspace, part: str, attempt: str) -> None:
     """The PART's earlier attempts are superseded: their runners must not write beside this one's."""
+    plan_id = workspace.plan_id()
     for earlier in AttemptId.parse(attempt).earlier():
-        stop_runner(attempt_dir(workspace.ledger.path, workspace.plan_id(), str(earlier)))
+        stop_runner(attempt_dir(workspace.ledger.path, plan_id, str(earlier)))
 
 
 def write_brief(workspace: Workspace, folder: Path, part: str, attempt: str) -> dict:
@@ -214,6 +218,15 @@ def warm_up() -> None:
         model.model_rebuild(force=True)
 
 
+def attempt_on(ledger: str, plan: str, part: str, command: list[str], lease: float) -> int:
+    """``run_attempt`` on the ledger and plan named; a kx error is said on stderr and is the exit status."""
+    try:
+        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
+    except KxError as exc:
+        print(f"kx attempt: {exc.message}", file=sys.stderr)
+        return exc.code
+
+
 def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float, errors: str) -> int:
     """A wrapper's life in the child the fork server forked: its own session, its output to ``errors``."""
     os.setsid()
@@ -225,10 +238,7 @@ def wrapper(ledger: str, plan: str, part: str, command: list[str], lease: float,
     os.dup2(null, 0)
     os.close(null)
     try:
-        return run_attempt(Workspace.open(ledger, plan), part, command, lease)
-    except KxError as exc:
-        print(f"kx attempt: {exc.message}", file=sys.stderr)
-        return exc.code
+        return attempt_on(ledger, plan, part, command, lease)
     except BaseException:  # noqa: BLE001 - report it in the wrappers' log
         import traceback
 
@@ -248,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    try:
-        return run_attempt(Workspace.open(args.ledger, args.plan), args.part, command, args.lease)
-    except KxError as exc:
-        print(f"kx attempt: {exc.message}", file=sys.stderr)
-        return exc.code
+    return attempt_on(args.ledger, args.plan, args.part, command, args.lease)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ledger import clock
 from machine.acts.lifecycle import Act, release_lease, take_lease
 from machine.acts.workspace import Workspace
 from machine.defaults import SUPERVISOR
-from runners.attempt_folder import Heartbeat, last_beat, process_alive, supervisor_dir
-
-
-def this_process() -> dict[str, Any]:
-    import psutil
-
-    me = psutil.Process()
-    return {"pid": me.pid, "pid_started": me.create_time(), "host": socket.gethostname()}
+from runners.attempt_folder import Heartbeat, process_alive, silent_for, supervisor_dir, this_process
 
 
 def gone(workspace: Workspace, plan_id: str, lease_s: float):
@@ -34,8 +26,7 @@ def gone(workspace: Workspace, plan_id: str, lease_s: float):
     def holder_gone(held: dict[str, Any]) -> bool:
         if held["host"] == socket.gethostname():
             return not process_alive(held["pid"], held["pid_started"])
-        beat = last_beat(supervisor_dir(workspace.ledger.path, plan_id)) or held["since"]
-        return (clock.now() - clock.parse_time(beat)).total_seconds() > lease_s
+        return silent_for(supervisor_dir(workspace.ledger.path, plan_id), held["since"]) > lease_s
 
     return holder_gone
 

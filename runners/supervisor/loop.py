@@ -157,14 +157,12 @@ class Supervisor:
             stack.callback(self.executor.close)
             previous = signal.signal(signal.SIGINT, self._interrupt)
             stack.callback(signal.signal, signal.SIGINT, previous)
-            return self._loop()
+            return self._loop(state)
 
     def _executor(self) -> Executor:
         if self.options.executor == "ray":
             from runners.ray.executor import RayExecutor
 
-            if self.fork_server is not None:
-                self.fork_server.close()
             return RayExecutor(self.ws, self.options.command, self.lease, self.options.run_cli, self.options.ray_address)
         return LocalExecutor(self.ws, self.options.command, self.lease, self.fork_server)
 
@@ -175,11 +173,11 @@ class Supervisor:
         if self.interrupted > 1:
             raise KeyboardInterrupt
 
-    def _loop(self) -> RunResult:
-        lost = reconcile(self.ws)
+    def _loop(self, state: PlanState) -> RunResult:
+        lost = reconcile(self.ws, state)
         if lost:
             self.progress.say(f"found {len(lost)} attempts whose runner died: {', '.join(lost)} (recorded as lost)")
-        self.state = self.ws.state()
+        self.state = state  # the lease and the losses just recorded are folded in at the first turn
         self.next_reconcile = time.monotonic() + self.options.reconcile_every
         while True:
             self._reap()
