@@ -3,7 +3,8 @@
 Gone means: on this host, its pid is dead or belongs to a newer process (the
 start time differs from the recorded one); on any host, its heartbeat is older
 than the lease. An attempt run as a Ray task has no pid of its own: it is held
-by its supervisor (``owner_pid``), whose heartbeat it shares. Attempts started
+by its supervisor (``owner_pid``), which beats the attempt's heartbeat for it
+while the task runs. Attempts started
 by hand (no pid recorded) are never judged.
 """
 
