@@ -20,8 +20,6 @@ import errno
 import hashlib
 import os
 import re
-import secrets
-import socket
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -144,11 +142,13 @@ def _short(name: str) -> str:
 
 def temp_name(name: str, *, pid: int | None = None, host: str | None = None) -> str:
     """A temporary file's name for ``name``, as this process on this host (or ``pid`` on ``host``) makes it."""
-    return f".{_short(name)}.kx-{host or _host()}-{pid or os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return f".{_short(name)}.kx-{host or _host()}-{pid or os.getpid()}-{os.urandom(4).hex()}.tmp"
 
 
 @cache
 def _host() -> str:
+    import socket  # (only a write needs it: not imported on every kx command's path)
+
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
