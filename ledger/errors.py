@@ -57,9 +57,15 @@ def as_kx_error(exc: Exception) -> KxError:
     return known or KxError(f"unexpected failure: {type(exc).__name__}: {exc}; rerun with -v for details")
 
 
+def is_read_only(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused a write because the ledger may not be written (its file, or the connection)."""
+    text = str(exc)
+    return "readonly" in text or "read-only" in text
+
+
 def _sqlite_error(exc: sqlite3.Error) -> KxError:
     text = str(exc)
-    if "readonly" in text or "read-only" in text:
+    if is_read_only(exc):
         return BadInput("the ledger is read-only; check the file's permissions or pass another --ledger")
     if "disk is full" in text or "disk I/O" in text:
         return KxError(f"the ledger could not be written ({text}); nothing was recorded — free space and retry")

@@ -20,8 +20,6 @@ import errno
 import hashlib
 import os
 import re
-import secrets
-import socket
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -144,11 +142,13 @@ def _short(name: str) -> str:
 
 def temp_name(name: str, *, pid: int | None = None, host: str | None = None) -> str:
     """A temporary file's name for ``name``, as this process on this host (or ``pid`` on ``host``) makes it."""
-    return f".{_short(name)}.kx-{host or _host()}-{pid or os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return f".{_short(name)}.kx-{host or _host()}-{pid or os.getpid()}-{os.urandom(4).hex()}.tmp"
 
 
 @cache
 def _host() -> str:
+    import socket  # (only a write needs it: not imported on every kx command's path)
+
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
@@ -286,12 +286,16 @@ class _Walk:
         return []
 
     def _link(self, part: str) -> list[str] | None:
-        """The parts a symlink ``part`` leads to, to walk from here (an absolute one: from the root); None: no
-        link."""
+        """The parts a symlink ``part`` leads to (:meth:`_through`); None: no link."""
         try:
             text = os.readlink(part, dir_fd=self.fds[-1])
         except OSError:
             return None
+        return self._through(part, text)
+
+    def _through(self, part: str, text: str) -> list[str]:
+        """The parts the symlink ``part``, which reads ``text``, leads to, to walk from here (an absolute one: from
+        the root)."""
         self.links += 1
         if self.links > MAX_LINKS:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(self.here / part))
@@ -319,7 +323,7 @@ class _Walk:
         leads_to = Path(os.path.realpath(self.here / text))
         if not leads_to.is_relative_to(self.root) or self.refuse(leads_to) is not None:
             return None
-        return self._link(name)
+        return self._through(name, text)
 
     def _check(self, real: Path) -> None:
         if problem := self.refuse(real):

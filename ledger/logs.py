@@ -46,8 +46,9 @@ class _Logger:
         self._write("error", event, fields)
 
     def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
-        verbose, path = _settings["verbose"], _settings["file"]
-        if not verbose and (path is None or level == "debug"):
+        verbose = _settings["verbose"]
+        path = _settings["file"] if level != "debug" else None  # the file takes FILE_LEVEL and up: not opened else
+        if not verbose and path is None:
             return  # no destination takes the line: decided before structlog is imported
         if verbose:  # stderr as the command has it now (a relayed call or a test swaps it)
             getattr(_console_logger(sys.stderr), level)(event, **fields)

@@ -57,17 +57,17 @@ def _secret_env_values() -> list[str]:
     return [v for k, v in os.environ.items() if (k in protected or secret_name(k)) and len(v) >= 8]
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, env_secrets: list[str] | None = None) -> str:
     """``text`` with secrets hidden: well-known key shapes, bearer tokens, URL passwords (and http users, which
     are tokens), the values of secret-named ``--flag VALUE`` / ``--flag=VALUE`` and ``NAME=VALUE``, and the
-    values of secret environment variables."""
+    values of secret environment variables (``env_secrets``: those values, as read once for many strings)."""
     text = SECRET_VALUE.sub(REDACTED, text)
     if "://" in text:
         text = _USERINFO.sub(_hide_userinfo, text)
     if "=" in text or "-" in text:
         text = _FLAG_VALUE.sub(_hide_flag_value, text)
         text = _NAME_VALUE.sub(lambda m: f"{m['name']}={REDACTED}" if secret_name(m["name"]) else m.group(), text)
-    for value in _secret_env_values():
+    for value in _secret_env_values() if env_secrets is None else env_secrets:
         text = text.replace(value, REDACTED)
     return text
 
@@ -86,26 +86,28 @@ def _hide_flag_value(match: re.Match[str]) -> str:
     return f"{match['flag']}{match['sep']}{REDACTED}"
 
 
-def redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "", env_secrets: list[str] | None = None) -> Any:
     """``value`` with secrets replaced; a value under a secret-looking key is replaced whole, a list of strings
     is read as a command line (:func:`redact_argv`)."""
     if key and secret_name(key) and isinstance(value, (str, bytes)) and value:
         return REDACTED
+    if not isinstance(value, (str, dict, list, tuple)):
+        return value
+    env_secrets = _secret_env_values() if env_secrets is None else env_secrets
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, env_secrets)
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if all(isinstance(v, str) for v in value):
-            return type(value)(redact_argv(list(value)))
-        return type(value)(redact(v) for v in value)
-    return value
+        return {k: redact(v, str(k), env_secrets) for k, v in value.items()}
+    if all(isinstance(v, str) for v in value):
+        return type(value)(redact_argv(list(value), env_secrets))
+    return type(value)(redact(v, "", env_secrets) for v in value)
 
 
-def redact_argv(argv: list[str]) -> list[str]:
+def redact_argv(argv: list[str], env_secrets: list[str] | None = None) -> list[str]:
     """A command line as the ledger may keep it: the value after ``-k``, ``--api-key``, ``--token`` and the like
     (``--flag VALUE`` or ``--flag=VALUE``) and of ``NAME=VALUE`` words with a secret name is hidden, and each
     other argument is redacted as text (a URL's password)."""
+    env_secrets = _secret_env_values() if env_secrets is None else env_secrets
     shown: list[str] = []
     hide_next = False
     for arg in argv:
@@ -120,7 +122,7 @@ def redact_argv(argv: list[str]) -> list[str]:
         elif eq and not arg.startswith("-") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", flag) and secret_name(flag):
             shown.append(f"{flag}={REDACTED}")
         else:
-            shown.append(redact_text(arg))
+            shown.append(redact_text(arg, env_secrets))
     return shown
 
 
@@ -137,4 +139,5 @@ def redact_command(spec: str) -> str:
 
 def log_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: every log line goes through :func:`redact`."""
-    return {key: redact(value, key) for key, value in event.items()}
+    env_secrets = _secret_env_values()
+    return {key: redact(value, key, env_secrets) for key, value in event.items()}

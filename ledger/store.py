@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger import clock, guard, logs
 from ledger.derived import readmodel, sql_views
-from ledger.errors import BadInput, DamagedLedger, KxError
+from ledger.errors import BadInput, DamagedLedger, KxError, is_read_only
 from ledger.events import vocabulary
 from ledger.events.mapper import Undecodable, decode, encode, upcast_text
 from ledger.locate import home_of
@@ -175,7 +175,7 @@ class Ledger:
                     self.conn.execute("UPDATE kx_meta SET value = ? WHERE key = 'schema_version'",
                                       (str(LEDGER_SCHEMA_VERSION),))
         except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc) and "read-only" not in str(exc):
+            if not is_read_only(exc):
                 raise
             return  # a ledger this process may not write is read as it is
         self.schema = LEDGER_SCHEMA_VERSION
@@ -190,7 +190,7 @@ class Ledger:
                 if not sql_views.is_current(self.meta(sql_views.META_KEY)):  # another process may have won
                     self._create_views()
         except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc) and "read-only" not in str(exc):
+            if not is_read_only(exc):
                 raise
             sql_views.create(self.conn, temp=True)
 
@@ -241,7 +241,7 @@ class Ledger:
                 self.conn.execute(f"{verb} INTO kx_meta (key, value) VALUES ('ledger_id', ?)", (uuid.uuid4().hex,))
                 self.conn.execute(f"{verb} INTO kx_meta (key, value) VALUES ('made_in', ?)", (self.here(),))
         except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc) and "read-only" not in str(exc):
+            if not is_read_only(exc):
                 raise
             return
         self.made_in = self.meta("made_in")
