@@ -90,7 +90,7 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
             ctx.rules.open_to("act", {})
             return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
         drop_seen = part.drop
-        completed = stamp_of(clock.now_iso(), workspace.config().timezone)
+        completed = stamp_of(clock.now_iso(), ctx.config.timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
         report = ctx.rules.evidence_report(part)
         overrides = report.overrides or None
