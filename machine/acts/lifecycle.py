@@ -36,6 +36,7 @@ from machine.plan.model import AttemptId
 from machine.plan.text import bounded, one_line
 from machine.state.evidence import sha256_of
 from machine.state.fold import PartState, PlanState, stamp_of
+from machine.state.rules import holds
 
 # --- runners ---------------------------------------------------------------------
 
@@ -168,8 +169,7 @@ def take_lease(workspace: Workspace, me: dict[str, Any], gone: Callable[[dict[st
 def release_lease(workspace: Workspace, me: dict[str, Any], act: Act) -> Outcome:
     """Let the plan go, if ``me`` still holds it (another supervisor may have taken it over meanwhile)."""
     with acting(workspace) as ctx:
-        held = ctx.state.lease
-        if held is None or (held["pid"], held["host"]) != (me["pid"], me["host"]):
+        if not holds(ctx.rules.may_release, me):
             return Outcome(ctx.state.id, [], "this supervisor holds no lease; nothing recorded")
         recorded = ctx.append(SupervisorReleased(plan=ctx.state.id, by=act.actor, pid=me["pid"], host=me["host"]))
         return Outcome(ctx.state.id, recorded, f"plan {ctx.state.id} released by pid {me['pid']}")
