@@ -480,7 +480,7 @@ class Rules:
         policy = success.get("policy") or ("drop" if self.policy == "drop" else "ticked")
         if policy == self.policy or policy not in POLICIES:
             return self
-        return Rules(self.state, resolve=None, policy=policy, accept_failed=self.accept_failed)
+        return Rules(self.state, resolve=None, policy=policy, sources=self.sources, accept_failed=self.accept_failed)
 
     # reviews --------------------------------------------------------------------------
 
@@ -500,7 +500,8 @@ class Rules:
             return self
         batch = self.state.batches.get(review.get("batch"))
         covered = batch is not None and set(self.failed_parts(batch)) <= accepted
-        return Rules(self.state, resolve=self.resolve, policy=self.policy, accept_failed=covered, paths=self._paths)
+        return Rules(self.state, resolve=self.resolve, policy=self.policy, sources=self.sources, accept_failed=covered,
+                     paths=self._paths)
 
     def failed_parts(self, batch: BatchState) -> list[str]:
         return [p.id for p in self.state.members(batch) if p.state == "failed"]
