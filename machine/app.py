@@ -12,6 +12,7 @@ from ledger import clock
 from ledger.errors import BadInput, KxError
 from ledger.files import write_atomic
 from ledger.store import Recorded
+from machine.acts.context import Context
 from machine.acts.importer import plan_of_file
 from machine.acts.workspace import Workspace
 from machine.defaults import SCHEMA
@@ -24,6 +25,7 @@ from machine.plan.parser import PlanError
 from machine.plan.paths import PathGuard
 from machine.plan.text import PlanTextError, decode, read_file
 from machine.state.fold import PlanState
+from machine.state.rules import Rules
 
 
 def list_plans(workspace: Workspace) -> dict[str, Any]:
@@ -97,15 +99,15 @@ def lint(workspace: Workspace | None, file: Path | None, *, ledger: Path | None 
             raise BadInput(str(exc)) from None
     if workspace is None:
         raise BadInput("give a plan FILE, or run inside a project with a ledger")
-    state = workspace.state()
+    ctx = Context.of(workspace)
+    state = ctx.state
     text = as_rendered(workspace, state)
-    return (lint_text(text, state.path, workspace.guard(state), drops_recorded(state))
-            + _history_findings(state) + _imported_findings(workspace, state))
+    return (lint_text(text, state.path, ctx.rules.guard(), drops_recorded(state))
+            + _history_findings(state) + _imported_findings(state, ctx.rules))
 
 
-def _imported_findings(workspace: Workspace, state: PlanState) -> list[Finding]:
+def _imported_findings(state: PlanState, rules: Rules) -> list[Finding]:
     """Each PART the import took as Completed whose knowledge file fails the checks of ``finish``."""
-    rules = workspace.rules(state)
     findings = []
     for structure in state.plan.parts:
         part = state.parts[structure.id]

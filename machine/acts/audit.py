@@ -99,10 +99,8 @@ def repair_guard(workspace: Workspace, *, reanchor: bool = False) -> dict[str, A
 
 def integrity(ledger) -> list[str]:
     """The integrity findings alone (positions, versions, hash chain, the guard), for a ledger of any plans."""
-    chain = Chain()
     with ledger.snapshot():
-        chain.take_all(ledger.stored())
-        return chain.findings + ledger.guard_findings()
+        return Chain.of(ledger).findings + ledger.guard_findings()
 
 
 class PlanAudit:

@@ -10,7 +10,7 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import Unknown
 from machine.acts.workspace import Workspace
@@ -19,6 +19,9 @@ from machine.plan.model import Part, parse_part_number
 from machine.plan.text import QUOTE_LIMIT, bounded, cut
 from machine.state.fold import PartState, PlanState
 from machine.state.rules import Rules
+
+if TYPE_CHECKING:
+    from machine.state.config import PlanConfig
 
 
 def person() -> str:
@@ -56,6 +59,7 @@ class Context:
     workspace: Workspace
     state: PlanState
     rules: Rules
+    config: PlanConfig  # the plan's configuration, read once for the act
 
     def part(self, ref: str) -> tuple[PartState, Part]:
         number = parse_part_number(bounded("a PART", ref, NAME_LIMIT))
@@ -82,9 +86,9 @@ class Context:
     @classmethod
     def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
         plan_id = workspace.plan_id()
-        config = workspace.config(plan_id)  # read once for the act
+        config = workspace.config(plan_id)
         state = workspace.state(plan_id=plan_id, config=config)
-        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed, config=config))
+        return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed, config=config), config)
 
 
 @contextmanager

@@ -127,7 +127,8 @@ def _revise(workspace: Workspace, state: PlanState, raw: bytes, plan: Plan, sha:
 
 def _append(workspace: Workspace, state: PlanState, events: list[Event]) -> None:
     """Record the import's events as every act does: each asked of the rules (:meth:`Rules.check`), then appended."""
-    Context(workspace, state, workspace.rules(state)).append(*events)
+    config = workspace.config(state.id)
+    Context(workspace, state, workspace.rules(state, config=config), config).append(*events)
 
 
 def _record_unticks(workspace: Workspace, plan_id: str, unticks: list[Change]) -> int:

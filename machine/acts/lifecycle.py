@@ -36,6 +36,7 @@ from machine.plan.model import AttemptId
 from machine.plan.text import bounded, one_line
 from machine.state.evidence import sha256_of
 from machine.state.fold import PartState, PlanState, stamp_of
+from machine.state.rules import holds
 
 # --- runners ---------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ def finish(workspace: Workspace, ref: str, act: Act) -> Outcome:
             ctx.rules.open_to("act", {})
             return Outcome(part.id, [], f"{part.id} already succeeded; nothing recorded")
         drop_seen = part.drop
-        completed = stamp_of(clock.now_iso(), workspace.config().timezone)
+        completed = stamp_of(clock.now_iso(), ctx.config.timezone)
         evidence = {"path": drop_seen["path"], "sha256": drop_seen["sha256"]} if drop_seen else None
         report = ctx.rules.evidence_report(part)
         overrides = report.overrides or None
@@ -168,8 +169,7 @@ def take_lease(workspace: Workspace, me: dict[str, Any], gone: Callable[[dict[st
 def release_lease(workspace: Workspace, me: dict[str, Any], act: Act) -> Outcome:
     """Let the plan go, if ``me`` still holds it (another supervisor may have taken it over meanwhile)."""
     with acting(workspace) as ctx:
-        held = ctx.state.lease
-        if held is None or (held["pid"], held["host"]) != (me["pid"], me["host"]):
+        if not holds(ctx.rules.may_release, me):
             return Outcome(ctx.state.id, [], "this supervisor holds no lease; nothing recorded")
         recorded = ctx.append(SupervisorReleased(plan=ctx.state.id, by=act.actor, pid=me["pid"], host=me["host"]))
         return Outcome(ctx.state.id, recorded, f"plan {ctx.state.id} released by pid {me['pid']}")

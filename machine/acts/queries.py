@@ -38,8 +38,8 @@ def _brief(ctx: Context, ref: str, attempt: str | None) -> dict[str, Any]:
     part, structure = ctx.part(ref)
     text = render(state.source, state.plan, state.parts)
     section = "".join(split_lines(text)[structure.line : structure.end_line]).rstrip() + "\n"
-    root, config = workspace.resolve(state.root), workspace.config()
-    drop_name = attempt_drop_name(workspace, root, part, structure, attempt or part.attempt)
+    root, config = workspace.resolve(state.root), ctx.config
+    drop_name = attempt_drop_name(workspace, root, part, structure, attempt or part.attempt, config.timezone)
     target = structure.header.target if structure.header else None
     files = state.plan.influential_files
     return {
@@ -123,7 +123,8 @@ def _default_drop_name(structure) -> str:
     return f"KNOWLEDGE-DROP-{slug}-{clock.now().strftime('%Y-%m-%d')}-[TIME].md"
 
 
-def attempt_drop_name(workspace: Workspace, root: Path, part: PartState, structure: Part, attempt: str | None) -> str:
+def attempt_drop_name(workspace: Workspace, root: Path, part: PartState, structure: Part, attempt: str | None,
+                      timezone: str | None) -> str:
     """The drop file's name for ``attempt``: the plan's name with ``[TIME]`` filled from the attempt's start (now,
     without one), made distinct (``-attempt2``) when an earlier attempt of the PART recorded a drop of that name,
     or a file of that name was there before the attempt started (an earlier attempt's that was never recorded, or
@@ -131,7 +132,7 @@ def attempt_drop_name(workspace: Workspace, root: Path, part: PartState, structu
     started = part.started if part.started and part.started.get("attempt") == attempt else None
     moment = started["recorded_at"] if started else clock.now_iso()
     name = (structure.drop_name or _default_drop_name(structure)).replace(
-        "[TIME]", stamp_of(moment, workspace.config().timezone)[-5:].replace(":", ""))
+        "[TIME]", stamp_of(moment, timezone)[-5:].replace(":", ""))
     earlier = {drop["path"] for drop in part.drops if drop.get("attempt") != attempt}
     if started and (workspace.store_path(root / name) in earlier or _made_before(root / name, moment)):
         stem, dot, suffix = name.rpartition(".")

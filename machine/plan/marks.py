@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from machine.plan.model import Header, Plan
+from machine.plan.model import Checkbox, Header, Plan
 from machine.plan.text import body, split_lines
 
 
@@ -45,16 +45,21 @@ def mark_edits(text: str, plan: Plan, parts: Mapping[str, PartMarks], glyph: str
         for box in part.boxes:
             wanted = box.id in marks.ticked
             if wanted != box.ticked:
-                edits.append(Edit(box.line, box.column, box.column + len(box.mark), glyph if wanted else " "))
+                edits.append(mark_edit(box, glyph if wanted else " "))
         if part.header is not None:
             edits.extend(header_edits(part.header, marks, glyph, body(lines[part.header.line])))
     return edits
 
 
+def mark_edit(box: Checkbox, mark: str) -> Edit:
+    """``box``'s mark written as ``mark``."""
+    return Edit(box.line, box.column, box.column + len(box.mark), mark)
+
+
 def header_edits(header: Header, marks: PartMarks, glyph: str, line: str) -> Iterable[Edit]:
     succeeded = marks.state == "succeeded"
     if succeeded != header.ticked:
-        yield Edit(header.line, header.column, header.column + len(header.mark), glyph if succeeded else " ")
+        yield mark_edit(header, glyph if succeeded else " ")
     if succeeded and marks.completed_at and marks.completed_at != header.stamp:
         if header.stamp_column is not None:
             end = header.stamp_column + len(header.stamp or "")

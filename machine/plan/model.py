@@ -20,15 +20,13 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class Box:
-    """A ``- [ ] text`` checkbox of a PART (the PART's header box excluded)."""
+class Checkbox:
+    """A ``- [ ] text`` line's box: where its mark is written, and the text after it."""
 
-    id: int  # stable within the PART across plan revisions
     line: int
     column: int  # where the mark starts inside the line
     mark: str  # the mark as written: ' ', 'x', '✓', '‚úì', ...
     text: str
-    step: int | None = None
 
     @property
     def ticked(self) -> bool:
@@ -36,20 +34,20 @@ class Box:
 
 
 @dataclass(frozen=True, slots=True)
-class Header:
+class Box(Checkbox):
+    """A checkbox of a PART (the PART's header box excluded)."""
+
+    id: int  # stable within the PART across plan revisions
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Header(Checkbox):
     """The PART's own box: ``- [ ] PART 7: Create path.md (Completed ...)``."""
 
-    line: int
-    column: int
-    mark: str
-    text: str
     target: str | None = None
     stamp: str | None = None  # 'YYYY-MM-DD HH:MM' of the Completed stamp
     stamp_column: int | None = None  # where the stamp's time starts
-
-    @property
-    def ticked(self) -> bool:
-        return self.mark != " "
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,19 +140,29 @@ class _Candidate:
     numbered: bool
 
 
-def _candidate(index: int, box: SectionBox, position: int, heading: Heading) -> _Candidate | None:
+def _box_terms(box: SectionBox) -> tuple[str, tuple[str, ...], list[str]]:
+    """What the rule compares of a box: its number, its main words, the words of its title before parentheses."""
+    return _folded(box.number or ""), main_words(box.title or ""), words(_title(box.title or "").split("(", 1)[0])
+
+
+def _heading_terms(heading: Heading) -> tuple[str | None, set[str], list[str]] | None:
+    """What the rule compares of a heading: the number it names, its words, its words after the number; None for
+    a heading that stands for no box."""
     if stands_for_none(heading):
         return None
-    number, wanted = named_number(heading.text), main_words(box.title or "")
-    box_number = _folded(box.number or "")
+    return named_number(heading.text), set(words(heading.text)), words(_unnumbered(heading.text))
+
+
+def _candidate(index: int, box: tuple[str, tuple[str, ...], list[str]], position: int,
+               heading: tuple[str | None, set[str], list[str]] | None) -> _Candidate | None:
+    if heading is None:
+        return None
+    (box_number, wanted, title), (number, present, unnumbered) = box, heading
     if number is not None and number != box_number:
         return None
-    present = set(words(heading.text))
     if not all(w in present for w in wanted) or not (wanted or number):
         return None
-    title = _title(box.title or "").split("(", 1)[0]
-    exact = words(_unnumbered(heading.text)) == words(title)
-    return _Candidate(index, position, exact, number is not None)
+    return _Candidate(index, position, unnumbered == title, number is not None)
 
 
 def match_sections(boxes: Sequence[SectionBox], found: Iterable[Heading]) -> dict[int, Heading]:
@@ -162,13 +172,15 @@ def match_sections(boxes: Sequence[SectionBox], found: Iterable[Heading]) -> dic
     number named, the words alone); within a tier, as many boxes as possible get a heading (Kuhn's augmenting
     paths), earlier boxes and headings first."""
     found = list(found)
-    candidates = [c for index, box in enumerate(boxes) for position, heading in enumerate(found)
-                  if (c := _candidate(index, box, position, heading))]
+    box_terms, heading_terms = [_box_terms(box) for box in boxes], [_heading_terms(heading) for heading in found]
+    candidates = [c for index, terms in enumerate(box_terms) for position, heading in enumerate(heading_terms)
+                  if (c := _candidate(index, terms, position, heading))]
     owner: dict[int, int] = {}  # heading position → box index
     for tier in ((True, True), (True, False), (False, True), (False, False)):
         edges: dict[int, list[int]] = {}
+        placed = set(owner.values())
         for c in candidates:
-            if (c.exact, c.numbered) == tier and c.box not in owner.values() and c.heading not in owner:
+            if (c.exact, c.numbered) == tier and c.box not in placed and c.heading not in owner:
                 edges.setdefault(c.box, []).append(c.heading)
         owner.update(_maximum_matching(edges))
     return {index: found[position] for position, index in owner.items()}

@@ -61,6 +61,7 @@ class Rules:
         self._paths, self._guard = paths, None  # the plan's path guard, made when a file is first looked at
         self._kinds: dict[str, BoxKind] = {}
         self._targets: dict[str, dict[str, Any]] = {}  # a target file is read once per act
+        self._sections: dict[tuple[str, str], dict[int, Heading]] = {}  # its headings matched once per PART
         self._drop_hashes: dict[Path, str] = {}  # and a drop hashed once ('kx finish' asks, then its append)
         self._reports: dict[tuple[str, int], EvidenceReport] = {}  # a PART's report, once per state it is asked of
 
@@ -331,9 +332,11 @@ class Rules:
             self._targets[path] = self._read_target(path)
         target = dict(self._targets[path])
         if "headings" in target:
-            sections = [box for box in structure.boxes if self.kind(box.text).kind == "section"]
-            matched = match_sections([self.kind(box.text) for box in sections], target["headings"])
-            target["sections"] = {sections[index].id: heading for index, heading in matched.items()}
+            if (path, part.id) not in self._sections:  # a tick of many Section boxes matches them once
+                sections = [box for box in structure.boxes if self.kind(box.text).kind == "section"]
+                matched = match_sections([self.kind(box.text) for box in sections], target["headings"])
+                self._sections[path, part.id] = {sections[index].id: heading for index, heading in matched.items()}
+            target["sections"] = self._sections[path, part.id]
         return target
 
     def _read_target(self, path: str) -> dict[str, Any]:
@@ -477,7 +480,7 @@ class Rules:
         policy = success.get("policy") or ("drop" if self.policy == "drop" else "ticked")
         if policy == self.policy or policy not in POLICIES:
             return self
-        return Rules(self.state, resolve=None, policy=policy, accept_failed=self.accept_failed)
+        return Rules(self.state, resolve=None, policy=policy, sources=self.sources, accept_failed=self.accept_failed)
 
     # reviews --------------------------------------------------------------------------
 
@@ -497,7 +500,8 @@ class Rules:
             return self
         batch = self.state.batches.get(review.get("batch"))
         covered = batch is not None and set(self.failed_parts(batch)) <= accepted
-        return Rules(self.state, resolve=self.resolve, policy=self.policy, accept_failed=covered, paths=self._paths)
+        return Rules(self.state, resolve=self.resolve, policy=self.policy, sources=self.sources, accept_failed=covered,
+                     paths=self._paths)
 
     def failed_parts(self, batch: BatchState) -> list[str]:
         return [p.id for p in self.state.members(batch) if p.state == "failed"]
