@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import complete, write
-from tests.test_anchor import copied_project
 from tests.html_tags import Tags
+from tests.test_anchor import copied_project
 from web.app import create_app, event_stream
 from web.site import Site
 
