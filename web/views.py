@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ledger.errors import BadInput
+from machine.acts.context import Context
 from machine.acts.queries import check, history
 from machine.acts.workspace import Workspace
 from machine.outputs.packet import batch_packet, duration
@@ -64,10 +65,11 @@ def members(state: PlanState, numbers: list[int]) -> list[str]:
 
 
 def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
-    with workspace.ledger.snapshot():
-        checked = check(workspace, ref)
-        story = history(workspace, ref)
-        state = workspace.state()
+    with workspace.ledger.snapshot():  # one fold of the plan for the check, the history and the page
+        ctx = Context.of(workspace)
+        checked = check(workspace, ref, ctx=ctx)
+        story = history(workspace, ref, ctx=ctx)
+    state = ctx.state
     part, structure = state.parts[checked["part"]], state.plan.part(checked["part"])
     guard = workspace.guard(state)
     target = structure.header.target if structure.header else None
@@ -86,7 +88,7 @@ def part_page(workspace: Workspace, ref: str) -> dict[str, Any]:
         "since_last": changed_since(attempts, data),
         "events": story["events"],
         "reopenable": allows(part_machine(), part, "reopen"),  # as `kx reopen` asks
-        "rehearsal": workspace.rules(state).rehearsing(part),  # its results are labelled as such
+        "rehearsal": ctx.rules.rehearsing(part),  # its results are labelled as such
     }
 
 

@@ -76,9 +76,10 @@ def _box_view(ctx: Context, part: PartState, structure: Part, box: Box, target: 
             "evidence": part.evidence.get(box.id) if box.id in part.ticked else None}
 
 
-def check(workspace: Workspace, ref: str, attempt: str | None = None) -> dict[str, Any]:
-    """``kx check PART``: whether each piece of the PART's evidence holds now, and whether ``finish`` would succeed."""
-    ctx = Context.of(workspace)
+def check(workspace: Workspace, ref: str, attempt: str | None = None, *, ctx: Context | None = None) -> dict[str, Any]:
+    """``kx check PART``: whether each piece of the PART's evidence holds now, and whether ``finish`` would succeed.
+    ``ctx``: the plan as the caller folded it already (default: folded here)."""
+    ctx = ctx or Context.of(workspace)
     part, _ = ctx.part(ref)
     report = ctx.rules.evidence_report(part)
     blocked = [] if part.state == "succeeded" and attempt in (None, part.attempt) else _blocked(ctx, part, attempt)
@@ -160,8 +161,8 @@ def known_attempt(workspace: Workspace, attempt: str) -> str:
     return attempt
 
 
-def history(workspace: Workspace, ref: str) -> dict[str, Any]:
-    ctx = Context.of(workspace)
+def history(workspace: Workspace, ref: str, *, ctx: Context | None = None) -> dict[str, Any]:
+    ctx = ctx or Context.of(workspace)
     part, structure = ctx.part(ref)
     plan_id, ledger = ctx.state.id, workspace.ledger
     rows = [
