@@ -35,6 +35,7 @@ from machine.plan.paths import RULE, PathGuard
 from machine.plan.text import counted
 from machine.state.fold import PlanState
 from machine.state.rehash import WHAT, changes, recorded_files
+from machine.state.rules import Rules
 
 
 @dataclass
@@ -107,11 +108,12 @@ def _consolidate(workspace: Workspace, state: PlanState, *, index: Path | None, 
     """
     if problem := workspace.ledger.place_problem():  # before any side effect: render would refuse midway
         raise Refused(f"not consolidated: {problem}", rule="ledger_place")
-    workspace.rules(state).may_consolidate()
+    rules = workspace.rules(state)
+    rules.may_consolidate()
     guard = workspace.guard(state)
     targets = destinations(workspace, state, guard, index, skill, completed_dir)
     knowledge, drops = knowledge_files(state, guard), drop_files(workspace, state, guard)
-    missing = unfit_files(workspace, state)
+    missing = unfit_files(workspace, state, rules)
     if missing and not allow_missing:
         raise Refused("consolidation needs every succeeded PART's knowledge file to pass the checks of finish and"
                       " every drop as recorded: " + "; ".join(missing) + "; fix the files (or have the PARTs done"
@@ -170,11 +172,10 @@ def drop_files(workspace: Workspace, state: PlanState, guard: PathGuard) -> dict
             for part in state.parts.values() if (drop := part.drop)}
 
 
-def unfit_files(workspace: Workspace, state: PlanState) -> list[str]:
+def unfit_files(workspace: Workspace, state: PlanState, rules: Rules) -> list[str]:
     """``PART: what fails`` for each succeeded PART, imported ones included, whose knowledge file fails the checks of
     ``finish`` (the target there, a heading per Section box, every cited file named, its drop as recorded), or
     whose target changed since its success recorded it."""
-    rules = workspace.rules(state)
     changed = {c.part: f"target {c.file.path} {WHAT[c.problem]}" for c in changes(recorded_files(state),
                                                                                  workspace.resolve)
                if c.file.kind == "target" and c.problem == "changed"}
