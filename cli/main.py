@@ -850,12 +850,9 @@ def mcp(options: Options, attempt: str | None) -> None:
     \b
         kx mcp --attempt "$KX_ATTEMPT"
     """
-    from machine.acts.queries import known_attempt
     from runners.mcp.server import serve
 
-    workspace = options.workspace()
-    workspace.plan_id()  # no such plan, or several and none named: exit now, not at every call
-    serve(workspace, _commands(), attempt=known_attempt(workspace, attempt) if attempt else None, version=VERSION)
+    serve(options.workspace(), _commands(), attempt=attempt, version=VERSION)
 
 
 def _commands() -> dict[str, tuple[str, frozenset[str]]]:

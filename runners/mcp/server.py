@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from ledger import logs
 from ledger.errors import BadInput, as_kx_error
+from machine.acts.queries import known_attempt
 from machine.acts.workspace import Workspace
 from machine.plan.model import AttemptId
 from machine.plan.text import printable
@@ -281,8 +282,10 @@ def server(session: Session, version: str = "") -> Server:
 
 
 def serve(workspace: Workspace, commands: Commands, *, attempt: str | None = None, version: str = "") -> None:
-    """Serve the session on this process's stdin and stdout until the client closes them."""
-    mcp_server = server(Session(workspace, commands, attempt), version)
+    """Serve the session on this process's stdin and stdout until the client closes them. A plan the ledger lacks
+    (or several, none named) and an ``attempt`` it never recorded are refused now, not at every call."""
+    workspace.plan_id()
+    mcp_server = server(Session(workspace, commands, known_attempt(workspace, attempt) if attempt else None), version)
 
     async def run() -> None:
         async with stdio_server() as (read_stream, write_stream):
