@@ -37,7 +37,7 @@ from machine.acts.workspace import Workspace
 from machine.defaults import SUPERVISOR
 from machine.plan.paths import PathGuard
 from machine.state.config import RayConfig
-from runners.attempt_folder import attempt_dir, beat, last_output_of, log_tail
+from runners.attempt_folder import attempt_dir, beat, last_output_of, log_tail, this_process
 from runners.local.wrapper import record_outcome, write_brief
 from runners.ray.node import Mailbox, run_task
 from runners.ray.shim import failure
@@ -91,13 +91,12 @@ def reachable(address: str) -> None:
 class RayExecutor:
     def __init__(self, workspace: Workspace, command: list[str], lease: float, run_cli: RunCli,
                  address: str | None = None):
-        import psutil
-
         self.ray = import_ray()
         self.ws, self.command, self.lease, self.run_cli = workspace, command, lease, run_cli
         self.config = workspace.config().ray or RayConfig()
         self.started_ray = self._connect(cluster_address(address, self.config))
-        self.owner = {"owner_pid": os.getpid(), "owner_started": psutil.Process().create_time()}
+        me = this_process()
+        self.owner = {"owner_pid": me["pid"], "owner_started": me["pid_started"]}
         self.task = self.ray.remote(run_task).options(**task_options(self.config))
         self.mailbox = self.ray.remote(Mailbox).options(num_cpus=0, **self._here()).remote()
         self.attempts: dict[str, RayAttempt] = {}
