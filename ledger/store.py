@@ -28,6 +28,7 @@ from ledger.errors import BadInput, DamagedLedger, KxError, is_read_only
 from ledger.events import vocabulary
 from ledger.events.mapper import Undecodable, decode, encode, upcast_text
 from ledger.locate import home_of
+from ledger.writers import WriterQueue
 
 if TYPE_CHECKING:
     from ledger.events.models import Event
@@ -103,6 +104,7 @@ class Ledger:
         self.read_only = False
         self.schema = LEDGER_SCHEMA_VERSION
         self._depth = 0
+        self.writers = WriterQueue(path)  # kx's writers wait their turn here before SQLite's lock
         self._key_checked_at: int | None = None  # the keyed event this process found its key fits
         self.made_in: str | None = None  # the project folder the ledger was made for (kx_meta), None: unknown
 
@@ -275,6 +277,7 @@ class Ledger:
 
     def close(self) -> None:
         self.conn.close()
+        self.writers.close()
 
     # --- writing --------------------------------------------------------------
 
@@ -295,17 +298,18 @@ class Ledger:
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            self._depth = 0
+        with self.writers.turn():
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[Ledger]:

@@ -21,6 +21,7 @@ def test_the_benchmark_suite_runs_quickly_end_to_end(capfd):  # fd-level: the MC
     assert any(n.startswith("kx status on") for n in names)
     assert any(n.startswith("kx serve dashboard vs kx --json status") for n in names)
     assert any(n.startswith("kx brief of a PART of") for n in names)
+    assert any(n.startswith("6 starts recorded at once") for n in names)
     assert any(n.startswith("orchestration") for n in names)
     assert any(n.startswith("kx run waiting") for n in names)
     assert all(r["kx"] > 0 and r["floor"] > 0 for r in rows)

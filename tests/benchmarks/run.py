@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import argparse
 
-from tests.benchmarks import append, big_part, dashboard, mcp_session, orchestration, rebuild, status, tick, waiting
+from tests.benchmarks import (
+    append,
+    big_part,
+    contention,
+    dashboard,
+    mcp_session,
+    orchestration,
+    rebuild,
+    status,
+    tick,
+    waiting,
+)
 from tests.benchmarks.big_ledger import make
 from tests.benchmarks.common import compile_kx, print_table, scratch
 
@@ -25,6 +36,7 @@ def all_rows(quick: bool) -> list[dict]:
         rows += status.measure(long_folder, long_events, short_folder, short_events)
         rows += dashboard.measure(long_folder, long_events)
     rows += big_part.measure(2_000 if quick else 20_000, 1 if quick else 5)
+    rows += contention.measure(1 if quick else 5)
     rows += [orchestration.measure(), orchestration.measure_reporting()]
     rows += waiting.measure(1 if quick else 10)
     return rows
