@@ -100,3 +100,21 @@ def test_a_frozen_clock_cannot_make_a_writer_wait_forever(ledger, monkeypatch):
     finally:
         os.close(holder)
     assert ledger.meta("probe") == "1"
+
+
+def test_an_act_reads_the_plans_config_before_it_waits_for_the_lock(kx, small_plan, project, monkeypatch):
+    import sqlite3
+
+    from ledger import store
+
+    assert kx("plan", "import", "plan.md").code == 0
+    (project / ".kx" / "config.toml").write_text("[defaults]\nlease_seconds = -1\n")
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    writer = sqlite3.connect(project / ".kx" / "ledger.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another program holds SQLite's write lock
+    try:
+        result = kx("start", "PART-1")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert result.code == 2 and "lease_seconds" in result.err and "locked" not in result.err

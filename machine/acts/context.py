@@ -84,18 +84,23 @@ class Context:
         return [e.type for e in events]
 
     @classmethod
-    def of(cls, workspace: Workspace, *, accept_failed: bool = False) -> Context:
-        plan_id = workspace.plan_id()
-        config = workspace.config(plan_id)
+    def of(cls, workspace: Workspace, *, accept_failed: bool = False, plan_id: str | None = None,
+           config: PlanConfig | None = None) -> Context:
+        plan_id = plan_id or workspace.plan_id()
+        config = config or workspace.config(plan_id)
         state = workspace.state(plan_id=plan_id, config=config)
         return cls(workspace, state, workspace.rules(state, accept_failed=accept_failed, config=config), config)
 
 
 @contextmanager
 def acting(workspace: Workspace, *, accept_failed: bool = False) -> Iterator[Context]:
-    """State folded and rules checked under the write lock; appends commit together at the end."""
+    """State folded and rules checked under the write lock; appends commit together at the end.
+
+    The plan's id and its config file are read before the lock is taken: other writers wait while it is held."""
+    plan_id = workspace.plan_id()
+    config = workspace.config(plan_id)
     with workspace.ledger.transaction():
-        yield Context.of(workspace, accept_failed=accept_failed)
+        yield Context.of(workspace, accept_failed=accept_failed, plan_id=plan_id, config=config)
 
 
 def authorize(ctx: Context, part: PartState, act: Act) -> None:
