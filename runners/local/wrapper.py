@@ -214,7 +214,7 @@ def warm_up() -> None:
 
     part_machine(), batch_machine()
     for model in (events.RunnerStarted, events.DropRecorded, events.RunnerSucceeded, events.RunnerFailed,
-                  config.PlanConfig):
+                  config.PlanConfig, config.ConfigFile):
         model.model_rebuild(force=True)
 
 
