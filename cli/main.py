@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -1006,7 +1007,11 @@ def main() -> None:
 
     if os.environ.get(SOCKET_ENV):  # a runner's kx in a Ray attempt: the supervisor runs it, no ledger is opened here
         sys.exit(relay(sys.argv[1:]))
-    sys.exit(run_guarded(cli, sys.argv[1:]))
+    code = run_guarded(cli, sys.argv[1:])
+    # What the command loaded lives until the process ends: the collector's last passes over it (tens of
+    # milliseconds for a whole run's modules) would only delay the exit
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
