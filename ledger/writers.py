@@ -39,7 +39,7 @@ class WriterQueue:
     """The lock file of one open ledger: :meth:`turn` holds it for a transaction."""
 
     def __init__(self, ledger: Path):
-        self.path = lock_path(ledger)
+        self.path = lock_path(Path(os.path.abspath(ledger)))  # opened at the first turn, wherever the process is then
         self._fd: int | None = None
         self._opened = False
 

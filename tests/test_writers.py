@@ -118,3 +118,16 @@ def test_an_act_reads_the_plans_config_before_it_waits_for_the_lock(kx, small_pl
         writer.execute("ROLLBACK")
         writer.close()
     assert result.code == 2 and "lease_seconds" in result.err and "locked" not in result.err
+
+
+def test_a_ledger_opened_by_a_relative_path_keeps_its_lock_file_beside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Ledger.open("ledger.db", create=True).close()
+    opened = Ledger.open("ledger.db")  # no transaction yet: its lock file is not open
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with opened.transaction():
+        assert not lock_is_free(tmp_path / "ledger.db-lock")
+    opened.close()
+    assert not (elsewhere / "ledger.db-lock").exists()
