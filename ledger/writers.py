@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,11 +63,20 @@ class WriterQueue:
     def _file(self) -> int | None:
         if not self._opened:  # once: a ledger whose lock file cannot be had does not ask at every transaction
             self._opened = True
-            try:  # flock needs no write permission; O_NOFOLLOW: a link at the name is not followed
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            except OSError:
-                self._fd = None
+            self._fd = _open_regular(self.path)
         return self._fd
+
+
+def _open_regular(path: Path) -> int | None:
+    """The lock file, opened (made if need be); None when something else is at its name."""
+    try:  # flock needs no write permission; no link is followed, and a FIFO at the name cannot hold the open
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _take(fd: int) -> bool:

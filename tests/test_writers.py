@@ -131,3 +131,16 @@ def test_a_ledger_opened_by_a_relative_path_keeps_its_lock_file_beside_it(tmp_pa
         assert not lock_is_free(tmp_path / "ledger.db-lock")
     opened.close()
     assert not (elsewhere / "ledger.db-lock").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_something_else_at_the_lock_files_name_is_left_alone(tmp_path, kind):
+    folder = tmp_path / ".kx"
+    folder.mkdir()
+    lock = folder / "ledger.db-lock"
+    os.mkfifo(lock) if kind == "fifo" else lock.mkdir()  # a FIFO opened for reading would wait for a writer
+    opened = Ledger.open(folder / "ledger.db", create=True)
+    with opened.transaction():
+        opened.conn.execute("INSERT INTO kx_meta (key, value) VALUES ('probe', '1')")
+    assert opened.meta("probe") == "1" and opened.writers._fd is None
+    opened.close()
