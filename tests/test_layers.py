@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 ORDER = ["ledger", "machine", "runners", "web", "cli"]
 # each layer's rooms, lowest first; a room may import those before it (a module outside any room: the lowest)
 ROOMS = {
-    "ledger": [["errors", "clock", "secrets", "files", "locate", "logs"], ["events"], ["derived", "guard"], ["store"],
+    "ledger": [["errors", "clock", "secrets", "files", "locate", "logs", "writers"], ["events"], ["derived", "guard"], ["store"],
                ["chain"]],
     "machine": [["defaults"], ["plan"], ["state"], ["acts"], ["outputs"], ["app"]],
     "runners": [["protocol", "spec", "attempt_folder", "reconcile", "commands"], ["chat", "mcp", "rehearse", "local"],
