@@ -23,6 +23,7 @@ import fcntl
 import os
 import stat
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ class WriterQueue:
         self.path = lock_path(Path(os.path.abspath(ledger)))  # opened at the first turn, wherever the process is then
         self._fd: int | None = None
         self._opened = False
+        self._closer: weakref.finalize | None = None  # a ledger nobody closes (a long-lived process's) closes it
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -56,14 +58,16 @@ class WriterQueue:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._closer is not None:
+            self._closer()
+        self._fd, self._closer = None, None
 
     def _file(self) -> int | None:
         if not self._opened:  # once: a ledger whose lock file cannot be had does not ask at every transaction
             self._opened = True
             self._fd = _open_regular(self.path)
+            if self._fd is not None:  # when the ledger goes, as its SQLite connection does
+                self._closer = weakref.finalize(self, os.close, self._fd)
         return self._fd
 
 

@@ -144,3 +144,18 @@ def test_something_else_at_the_lock_files_name_is_left_alone(tmp_path, kind):
         opened.conn.execute("INSERT INTO kx_meta (key, value) VALUES ('probe', '1')")
     assert opened.meta("probe") == "1" and opened.writers._fd is None
     opened.close()
+
+
+def test_a_ledger_left_unclosed_lets_its_lock_file_go(tmp_path):
+    import gc
+
+    def open_and_write() -> int:
+        opened = Ledger.open(tmp_path / "ledger.db", create=True)
+        with opened.transaction():
+            pass
+        return opened.writers._fd
+
+    fd = open_and_write()  # the ledger is gone, not closed: as a command run in a long-lived process leaves it
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
