@@ -13,9 +13,18 @@ MAX_LEASE_S = 86_400.0  # a wrapper beats every lease/3 seconds; a day without a
 SUPERVISOR = "kx run"  # who the supervisor and its wrappers act as in the ledger
 MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS = 256, 10_000_000  # the range of context_tokens (a model's window)
 CONFIG_FILE = "config.toml"  # the plans' settings, beside the ledger in .kx/
+MAX_CONFIG_BYTES = 256 * 1024  # a larger config.toml is refused before it is parsed
 
 # free text is bounded wherever it enters, CLI, MCP or a Ray node's relay alike (bytes of UTF-8)
 TEXT_LIMIT = 4096  # a reason or a note
 SOURCE_LIMIT = 2048  # one source of a Search tick
 SOURCES_PER_TICK = 100
 NAME_LIMIT = 1024  # a PART or box reference, a path
+
+
+def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
+    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
+    as "drop", else EVIDENCE_POLICY."""
+    if evidence is not None:
+        return evidence
+    return "drop" if require_all_ticked is False else EVIDENCE_POLICY

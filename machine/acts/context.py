@@ -10,18 +10,16 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.errors import Unknown
 from machine.acts.workspace import Workspace
 from machine.defaults import NAME_LIMIT
 from machine.plan.model import Part, parse_part_number
 from machine.plan.text import QUOTE_LIMIT, bounded, cut
+from machine.state.checked_config import Settings
 from machine.state.fold import PartState, PlanState
 from machine.state.rules import Rules
-
-if TYPE_CHECKING:
-    from machine.state.config import PlanConfig
 
 
 def person() -> str:
@@ -59,7 +57,7 @@ class Context:
     workspace: Workspace
     state: PlanState
     rules: Rules
-    config: PlanConfig  # the plan's configuration, read once for the act
+    config: Settings  # the plan's configuration, read once for the act
 
     def part(self, ref: str) -> tuple[PartState, Part]:
         number = parse_part_number(bounded("a PART", ref, NAME_LIMIT))
@@ -85,7 +83,7 @@ class Context:
 
     @classmethod
     def of(cls, workspace: Workspace, *, accept_failed: bool = False, plan_id: str | None = None,
-           config: PlanConfig | None = None) -> Context:
+           config: Settings | None = None) -> Context:
         plan_id = plan_id or workspace.plan_id()
         config = config or workspace.config(plan_id)
         state = workspace.state(plan_id=plan_id, config=config)

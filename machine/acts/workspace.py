@@ -4,43 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ledger.derived import readmodel
 from ledger.errors import BadInput, Unknown
 from ledger.locate import default_ledger, find_ledger, home_of, prepare_folder
 from ledger.store import Ledger, Recorded
-from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, SOURCES_POLICY
+from machine.defaults import CONFIG_FILE
 from machine.plan.model import Plan
 from machine.plan.paths import PathGuard, check_plan_id
+from machine.state import checked_config
+from machine.state.checked_config import Settings
 from machine.state.fold import PlanState, fold_version
 from machine.state.rules import Rules
 
-if TYPE_CHECKING:
-    from machine.state.config import PlanConfig
-
 _STRUCTURES: dict[tuple[str, int], tuple[str, Plan]] = {}  # parsed once per process
-
-
-class DefaultConfig:
-    """The configuration when there is no config file, without importing pydantic for it."""
-
-    evidence_policy = EVIDENCE_POLICY
-    sources_policy = SOURCES_POLICY
-    timezone = None
-    lease_seconds = None
-
-    def __getattr__(self, name: str):
-        from machine.state.config import PlanConfig
-
-        return getattr(PlanConfig.model_construct(), name)
 
 
 @dataclass
 class Workspace:
     ledger: Ledger
     plan_choice: str | None = None
-    _configs: dict[str, tuple[tuple[int, int] | None, PlanConfig]] = field(default_factory=dict)  # by plan: (stamp, it)
+    _configs: dict[str, tuple[tuple[int, int] | None, Settings]] = field(default_factory=dict)  # by plan: (stamp, it)
 
     @classmethod
     def open(cls, ledger_path: str | None = None, plan: str | None = None, *, create: bool = False) -> Workspace:
@@ -82,7 +66,7 @@ class Workspace:
             raise BadInput(f"the ledger holds {len(ids)} plans ({', '.join(ids)}); pick one with --plan ID")
         return ids[0]
 
-    def config(self, plan_id: str | None = None) -> PlanConfig:
+    def config(self, plan_id: str | None = None) -> Settings:
         """The plan's configuration as the file says now: a long-lived workspace (``kx run``, a ``kx mcp``
         session) sees an edit at its next act."""
         plan_id = plan_id or self.plan_id()
@@ -93,17 +77,11 @@ class Workspace:
             stamp = None
         cached = self._configs.get(plan_id)
         if cached is None or cached[0] != stamp:
-            if stamp is not None:
-                from machine.state.config import load_config
-
-                cached = (stamp, load_config(self.ledger.path.parent, plan_id))
-            else:
-                cached = (None, DefaultConfig())
-            self._configs[plan_id] = cached
+            cached = self._configs[plan_id] = (stamp, checked_config.load(self.ledger.path.parent, plan_id))
         return cached[1]
 
     def state(self, *, until: int | None = None, until_time: str | None = None, plan_id: str | None = None,
-              config: PlanConfig | None = None) -> PlanState:
+              config: Settings | None = None) -> PlanState:
         """The plan's state now (read model + the events after it), or as it was (a fold up to then)."""
         plan_id = plan_id or self.plan_id()
         timezone = (config or self.config(plan_id)).timezone
@@ -148,7 +126,7 @@ class Workspace:
             state.plan_changed = False
         return rows
 
-    def rules(self, state: PlanState, *, accept_failed: bool = False, config: PlanConfig | None = None) -> Rules:
+    def rules(self, state: PlanState, *, accept_failed: bool = False, config: Settings | None = None) -> Rules:
         config = config or self.config(state.id)
         return Rules(state, resolve=self.resolve, policy=config.evidence_policy, sources=config.sources_policy,
                      accept_failed=accept_failed, paths=lambda: self.guard(state))

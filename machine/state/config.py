@@ -42,18 +42,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ledger.errors import BadInput
 from machine.defaults import (
     CONFIG_FILE,
-    EVIDENCE_POLICY,
+    MAX_CONFIG_BYTES,
     MAX_CONTEXT_TOKENS,
     MAX_LEASE_S,
     MIN_CONTEXT_TOKENS,
     SOURCES_POLICY,
+    evidence_policy,
 )
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.
 STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(min_length=1)]
-MAX_CONFIG_BYTES = 256 * 1024  # refused before parsing: see bounded_text
 MAX_CONFIG_DEPTH = 32
 
 
@@ -138,20 +138,13 @@ class ConfigFile(BaseModel):
     plans: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
-    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
-    as "drop", else "verified"."""
-    if evidence is not None:
-        return evidence
-    return "drop" if require_all_ticked is False else EVIDENCE_POLICY
-
-
-def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
+def load_config(ledger_folder: Path, plan_id: str, content: bytes | None = None) -> PlanConfig:
+    """The plan's settings from the file's ``content`` (read from it when not given), checked."""
     path = ledger_folder / CONFIG_FILE
-    if not path.is_file():
+    if content is None and not path.is_file():
         return PlanConfig.model_construct()  # the defaults; nothing to validate
     try:
-        raw = ConfigFile.model_validate(tomllib.loads(bounded_text(path)))
+        raw = ConfigFile.model_validate(tomllib.loads(bounded_text(path, content)))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path} is not valid TOML ({exc}); fix it or remove it") from None
     except ValidationError as exc:
@@ -164,12 +157,13 @@ def load_config(ledger_folder: Path, plan_id: str) -> PlanConfig:
         raise _bad_setting(path, exc, table) from None
 
 
-def bounded_text(path: Path) -> str:
-    """The file's text, refused (exit 2) before TOML reads it when it is larger or nests deeper than any
-    configuration needs: tomllib recurses once per nested array or table, and a dotted key of n parts costs it
-    n² (a 100 KB key takes gigabytes)."""
-    with open(path, "rb") as handle:
-        raw = handle.read(MAX_CONFIG_BYTES + 1)
+def bounded_text(path: Path, raw: bytes | None = None) -> str:
+    """The file's text (``raw``: its bytes as read already), refused (exit 2) before TOML reads it when it is
+    larger or nests deeper than any configuration needs: tomllib recurses once per nested array or table, and a
+    dotted key of n parts costs it n² (a 100 KB key takes gigabytes)."""
+    if raw is None:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
         raise BadInput(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB, more than any kx configuration"
                        " needs; shorten it")
