@@ -38,15 +38,16 @@ NAME_BYTES = 100  # bytes of a name that its temporary files' names keep (a name
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder (kx's own files)."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder (kx's own files).
+    ``durable=False``: no fsync, for a cache that a crash may lose (a reader still sees old bytes or new)."""
     path = Path(path)
     try:
         folder = os.open(path.parent, _FOLDER)
     except OSError as exc:  # name the file the user asked for
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
-        Place(folder, path.name, path).replace(data)
+        Place(folder, path.name, path).replace(data, durable=durable)
     finally:
         os.close(folder)
 
@@ -79,9 +80,10 @@ class Place:
         with os.fdopen(fd, "rb") as handle:
             return handle.read()
 
-    def replace(self, data: bytes, *, unchanged: Callable[[], bool] | None = None) -> bool:
-        """``data`` at the name: a temp file here, fsynced, renamed over it; the mode of a file it replaces.
-        ``unchanged`` is asked just before the rename; False from it: nothing is written, and False returned."""
+    def replace(self, data: bytes, *, unchanged: Callable[[], bool] | None = None, durable: bool = True) -> bool:
+        """``data`` at the name: a temp file here, fsynced (when ``durable``), renamed over it; the mode of a file
+        it replaces. ``unchanged`` is asked just before the rename; False from it: nothing is written, and False
+        returned."""
         temp = temp_name(self.name)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
@@ -94,7 +96,8 @@ class Place:
                 handle.flush()
                 if (mode := self._mode()) is not None:
                     os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             self._sweep(temp)
             if unchanged is not None and not unchanged():
                 os.unlink(temp, dir_fd=self.folder)
@@ -104,7 +107,8 @@ class Place:
             with suppress(OSError):
                 os.unlink(temp, dir_fd=self.folder)
             raise
-        os.fsync(self.folder)
+        if durable:
+            os.fsync(self.folder)
         return True
 
     def _mode(self) -> int | None:

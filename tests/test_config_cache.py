@@ -112,3 +112,14 @@ def test_a_tick_with_a_checked_configuration_does_not_import_pydantic(kx, import
              " print(code, sorted(m for m in ('pydantic', 'structlog', 'rich', 'transitions') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=imported, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
+
+
+def test_the_cache_is_written_without_waiting_for_the_disk(kx, imported, monkeypatch):
+    configure(imported, '[defaults]\ntimezone = "UTC"\n')
+
+    def no_fsync(fd):
+        raise AssertionError("a cache a crash may lose is not fsynced")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    assert checked_config.load(imported / ".kx", "plan").timezone == "UTC"
+    assert cache_of(imported)["plans"]["plan"]["timezone"] == "UTC"

@@ -126,6 +126,6 @@ def _well_formed(entry: Any) -> bool:
 
 def _write_cache(path: Path, cached: dict) -> None:
     try:
-        write_atomic(path, json.dumps(cached, indent=1, sort_keys=True).encode())
+        write_atomic(path, json.dumps(cached, indent=1, sort_keys=True).encode(), durable=False)  # lost: checked again
     except OSError:
         pass  # a cache that cannot be written (a read-only folder, a folder at its name) is checked again next time

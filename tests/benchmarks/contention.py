@@ -45,6 +45,7 @@ def prepared(folder) -> str:
     shutil.copy(FRESH_PLAN, folder / "plan.md")
     run([*kx_command(), "plan", "import", "plan.md"], folder)
     (folder / ".kx" / "config.toml").write_text("[defaults]\nrequire_all_ticked = false\n")
+    run([*kx_command(), "status"], folder)  # the configuration checked, as kx run checks it before its wrappers
     return str(folder / ".kx" / "ledger.db")
 
 
