@@ -123,3 +123,14 @@ def test_the_cache_is_written_without_waiting_for_the_disk(kx, imported, monkeyp
     monkeypatch.setattr(os, "fsync", no_fsync)
     assert checked_config.load(imported / ".kx", "plan").timezone == "UTC"
     assert cache_of(imported)["plans"]["plan"]["timezone"] == "UTC"
+
+
+def test_without_the_checking_code_at_hand_every_command_checks_the_file(kx, imported, monkeypatch):
+    configure(imported, '[defaults]\nevidence = "ticked"\n')
+    monkeypatch.setattr(checked_config, "_CHECKING_CODE", imported / "no-such-source.py")
+    checked_config._code_digest.cache_clear()
+    try:
+        assert checked_config.load(imported / ".kx", "plan").evidence_policy == "ticked"
+        assert not imported.joinpath(*CACHE).exists()
+    finally:
+        checked_config._code_digest.cache_clear()

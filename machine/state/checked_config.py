@@ -57,16 +57,18 @@ def load(ledger_folder: Path, plan_id: str) -> Settings:
     content = _config_bytes(ledger_folder / CONFIG_FILE)
     if content is None:
         return Settings(dict.fromkeys(KEPT), _defaults)
-    key = {"format": FORMAT, "config_sha256": hashlib.sha256(content).hexdigest(), "code_sha256": _code_digest()}
-    cached = _read_cache(ledger_folder / CACHE_FILE)
+    code = _code_digest()  # None: no source to key the cache by (kx run from bytecode alone): checked every time
+    key = {"format": FORMAT, "config_sha256": hashlib.sha256(content).hexdigest(), "code_sha256": code}
+    cached = _read_cache(ledger_folder / CACHE_FILE) if code is not None else None
     same_file = cached is not None and all(cached.get(name) == value for name, value in key.items())
     entry = cached["plans"].get(plan_id) if same_file else None
     if _well_formed(entry):
         return Settings(entry, lambda: _checked(ledger_folder, plan_id, content))
     checked = _checked(ledger_folder, plan_id, content)
     kept = {name: getattr(checked, name) for name in KEPT}
-    plans = {**cached["plans"], plan_id: kept} if same_file else {plan_id: kept}
-    _write_cache(ledger_folder / CACHE_FILE, {**key, "plans": plans})
+    if code is not None:
+        plans = {**cached["plans"], plan_id: kept} if same_file else {plan_id: kept}
+        _write_cache(ledger_folder / CACHE_FILE, {**key, "plans": plans})
     return Settings(kept, lambda: checked)
 
 
@@ -103,8 +105,11 @@ def _regular_bytes(path: Path, *, follow: bool) -> bytes | None:
 
 
 @cache
-def _code_digest() -> str:
-    return hashlib.sha256(_CHECKING_CODE.read_bytes()).hexdigest()
+def _code_digest() -> str | None:
+    try:
+        return hashlib.sha256(_CHECKING_CODE.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _read_cache(path: Path) -> dict | None:
