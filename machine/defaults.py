@@ -21,10 +21,3 @@ SOURCE_LIMIT = 2048  # one source of a Search tick
 SOURCES_PER_TICK = 100
 NAME_LIMIT = 1024  # a PART or box reference, a path
 
-
-def evidence_policy(evidence: str | None, require_all_ticked: bool | None) -> str:
-    """The evidence policy a configuration sets: ``evidence``, else the deprecated ``require_all_ticked = false``
-    as "drop", else EVIDENCE_POLICY."""
-    if evidence is not None:
-        return evidence
-    return "drop" if require_all_ticked is False else EVIDENCE_POLICY

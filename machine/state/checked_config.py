@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.files import write_atomic
-from machine.defaults import CONFIG_FILE, MAX_CONFIG_BYTES, SOURCES_POLICY, evidence_policy
+from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_CONFIG_BYTES, SOURCES_POLICY
 
 CACHE_FILE = "config.checked.json"  # beside config.toml
 FORMAT = 1  # bump when the cache's shape changes
@@ -39,7 +39,10 @@ class Settings:
 
     @property
     def evidence_policy(self) -> str:
-        return evidence_policy(self._kept["evidence"], self._kept["require_all_ticked"])
+        """``evidence``, else the deprecated ``require_all_ticked = false`` as "drop", else EVIDENCE_POLICY."""
+        if self._kept["evidence"] is not None:
+            return self._kept["evidence"]
+        return "drop" if self._kept["require_all_ticked"] is False else EVIDENCE_POLICY
 
     @property
     def sources_policy(self) -> str:

@@ -40,15 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.errors import BadInput
-from machine.defaults import (
-    CONFIG_FILE,
-    MAX_CONFIG_BYTES,
-    MAX_CONTEXT_TOKENS,
-    MAX_LEASE_S,
-    MIN_CONTEXT_TOKENS,
-    SOURCES_POLICY,
-    evidence_policy,
-)
+from machine.defaults import CONFIG_FILE, MAX_CONFIG_BYTES, MAX_CONTEXT_TOKENS, MAX_LEASE_S, MIN_CONTEXT_TOKENS
 
 # TOML has types: a number is not taken for a boolean, nor "3" for 3 (strict), and no setting is inf or nan.
 STRICT = ConfigDict(extra="forbid", strict=True, defer_build=True)
@@ -93,14 +85,6 @@ class PlanConfig(BaseModel):
     search_command: list[Text] | None = Field(default=None, min_length=1)
     context_tokens: int | None = Field(default=None, ge=MIN_CONTEXT_TOKENS, le=MAX_CONTEXT_TOKENS)
     ray: RayConfig | None = None  # None: Ray's defaults (one CPU per attempt), see RayConfig
-
-    @property
-    def evidence_policy(self) -> str:
-        return evidence_policy(self.evidence, self.require_all_ticked)
-
-    @property
-    def sources_policy(self) -> str:
-        return self.sources or SOURCES_POLICY
 
     @field_validator("timezone")
     @classmethod
