@@ -52,6 +52,16 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         os.close(folder)
 
 
+def open_regular(path: Path, flags: int = 0, mode: int = 0o644) -> int | None:
+    """``path`` opened for reading (with ``flags``, such as ``O_NOFOLLOW`` or ``O_CREAT``), never waiting on a FIFO
+    at its name; None, closed again, when what is there is not a regular file. The open's OSError is the caller's."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | flags, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
 @dataclass(frozen=True)
 class Place:
     """A name in an opened folder: where a file is read and replaced without following a link at the name."""

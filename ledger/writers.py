@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ledger.files import open_regular
 
 FIRST_PAUSE_S = 0.0002
 LAST_PAUSE_S = 0.002  # the longest a waiter sleeps between tries: the most a handover waits
@@ -73,14 +74,10 @@ class WriterQueue:
 
 def _open_regular(path: Path) -> int | None:
     """The lock file, opened (made if need be); None when something else is at its name."""
-    try:  # flock needs no write permission; no link is followed, and a FIFO at the name cannot hold the open
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:  # flock needs no write permission; no link is followed
+        return open_regular(path, os.O_CREAT | os.O_NOFOLLOW)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
 
 
 def _take(fd: int) -> bool:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ledger.files import write_atomic
+from ledger.files import open_regular, write_atomic
 from machine.defaults import CONFIG_FILE, EVIDENCE_POLICY, MAX_CONFIG_BYTES, SOURCES_POLICY
 
 CACHE_FILE = "config.checked.json"  # beside config.toml
@@ -97,11 +96,9 @@ def _config_bytes(path: Path) -> bytes | None:
 
 
 def _regular_bytes(path: Path, *, follow: bool) -> bytes | None:
-    """Up to MAX_CONFIG_BYTES + 1 bytes of the regular file at ``path``; None for anything else (opened without
-    blocking, so a FIFO at the name is not waited on)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    """Up to MAX_CONFIG_BYTES + 1 bytes of the regular file at ``path``; None for anything else."""
+    fd = open_regular(path, 0 if follow else os.O_NOFOLLOW)
+    if fd is None:
         return None
     with open(fd, "rb") as handle:
         return handle.read(MAX_CONFIG_BYTES + 1)
